@@ -1,1 +1,3 @@
-//! sysreg
+//! The system-register emulation core.
+mod encoding;
+pub use encoding::SysReg;
