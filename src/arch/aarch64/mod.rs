@@ -1,1 +1,14 @@
-//! aarch64 EL2
+//! aarch64 at EL2: entry and Image header, vectors and world switch, EL2 MMU,
+//! TLB/cache maintenance, system-register accessors, firmware PSCI calls, the
+//! physical UART. All `unsafe` and assembly of Ferrovisor live here.
+
+pub mod boot;
+pub mod console;
+pub mod exception;
+pub mod firmware;
+pub mod memory;
+pub mod percpu;
+pub mod regs;
+pub mod uart;
+
+pub use exception::{ExitCause, GuestRegs, enter_guest};

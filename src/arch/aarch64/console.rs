@@ -1,0 +1,101 @@
+//! The physical console: the host UART shared by the log and every VM's console,
+//! behind one lock so lines never interleave mid-line.
+
+use core::fmt::Write;
+use spin::Mutex;
+
+use super::uart::Pl011;
+
+/// The UART used before the device tree is read, and to report a wrong exception
+/// level (QEMU virt's PL011; a board whose UART lives elsewhere changes this).
+pub const EARLY_UART: usize = 0x0900_0000;
+
+static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+
+/// Points the console at the PL011 at `base` (identity-mapped as Device).
+pub fn init(base: u64) {
+    // SAFETY: `base` comes from the host device tree (or EARLY_UART) and is mapped
+    // as Device memory in the EL2 identity map; the console is its only user.
+    *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
+}
+
+/// Writes bytes as one unit (no other writer can interleave).
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(u) = UART.lock().as_ref() {
+        for &b in bytes {
+            if b == b'\n' {
+                u.put(b'\r');
+            }
+            u.put(b);
+        }
+    }
+}
+
+/// One byte of keyboard input, if any.
+pub fn read_byte() -> Option<u8> {
+    UART.lock().as_ref().and_then(|u| u.get())
+}
+
+/// Waits until all output has left the UART (before powering off).
+pub fn flush() {
+    if let Some(u) = UART.lock().as_ref() {
+        u.flush();
+    }
+}
+
+/// Writes formatted text as one unit.
+pub fn write_fmt(args: core::fmt::Arguments<'_>) {
+    if let Some(u) = UART.lock().as_mut() {
+        let _ = u.write_fmt(args);
+    }
+}
+
+/// The `log` backend: `[LEVEL cpuN] message` lines on the physical console.
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let cpu = super::percpu::current_index();
+        write_fmt(format_args!(
+            "[{:5} cpu{}] {}\n",
+            record.level(),
+            cpu,
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the logger at `level`.
+pub fn init_log(level: log::LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Entered from the boot code when the CPU is not at EL2 (MMU off, no device
+/// tree read): one line on the early UART, then the caller parks the CPU.
+#[unsafe(no_mangle)]
+extern "C" fn fv_wrong_exception_level(el: u64) {
+    // SAFETY: EARLY_UART is the board's console; with the MMU off every access is
+    // Device-nGnRnE, as the PL011 requires.
+    let u = unsafe { Pl011::new(EARLY_UART) };
+    let msg: &[u8] = b"ferrovisor: error: entered at EL";
+    for &b in msg {
+        u.put(b);
+    }
+    u.put(b'0' + (el as u8 & 3));
+    let fix: &[u8] = b", but a hypervisor must be entered at EL2. QEMU: use -M virt,virtualization=on; boards: the firmware must enter the kernel at EL2. Stopping.\r\n";
+    for &b in fix {
+        u.put(b);
+    }
+}

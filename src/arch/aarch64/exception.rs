@@ -1,0 +1,183 @@
+//! The EL2 vector table and the world switch.
+//!
+//! The world switch is a function call: [`enter_guest`] saves the hypervisor's
+//! callee-saved registers on the EL2 stack, loads the guest's general registers and
+//! `eret`s. Any exception from the guest lands in a lower-EL vector, which stores
+//! the guest's registers back into the same context, restores the hypervisor's
+//! registers and returns from [`enter_guest`] with the kind of exception. The
+//! guest's EL1 system registers stay live in the hardware: each physical CPU runs
+//! exactly one vCPU (static partitioning), so they never need switching.
+
+use core::arch::global_asm;
+
+/// The guest's general-purpose state, saved and restored by the vectors.
+/// The layout is fixed: the assembly below uses these offsets.
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// The guest PC (ELR_EL2 on exit).
+    pub pc: u64,
+    /// The guest PSTATE (SPSR_EL2 on exit).
+    pub pstate: u64,
+}
+
+const _: () = assert!(core::mem::offset_of!(GuestRegs, pc) == 248);
+const _: () = assert!(core::mem::offset_of!(GuestRegs, pstate) == 256);
+
+/// Why the guest stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCause {
+    /// A synchronous exception: read ESR_EL2/FAR_EL2/HPFAR_EL2.
+    Sync,
+    /// A physical IRQ arrived while the guest ran.
+    Irq,
+    /// A physical FIQ arrived while the guest ran.
+    Fiq,
+    /// An SError arrived while the guest ran.
+    SError,
+}
+
+global_asm!(
+    r#"
+// Frame pushed by __fv_enter_guest: x19..x30 at [0, 96), the context pointer at 96.
+.equ FRAME_SIZE, 112
+.equ FRAME_CTX, 96
+
+.macro GUEST_VECTOR code
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x0, #\code
+    b       __fv_guest_exit
+.endm
+
+.macro EL2_VECTOR kind
+    .balign 0x80
+    mov     x0, #\kind
+    mrs     x1, esr_el2
+    mrs     x2, elr_el2
+    mrs     x3, far_el2
+    b       fv_el2_exception
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global __fv_vectors
+__fv_vectors:
+    // Current EL with SP_EL0: never used by Ferrovisor.
+    EL2_VECTOR 0
+    EL2_VECTOR 1
+    EL2_VECTOR 2
+    EL2_VECTOR 3
+    // Current EL with SP_ELx: a fault in the hypervisor itself.
+    EL2_VECTOR 4
+    EL2_VECTOR 5
+    EL2_VECTOR 6
+    EL2_VECTOR 7
+    // Lower EL, AArch64: the guest.
+    GUEST_VECTOR 0
+    GUEST_VECTOR 1
+    GUEST_VECTOR 2
+    GUEST_VECTOR 3
+    // Lower EL, AArch32 (a 32-bit EL0 under a 64-bit guest kernel).
+    GUEST_VECTOR 0
+    GUEST_VECTOR 1
+    GUEST_VECTOR 2
+    GUEST_VECTOR 3
+
+// x0 = exit code; guest x0/x1 are on the stack above the frame.
+__fv_guest_exit:
+    ldr     x1, [sp, #16 + FRAME_CTX]
+    stp     x2, x3, [x1, #16]
+    stp     x4, x5, [x1, #32]
+    stp     x6, x7, [x1, #48]
+    stp     x8, x9, [x1, #64]
+    stp     x10, x11, [x1, #80]
+    stp     x12, x13, [x1, #96]
+    stp     x14, x15, [x1, #112]
+    stp     x16, x17, [x1, #128]
+    stp     x18, x19, [x1, #144]
+    stp     x20, x21, [x1, #160]
+    stp     x22, x23, [x1, #176]
+    stp     x24, x25, [x1, #192]
+    stp     x26, x27, [x1, #208]
+    stp     x28, x29, [x1, #224]
+    str     x30, [x1, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x1, #0]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [x1, #248]
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    add     sp, sp, #FRAME_SIZE
+    ret
+
+// x0 = &mut GuestRegs. Returns the exit code in x0.
+.section .text
+.global __fv_enter_guest
+__fv_enter_guest:
+    sub     sp, sp, #FRAME_SIZE
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    str     x0, [sp, #FRAME_CTX]
+    ldp     x1, x2, [x0, #248]
+    msr     elr_el2, x1
+    msr     spsr_el2, x2
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0, #0]
+    eret
+    dsb     nsh
+    isb
+"#
+);
+
+unsafe extern "C" {
+    fn __fv_enter_guest(regs: *mut GuestRegs) -> u64;
+}
+
+/// Runs the guest whose registers are `regs` until it takes an exception to EL2.
+/// The caller has installed the guest's stage-2 tables and EL2 controls.
+pub fn enter_guest(regs: &mut GuestRegs) -> ExitCause {
+    // SAFETY: `regs` is a valid, exclusive GuestRegs with the layout the assembly
+    // expects (checked by the const asserts above). The assembly preserves the
+    // AAPCS64 callee-saved registers and the stack pointer across the guest run.
+    let code = unsafe { __fv_enter_guest(regs) };
+    match code {
+        0 => ExitCause::Sync,
+        1 => ExitCause::Irq,
+        2 => ExitCause::Fiq,
+        _ => ExitCause::SError,
+    }
+}
+
+/// An exception taken from EL2 itself: a hypervisor bug. Report and stop.
+#[unsafe(no_mangle)]
+extern "C" fn fv_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    panic!(
+        "exception in the hypervisor (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}"
+    );
+}

@@ -1,0 +1,237 @@
+//! System-register and maintenance-instruction accessors that aarch64-cpu lacks,
+//! and small wrappers for the ones it has, so the rest of the arch layer reads as
+//! plain calls.
+
+use core::arch::asm;
+
+/// Defines `read_<name>()` / `write_<name>(v)` for a system register. The encoded
+/// form (`S3_4_C1_C2_0`) is used where LLVM wants a target feature for the name
+/// (see TOOLCHAIN.md "Assembler").
+macro_rules! sysreg {
+    ($read:ident, $write:ident, $name:literal) => {
+        #[allow(dead_code)]
+        #[inline(always)]
+        pub fn $read() -> u64 {
+            let v: u64;
+            // SAFETY: reading a system register has no memory effects; the register
+            // is accessible at EL2 on every CPU this build runs on.
+            unsafe { asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack, preserves_flags)) };
+            v
+        }
+        #[allow(dead_code)]
+        #[inline(always)]
+        pub fn $write(v: u64) {
+            // SAFETY: the callers write values the Arm ARM defines for the register;
+            // an `isb` (where needed) is the caller's business.
+            unsafe { asm!(concat!("msr ", $name, ", {}"), in(reg) v, options(nostack, preserves_flags)) };
+        }
+    };
+    ($read:ident, $name:literal) => {
+        #[allow(dead_code)]
+        #[inline(always)]
+        pub fn $read() -> u64 {
+            let v: u64;
+            // SAFETY: reading a system register has no memory effects; the register
+            // is accessible at EL2 on every CPU this build runs on.
+            unsafe { asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack, preserves_flags)) };
+            v
+        }
+    };
+}
+
+sysreg!(read_hcr_el2, write_hcr_el2, "hcr_el2");
+sysreg!(read_vtcr_el2, write_vtcr_el2, "vtcr_el2");
+sysreg!(read_vttbr_el2, write_vttbr_el2, "vttbr_el2");
+sysreg!(read_vpidr_el2, write_vpidr_el2, "vpidr_el2");
+sysreg!(read_vmpidr_el2, write_vmpidr_el2, "vmpidr_el2");
+sysreg!(read_cptr_el2, write_cptr_el2, "cptr_el2");
+sysreg!(read_mdcr_el2, write_mdcr_el2, "mdcr_el2");
+sysreg!(read_hstr_el2, write_hstr_el2, "hstr_el2");
+sysreg!(read_cnthctl_el2, write_cnthctl_el2, "cnthctl_el2");
+sysreg!(read_cntvoff_el2, write_cntvoff_el2, "cntvoff_el2");
+sysreg!(read_ttbr0_el2, write_ttbr0_el2, "ttbr0_el2");
+sysreg!(read_tcr_el2, write_tcr_el2, "tcr_el2");
+sysreg!(read_mair_el2, write_mair_el2, "mair_el2");
+sysreg!(read_tpidr_el2, write_tpidr_el2, "tpidr_el2");
+sysreg!(read_esr_el2, "esr_el2");
+sysreg!(read_far_el2, "far_el2");
+sysreg!(read_hpfar_el2, "hpfar_el2");
+sysreg!(read_current_el, "CurrentEL");
+sysreg!(read_mpidr_el1, "mpidr_el1");
+sysreg!(read_midr_el1, "midr_el1");
+sysreg!(read_cntpct_el0, "cntpct_el0");
+sysreg!(read_cntfrq_el0, "cntfrq_el0");
+
+// The guest's EL1 registers, live in hardware while its vCPU owns this CPU.
+sysreg!(read_sctlr_el1, write_sctlr_el1, "sctlr_el1");
+sysreg!(read_esr_el1, write_esr_el1, "esr_el1");
+sysreg!(read_far_el1, write_far_el1, "far_el1");
+sysreg!(read_elr_el1, write_elr_el1, "elr_el1");
+sysreg!(read_spsr_el1, write_spsr_el1, "spsr_el1");
+sysreg!(read_vbar_el1, write_vbar_el1, "vbar_el1");
+sysreg!(read_ttbr0_el1, write_ttbr0_el1, "ttbr0_el1");
+sysreg!(read_ttbr1_el1, write_ttbr1_el1, "ttbr1_el1");
+sysreg!(read_tcr_el1, write_tcr_el1, "tcr_el1");
+sysreg!(read_mair_el1, write_mair_el1, "mair_el1");
+sysreg!(read_amair_el1, write_amair_el1, "amair_el1");
+sysreg!(read_contextidr_el1, write_contextidr_el1, "contextidr_el1");
+sysreg!(read_afsr0_el1, write_afsr0_el1, "afsr0_el1");
+sysreg!(read_afsr1_el1, write_afsr1_el1, "afsr1_el1");
+sysreg!(read_cpacr_el1, write_cpacr_el1, "cpacr_el1");
+sysreg!(read_csselr_el1, write_csselr_el1, "csselr_el1");
+
+// ID and cache-description registers, read at boot for the CPU model.
+sysreg!(read_id_aa64pfr0_el1, "id_aa64pfr0_el1");
+sysreg!(read_id_aa64pfr1_el1, "id_aa64pfr1_el1");
+sysreg!(read_id_aa64dfr0_el1, "id_aa64dfr0_el1");
+sysreg!(read_id_aa64dfr1_el1, "id_aa64dfr1_el1");
+sysreg!(read_id_aa64isar0_el1, "id_aa64isar0_el1");
+sysreg!(read_id_aa64isar1_el1, "id_aa64isar1_el1");
+sysreg!(read_id_aa64isar2_el1, "S3_0_C0_C6_2");
+sysreg!(read_id_aa64mmfr0_el1, "id_aa64mmfr0_el1");
+sysreg!(read_id_aa64mmfr1_el1, "id_aa64mmfr1_el1");
+sysreg!(read_id_aa64mmfr2_el1, "id_aa64mmfr2_el1");
+sysreg!(read_id_aa64mmfr3_el1, "S3_0_C0_C7_3");
+sysreg!(read_id_aa64zfr0_el1, "S3_0_C0_C4_4");
+sysreg!(read_id_aa64smfr0_el1, "S3_0_C0_C4_5");
+sysreg!(read_id_aa64afr0_el1, "id_aa64afr0_el1");
+sysreg!(read_id_aa64afr1_el1, "id_aa64afr1_el1");
+sysreg!(read_clidr_el1, "clidr_el1");
+sysreg!(read_ccsidr_el1, "ccsidr_el1");
+sysreg!(read_ctr_el0, "ctr_el0");
+
+/// `isb`.
+#[inline(always)]
+pub fn isb() {
+    // SAFETY: a barrier has no effect other than ordering.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// `dsb ish`.
+#[inline(always)]
+pub fn dsb_ish() {
+    // SAFETY: a barrier has no effect other than ordering.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
+/// `dsb sy`.
+#[inline(always)]
+pub fn dsb_sy() {
+    // SAFETY: a barrier has no effect other than ordering.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Invalidates the stage-2 translations of one IPA page for the current VMID, then
+/// the combined stage-1+2 entries that may hold it (Arm ARM D8.13.6: after
+/// changing a stage-2 entry, `TLBI IPAS2E1IS` then `DSB`, then `TLBI VMALLE1IS`).
+pub fn tlbi_ipa(ipa: u64) {
+    // SAFETY: TLB maintenance only drops cached translations for the current VMID.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi ipas2e1is, {0}",
+            "dsb ish",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            in(reg) ipa >> 12,
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Invalidates every stage-1 and stage-2 translation of the current VMID.
+pub fn tlbi_vmid_all() {
+    // SAFETY: TLB maintenance only drops cached translations for the current VMID.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Invalidates all EL2 translations (after switching the EL2 table).
+pub fn tlbi_el2_all() {
+    // SAFETY: TLB maintenance only drops cached translations.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi alle2is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// The smallest data-cache line of this CPU, from CTR_EL0.DminLine (log2 words).
+pub fn dcache_line() -> usize {
+    4 << ((read_ctr_el0() >> 16) & 0xf)
+}
+
+/// Cleans and invalidates `[start, start + len)` to the point of coherency by VA
+/// (`DC CIVAC`). The range must be mapped in the EL2 identity map.
+pub fn dcache_clean_invalidate(start: u64, len: u64) {
+    let line = dcache_line() as u64;
+    let mut addr = start & !(line - 1);
+    let end = start + len;
+    while addr < end {
+        // SAFETY: DC CIVAC on a mapped address writes back and drops cache lines;
+        // memory contents as seen by the program do not change.
+        unsafe { asm!("dc civac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += line;
+    }
+    dsb_sy();
+}
+
+/// Invalidates the whole instruction cache to the point of unification,
+/// Inner Shareable (after writing guest code).
+pub fn icache_invalidate_all() {
+    // SAFETY: I-cache invalidation has no architectural effect on data.
+    unsafe {
+        asm!(
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Wait for an event or interrupt.
+#[inline(always)]
+pub fn wfe() {
+    // SAFETY: WFE only suspends execution until an event.
+    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Wait for an interrupt.
+#[inline(always)]
+pub fn wfi() {
+    // SAFETY: WFI only suspends execution until an interrupt is pending.
+    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
+/// `SEV`.
+#[inline(always)]
+pub fn sev() {
+    // SAFETY: SEV only signals an event to all PEs.
+    unsafe { asm!("sev", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Reads CCSIDR_EL1 for the cache that `csselr` selects. Runs with interrupts
+/// masked (always, at EL2), so CSSELR_EL1 cannot change in between; the guest's
+/// CSSELR_EL1 is put back (the guest owns the register when TID2/TID4 are clear).
+pub fn read_ccsidr_for(csselr: u64) -> u64 {
+    let saved = read_csselr_el1();
+    write_csselr_el1(csselr);
+    isb();
+    let v = read_ccsidr_el1();
+    write_csselr_el1(saved);
+    isb();
+    v
+}
