@@ -1,1 +1,2 @@
 //! vm
+pub mod image;
