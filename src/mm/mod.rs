@@ -1,1 +1,7 @@
-//! mm
+//! Memory management: physical ranges, the page-frame allocator and the
+//! translation-table builder for stage 2 and the EL2 stage 1.
+pub mod frame;
+pub mod region;
+
+pub use frame::FrameAllocator;
+pub use region::{PAGE_SIZE, PhysRange};
