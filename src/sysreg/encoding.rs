@@ -68,10 +68,16 @@ mod tests {
     fn fields_round_trip() {
         // CCSIDR_EL1 is S3_1_C0_C0_0.
         let r = SysReg::new(3, 1, 0, 0, 0);
-        assert_eq!((r.op0(), r.op1(), r.crn(), r.crm(), r.op2()), (3, 1, 0, 0, 0));
+        assert_eq!(
+            (r.op0(), r.op1(), r.crn(), r.crm(), r.op2()),
+            (3, 1, 0, 0, 0)
+        );
         assert_eq!(format!("{r}"), "S3_1_C0_C0_0");
         let r = SysReg::new(2, 7, 15, 14, 6);
-        assert_eq!((r.op0(), r.op1(), r.crn(), r.crm(), r.op2()), (2, 7, 15, 14, 6));
+        assert_eq!(
+            (r.op0(), r.op1(), r.crn(), r.crm(), r.op2()),
+            (2, 7, 15, 14, 6)
+        );
     }
 
     #[test]

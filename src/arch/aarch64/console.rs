@@ -1,5 +1,5 @@
-//! The physical console: the host UART shared by the log and every VM's console,
-//! behind one lock so lines never interleave mid-line.
+//! The physical console UART. What goes out on it (VM tags, log lines, input
+//! focus) is decided by `devices::console`; this is only the hardware side.
 
 use core::fmt::Write;
 use spin::Mutex;
@@ -48,38 +48,6 @@ pub fn write_fmt(args: core::fmt::Arguments<'_>) {
     if let Some(u) = UART.lock().as_mut() {
         let _ = u.write_fmt(args);
     }
-}
-
-/// The `log` backend: `[LEVEL cpuN] message` lines on the physical console.
-struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let cpu = super::percpu::current_index();
-        write_fmt(format_args!(
-            "[{:5} cpu{}] {}\n",
-            record.level(),
-            cpu,
-            record.args()
-        ));
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: Logger = Logger;
-
-/// Installs the logger at `level`.
-pub fn init_log(level: log::LevelFilter) {
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
 }
 
 /// Entered from the boot code when the CPU is not at EL2 (MMU off, no device

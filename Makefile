@@ -1,0 +1,69 @@
+# Ferrovisor: `make run` boots the default demo guest under QEMU, `make test`
+# runs everything (host unit tests and QEMU integration tests). Both install
+# what is missing first (.ci/setup.sh).
+
+BOARD   ?= qemu-virt
+CONFIG  ?= boards/$(BOARD)/demo.toml
+CPU     ?= max
+SMP     ?= 4
+BUILD   ?= build
+
+include boards/$(BOARD)/board.mk
+
+HYP_TARGET   := aarch64-unknown-none-softfloat
+HYP_ELF      := target/$(HYP_TARGET)/release/ferrovisor
+HYP_BIN      := $(BUILD)/ferrovisor.bin
+SYSROOT       = $(shell rustc --print sysroot)
+OBJCOPY       = $(SYSROOT)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
+FVCONFIG     := target/release/fvconfig
+BUNDLE        = $(BUILD)/$(basename $(notdir $(CONFIG))).cpio
+
+.PHONY: all setup hypervisor guests fvconfig bundle run test test-host test-qemu bench linux fmt clippy clean
+
+all: hypervisor
+
+setup:
+	@bash .ci/setup.sh
+
+hypervisor: setup
+	cargo build --release --target $(HYP_TARGET) --bin ferrovisor
+	@mkdir -p $(BUILD)
+	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
+	@echo "built $(HYP_BIN) ($$(stat -c %s $(HYP_BIN)) bytes)"
+
+guests: setup
+	bash tests/guests/build.sh $(BUILD)/guests
+
+fvconfig:
+	cargo build --release --features tools --bin fvconfig
+
+# The boot bundle: the config and every file it names, checked and packed.
+bundle: fvconfig guests
+	@case "$(CONFIG)" in *linux*|*two-vm*) $(MAKE) --no-print-directory linux ;; esac
+	$(FVCONFIG) pack $(CONFIG) -o $(BUNDLE) -L $(BUILD)
+
+run: hypervisor bundle
+	$(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
+
+# Debian's arm64 kernel and a busybox initramfs for the Linux guest (downloaded
+# with apt-get download, never committed).
+linux: setup
+	bash tests/linux/fetch.sh $(BUILD)/linux
+
+test: hypervisor guests fvconfig
+	bash tests/bundles.sh $(BUILD)
+	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test
+
+bench: hypervisor guests fvconfig
+	bash tests/bench.sh $(BUILD)
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(HYP_TARGET) --bin ferrovisor -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

@@ -1,0 +1,10 @@
+# QEMU's `virt` board with EL2 (virtualization=on) and no EL3 (secure=off, the
+# default): QEMU's own PSCI answers the hypervisor's SMC calls.
+# The hypervisor is linked at 0x4020_0000 (DRAM base + text_offset 2 MiB).
+QEMU          ?= qemu-system-aarch64
+QEMU_MACHINE  ?= virt,virtualization=on,gic-version=3
+QEMU_MEM      ?= 2G
+# -nographic puts the serial port on the terminal; -echr 0x1d moves QEMU's own
+# escape key to Ctrl-] so Ctrl-a reaches Ferrovisor's console switch.
+QEMU_ARGS     = -M $(QEMU_MACHINE) -cpu $(CPU) -smp $(SMP) -m $(QEMU_MEM) \
+                -nographic -echr 0x1d -no-reboot
