@@ -1,0 +1,284 @@
+//! Conformance guest, first version: what the hypervisor must do on the exception
+//! paths and the SMCCC/PSCI interface of issue 2.
+//!
+//! Each `check!` is one line of output; `tests/qemu.rs` expects exactly
+//! `CONFORMANCE_CHECKS` passes (keep that constant in step with this file).
+//!
+//! Meant to run under Ferrovisor. On bare QEMU (`-M virt`, entered at EL1) most checks
+//! pass too, but these do not, because QEMU itself is the platform there: the load
+//! and store at 0x3000_0000 (QEMU's PCIe MMIO window answers them), SMC (UNDEFINED
+//! without EL2/EL3) and, depending on QEMU, unknown SMCCC function IDs over HVC.
+#![no_std]
+#![no_main]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use core::arch::asm;
+
+use guest_rt::exception::{DFSC_SYNC_EXTERNAL_ABORT, EC_DATA_ABORT_SAME_EL, EC_UNKNOWN};
+use guest_rt::smccc::{
+    PSCI_FEATURES, PSCI_RET_NOT_SUPPORTED, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION,
+    SMCCC_NOT_SUPPORTED,
+};
+use guest_rt::{
+    ExceptionInfo, boot, catch_exception, check, current_el, expect_exception, finish, hvc_call,
+    println, smc_call,
+};
+
+guest_rt::entry!(main);
+
+/// A guest-physical address outside guest RAM (from 0x4000_0000) and away from the
+/// PL011 (0x0900_0000) that no device of the VM claims.
+const UNCLAIMED_PA: u64 = 0x3000_0000;
+
+/// PSCI 1.1, what Ferrovisor implements.
+const EXPECTED_PSCI_VERSION: u64 = 0x0001_0001;
+
+/// A PSCI function ID in the PSCI range that no PSCI version defines (DEN0022 5.1:
+/// 0x8400_0000..=0x8400_0015 are allocated as of PSCI 1.3).
+const UNDEFINED_PSCI_FID: u32 = 0x8400_001f;
+
+/// Fast SMC64 calls to the OEM service range (owner 3, DEN0028 table 6-2) and the
+/// same in the SMC32 convention: nothing in Ferrovisor implements them.
+const UNKNOWN_SMCCC_FID_64: u32 = 0xc300_0042;
+const UNKNOWN_SMCCC_FID_32: u32 = 0x8300_0042;
+
+fn main(dtb: u64) -> ! {
+    println!("Ferrovisor conformance guest");
+    boot_protocol(dtb);
+    undefined_system_registers();
+    unclaimed_address_aborts();
+    psci_and_smccc();
+    finish()
+}
+
+/// Linux arm64 boot protocol as a guest sees it: EL1, x0 = the device tree.
+fn boot_protocol(dtb: u64) {
+    let el = current_el();
+    check!("boot: entered at EL1", el == 1, "CurrentEL.EL = {el}");
+
+    let magic = if boot::MAPPED_RAM.contains(&dtb) && dtb.is_multiple_of(4) {
+        // SAFETY: dtb is 4-byte aligned and inside guest RAM, which the boot identity
+        // map covers as Normal memory; reading it has no side effects.
+        Some(u32::from_be(unsafe { (dtb as *const u32).read_volatile() }))
+    } else {
+        None
+    };
+    check!(
+        "boot: x0 points at a flattened device tree in RAM",
+        magic == Some(0xd00d_feed),
+        "x0 = {dtb:#x}, first word {magic:x?}"
+    );
+}
+
+/// Reads of an IMPLEMENTATION DEFINED register, an EL2 register from EL1: UNDEFINED
+/// to the guest (EC 0, ELR = the instruction), and the guest carries on after it.
+fn undefined_system_registers() {
+    // S3_0_C15_C0_0 is in the IMPLEMENTATION DEFINED space (op0 = 3, CRn = 15;
+    // Arm ARM D23.3.1). Ferrovisor traps that space (HCR_EL2.TIDCP) and must answer
+    // UNDEF for a register its CPU model does not have.
+    let (info, pc, resumed) = fault_at(|pc, resumed| {
+        // SAFETY: the MRS either UNDEFs, which the armed vector records and skips, or
+        // reads a register into a scratch output; neither touches memory.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "mov {resumed}, #0",
+                "1: mrs {tmp}, s3_0_c15_c0_0",
+                "mov {resumed}, #1",
+                pc = out(reg) *pc, resumed = out(reg) *resumed, tmp = out(reg) _,
+                options(nostack),
+            )
+        }
+    });
+    check_undef(
+        "sysreg: MRS of IMPLEMENTATION DEFINED S3_0_C15_C0_0 is UNDEFINED",
+        info,
+        pc,
+        resumed,
+    );
+
+    let (info, pc, resumed) = fault_at(|pc, resumed| {
+        // SAFETY: as above, for an MSR of zero; the write UNDEFs rather than reaching
+        // any register this program relies on.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "mov {resumed}, #0",
+                "1: msr s3_0_c15_c0_0, xzr",
+                "mov {resumed}, #1",
+                pc = out(reg) * pc,
+                resumed = out(reg) * resumed,
+                options(nostack),
+            )
+        }
+    });
+    check_undef(
+        "sysreg: MSR of IMPLEMENTATION DEFINED S3_0_C15_C0_0 is UNDEFINED",
+        info,
+        pc,
+        resumed,
+    );
+
+    // HCR_EL2 from EL1: UNDEFINED when HCR_EL2.NV == 0 (Arm ARM D23.2.53), i.e. the
+    // hypervisor does not expose nested virtualization.
+    let (info, pc, resumed) = fault_at(|pc, resumed| {
+        // SAFETY: as above: the MRS UNDEFs at EL1 and is skipped.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "mov {resumed}, #0",
+                "1: mrs {tmp}, hcr_el2",
+                "mov {resumed}, #1",
+                pc = out(reg) *pc, resumed = out(reg) *resumed, tmp = out(reg) _,
+                options(nostack),
+            )
+        }
+    });
+    check_undef(
+        "sysreg: MRS of HCR_EL2 from EL1 is UNDEFINED",
+        info,
+        pc,
+        resumed,
+    );
+}
+
+/// Runs `body` under `expect_exception`; `body` sets the address of the expected
+/// faulting instruction and a flag written by the instruction after it.
+fn fault_at(body: impl FnOnce(&mut u64, &mut u64)) -> (Option<ExceptionInfo>, u64, u64) {
+    let (mut pc, mut resumed) = (0, 0);
+    let info = expect_exception(|| body(&mut pc, &mut resumed));
+    (info, pc, resumed)
+}
+
+fn check_undef(name: &str, info: Option<ExceptionInfo>, pc: u64, resumed: u64) {
+    let ok =
+        matches!(info, Some(i) if i.ec() == EC_UNKNOWN && i.il() && i.elr == pc) && resumed == 1;
+    check!(
+        name,
+        ok,
+        "expected EC {EC_UNKNOWN:#x} at {pc:#x} and execution resumed: got {info:x?}, resumed={resumed}"
+    );
+}
+
+/// Accesses to a guest-physical address no device claims: a synchronous External
+/// abort injected into the guest (EC 0x25, DFSC 0x10), FAR = the address, and the
+/// guest carries on.
+fn unclaimed_address_aborts() {
+    let (info, pc, resumed) = fault_at(|pc, resumed| {
+        // SAFETY: UNCLAIMED_PA is mapped as Device memory by the boot map; the load
+        // aborts (recorded and skipped) or reads a value nobody relies on.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "mov {resumed}, #0",
+                "1: ldr {tmp:w}, [{addr}]",
+                "mov {resumed}, #1",
+                addr = in(reg) UNCLAIMED_PA,
+                pc = out(reg) *pc, resumed = out(reg) *resumed, tmp = out(reg) _,
+                options(nostack, readonly),
+            )
+        }
+    });
+    check_abort("abort: load from unclaimed PA", false, info, pc, resumed);
+
+    let (info, pc, resumed) = fault_at(|pc, resumed| {
+        // SAFETY: as above; a store to an address no device claims changes nothing.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "mov {resumed}, #0",
+                "1: str wzr, [{addr}]",
+                "mov {resumed}, #1",
+                addr = in(reg) UNCLAIMED_PA,
+                pc = out(reg) *pc, resumed = out(reg) *resumed,
+                options(nostack),
+            )
+        }
+    });
+    check_abort("abort: store to unclaimed PA", true, info, pc, resumed);
+}
+
+fn check_abort(what: &str, write: bool, info: Option<ExceptionInfo>, pc: u64, resumed: u64) {
+    let name_kind = if write {
+        "abort: store to 0x3000_0000 is a synchronous external abort (EC 0x25, DFSC 0x10, WnR 1)"
+    } else {
+        "abort: load from 0x3000_0000 is a synchronous external abort (EC 0x25, DFSC 0x10, WnR 0)"
+    };
+    let syndrome_ok = matches!(info, Some(i)
+        if i.ec() == EC_DATA_ABORT_SAME_EL
+            && i.dfsc() == DFSC_SYNC_EXTERNAL_ABORT
+            && i.il()
+            && i.wnr() == write
+            && i.elr == pc)
+        && resumed == 1;
+    check!(
+        name_kind,
+        syndrome_ok,
+        "{what}: expected EC {EC_DATA_ABORT_SAME_EL:#x} DFSC {DFSC_SYNC_EXTERNAL_ABORT:#x} WnR {} at {pc:#x}, resumed: got {info:x?}, resumed={resumed}",
+        u8::from(write)
+    );
+    // FAR_EL1 holds the faulting address unless ISS.FnV says it is not valid; the
+    // hypervisor knows the address, so it must report it.
+    let far_ok = matches!(info, Some(i) if !i.fnv() && i.far == UNCLAIMED_PA);
+    check!(
+        if write {
+            "abort: store abort reports FAR_EL1 = 0x3000_0000"
+        } else {
+            "abort: load abort reports FAR_EL1 = 0x3000_0000"
+        },
+        far_ok,
+        "{what}: got {info:x?}"
+    );
+}
+
+/// PSCI and SMCCC over HVC (and PSCI_VERSION over SMC).
+fn psci_and_smccc() {
+    let hvc = |fid: u32, a1: u64| catch_exception(|| hvc_call(fid, a1, 0, 0));
+
+    let v = hvc(PSCI_VERSION, 0);
+    check!(
+        "psci: PSCI_VERSION over HVC is 1.1 (0x10001)",
+        v == Ok(EXPECTED_PSCI_VERSION),
+        "got {v:x?}"
+    );
+
+    for (fid, name) in [
+        (PSCI_VERSION, "psci: PSCI_FEATURES(PSCI_VERSION) = 0"),
+        (PSCI_FEATURES, "psci: PSCI_FEATURES(PSCI_FEATURES) = 0"),
+        (PSCI_SYSTEM_OFF, "psci: PSCI_FEATURES(SYSTEM_OFF) = 0"),
+        (PSCI_SYSTEM_RESET, "psci: PSCI_FEATURES(SYSTEM_RESET) = 0"),
+    ] {
+        let r = hvc(PSCI_FEATURES, u64::from(fid));
+        check!(name, matches!(r, Ok(x) if x as u32 == 0), "got {r:x?}");
+    }
+
+    let r = hvc(PSCI_FEATURES, u64::from(UNDEFINED_PSCI_FID));
+    check!(
+        "psci: PSCI_FEATURES(undefined PSCI function 0x8400001f) = NOT_SUPPORTED (-1)",
+        matches!(r, Ok(x) if x as u32 == PSCI_RET_NOT_SUPPORTED),
+        "got {r:x?}"
+    );
+
+    // SMCCC: an unknown function ID returns -1 sign-extended to 64 bits in x0 whatever
+    // its calling convention (DEN0028 "Unknown Function Identifier").
+    let r = hvc(UNKNOWN_SMCCC_FID_64, 0);
+    check!(
+        "smccc: unknown SMC64 function 0xc3000042 over HVC returns -1 in x0",
+        r == Ok(SMCCC_NOT_SUPPORTED),
+        "got {r:x?}"
+    );
+    let r = hvc(UNKNOWN_SMCCC_FID_32, 0);
+    check!(
+        "smccc: unknown SMC32 function 0x83000042 over HVC returns -1 in x0",
+        r == Ok(SMCCC_NOT_SUPPORTED),
+        "got {r:x?}"
+    );
+
+    // SMC from EL1 is trapped to EL2 (HCR_EL2.TSC) and answered like HVC.
+    let r = catch_exception(|| smc_call(PSCI_VERSION, 0, 0, 0));
+    check!(
+        "psci: PSCI_VERSION over SMC #0 is 1.1 (0x10001)",
+        r == Ok(EXPECTED_PSCI_VERSION),
+        "got {r:x?}"
+    );
+}
