@@ -1,3 +1,5 @@
 //! The system-register emulation core.
 mod encoding;
 pub use encoding::SysReg;
+
+pub mod cache;
