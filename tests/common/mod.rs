@@ -1,0 +1,252 @@
+//! Running QEMU from host integration tests: artifacts, command lines, timeouts and
+//! the guests' output protocol (see `tests/guests/README.md`).
+//!
+//! Shared by the integration tests (`mod common;`); not every test file uses every item.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a boot that should end by itself may take. Generous: TCG on a loaded
+/// two-core CI machine, several QEMUs at once.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Guest RAM is given to QEMU as this much memory.
+pub const QEMU_MEMORY: &str = "1G";
+
+/// What one QEMU run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// The serial console (QEMU's stdout with `-nographic`), `\r` removed.
+    pub output: String,
+    /// QEMU's own diagnostics.
+    pub stderr: String,
+    /// QEMU's exit status; `None` if it was killed.
+    pub status: Option<i32>,
+    /// QEMU was killed because the time ran out (not because `until` matched).
+    pub timed_out: bool,
+}
+
+impl Run {
+    /// Lines of serial output with the hypervisor console's VM tag (`(name) `)
+    /// removed, so a guest's lines read the same with or without the hypervisor.
+    pub fn guest_lines(&self) -> impl Iterator<Item = &str> {
+        self.output.lines().map(strip_vm_tag)
+    }
+
+    /// Whether some line (VM tag removed) is exactly `line`.
+    pub fn has_line(&self, line: &str) -> bool {
+        self.guest_lines().any(|l| l == line)
+    }
+
+    /// The `FAIL:` lines the guests printed.
+    pub fn failures(&self) -> Vec<&str> {
+        self.guest_lines()
+            .filter(|l| l.starts_with("FAIL:"))
+            .collect()
+    }
+
+    /// The last `N passed, M failed` line, as (N, M).
+    pub fn summary(&self) -> Option<(u32, u32)> {
+        self.guest_lines().filter_map(parse_summary).last()
+    }
+
+    /// Everything needed to understand a failed assertion.
+    pub fn report(&self) -> String {
+        format!(
+            "QEMU status: {:?}{}\n--- serial output ---\n{}\n--- QEMU stderr ---\n{}",
+            self.status,
+            if self.timed_out {
+                " (killed: timed out)"
+            } else {
+                ""
+            },
+            self.output,
+            self.stderr
+        )
+    }
+
+    /// Asserts that the guest ran its checks to the end: exactly `expected_passes`
+    /// passed, none failed, no `FAIL:` line, and QEMU exited by itself with status 0
+    /// (the guest's SYSTEM_OFF, passed on by the hypervisor).
+    pub fn assert_all_passed(&self, expected_passes: u32) {
+        assert!(
+            !self.timed_out,
+            "the guest never powered off\n{}",
+            self.report()
+        );
+        assert_eq!(
+            self.failures(),
+            Vec::<&str>::new(),
+            "the guest reported failures\n{}",
+            self.report()
+        );
+        assert_eq!(
+            self.summary(),
+            Some((expected_passes, 0)),
+            "expected the line `{expected_passes} passed, 0 failed`\n{}",
+            self.report()
+        );
+        assert_eq!(
+            self.status,
+            Some(0),
+            "QEMU's exit status\n{}",
+            self.report()
+        );
+    }
+}
+
+/// `(vm) text` -> `text`; other lines unchanged.
+pub fn strip_vm_tag(line: &str) -> &str {
+    match line.find(") ") {
+        Some(end) if line.starts_with('(') => &line[end + 2..],
+        _ => line,
+    }
+}
+
+/// `N passed, M failed` -> (N, M).
+pub fn parse_summary(line: &str) -> Option<(u32, u32)> {
+    let (passed, rest) = line.trim().split_once(" passed, ")?;
+    let failed = rest.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
+/// The QEMU binary: `$FERROVISOR_QEMU`, default `qemu-system-aarch64`.
+pub fn qemu_binary() -> String {
+    std::env::var("FERROVISOR_QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into())
+}
+
+/// Runs QEMU with `args` until it exits or `timeout` passes; then it is killed
+/// (a guest that never powers off is a failure, not a hang).
+pub fn run_qemu(args: &[String], timeout: Duration) -> Run {
+    run(args, timeout, None)
+}
+
+/// As [`run_qemu`], but also stops QEMU as soon as some serial line satisfies `until`
+/// (for a program that is expected to stop and wait forever).
+pub fn run_qemu_until(args: &[String], timeout: Duration, until: impl Fn(&str) -> bool) -> Run {
+    run(args, timeout, Some(&until))
+}
+
+fn run(args: &[String], timeout: Duration, until: Option<&dyn Fn(&str) -> bool>) -> Run {
+    let qemu = qemu_binary();
+    let mut child = Command::new(&qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {qemu} ({e}): run `make test` (its set-up installs QEMU >= 8.2)")
+        });
+
+    let stdout = collect(child.stdout.take().expect("stdout is piped"));
+    let stderr = collect(child.stderr.take().expect("stderr is piped"));
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for QEMU") {
+            break status.code();
+        }
+        let matched = until.is_some_and(|until| {
+            let text = String::from_utf8_lossy(&stdout.0.lock().unwrap()).replace('\r', "");
+            text.lines().any(until)
+        });
+        if matched || start.elapsed() > timeout {
+            timed_out = !matched;
+            // The child may exit between try_wait and kill; both outcomes are fine.
+            let _ = child.kill();
+            child.wait().expect("wait for killed QEMU");
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        output: stdout.finish(),
+        stderr: stderr.finish(),
+        status,
+        timed_out,
+    }
+}
+
+/// A pipe drained on its own thread, so QEMU never blocks on a full pipe.
+struct Collected(Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>);
+
+fn collect(mut pipe: impl Read + Send + 'static) -> Collected {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    let reader = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    Collected(buf, reader)
+}
+
+impl Collected {
+    fn finish(self) -> String {
+        self.1.join().expect("pipe reader thread");
+        let bytes = self.0.lock().unwrap();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+}
+
+/// Where `make` put its artifacts: `$FERROVISOR_BUILD`, default `<crate>/build`.
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("FERROVISOR_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("build"))
+}
+
+/// An artifact under [`build_dir`]; fails the test if it is missing.
+pub fn artifact(relative: &str) -> String {
+    let path = build_dir().join(relative);
+    assert!(
+        path.is_file(),
+        "missing {}: run `make test` (it builds the hypervisor, the guests and the boot \
+         bundles before the tests), or set FERROVISOR_BUILD to the build directory",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// QEMU arguments that boot the hypervisor at EL2 with the boot bundle
+/// `build/<bundle>` (a config and its guests, see the Makefile).
+pub fn hypervisor_args(cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
+    let mut args = machine_args("virt,virtualization=on,gic-version=3", cpu, smp);
+    args.extend([
+        "-kernel".into(),
+        artifact("ferrovisor.bin"),
+        "-initrd".into(),
+        artifact(bundle),
+    ]);
+    args
+}
+
+/// QEMU arguments for a `virt` machine: `machine`, CPU model, CPU count, memory,
+/// serial on stdio, exit instead of reboot.
+pub fn machine_args(machine: &str, cpu: &str, smp: u32) -> Vec<String> {
+    [
+        "-M",
+        machine,
+        "-cpu",
+        cpu,
+        "-smp",
+        &smp.to_string(),
+        "-m",
+        QEMU_MEMORY,
+        "-nographic",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
