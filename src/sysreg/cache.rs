@@ -657,6 +657,21 @@ fn merge_geometry(a: CacheGeometry, b: CacheGeometry) -> CacheGeometry {
     }
 }
 
+/// The CTR_EL0 a core effectively has: Arm ARM D23.2 CTR_EL0.IDC: with
+/// IDC = 0, a clean to the PoU is still not required when CLIDR_EL1.LoC = 0 or
+/// LoUIS = LoUU = 0, so such a core behaves as IDC = 1. Linux does the same
+/// (`read_cpuid_effective_cachetype`) before sanitizing, which is why KVM's
+/// CTR_EL0 (and so its virtual CLIDR) has IDC set on such parts.
+pub fn effective_ctr(ctr: u64, clidr: u64) -> u64 {
+    let loc = CLIDR_EL1::LoC.read(clidr);
+    let lou = CLIDR_EL1::LoUU.read(clidr) | CLIDR_EL1::LoUIS.read(clidr);
+    if CTR_EL0::IDC.read(ctr) == 0 && (loc == 0 || lou == 0) {
+        ctr | CTR_EL0::IDC::SET.value
+    } else {
+        ctr
+    }
+}
+
 /// The system-wide CTR_EL0, field by field, as Linux's cpufeature.c
 /// (`ftr_ctr`) derives it: IminLine/DminLine the smallest (a stride valid on
 /// every core), CWG/ERG the largest unless any core says 0 ("not provided",
@@ -1018,6 +1033,56 @@ mod tests {
         assert_eq!(CTR_EL0::L1Ip.read(sanitize_ctr(&[vpipt, vpipt])), 2);
         // TminLine (MTE) is dropped, RES1 kept.
         assert_eq!(sanitize_ctr(&[a | (4 << 32)]), a);
+    }
+
+    #[test]
+    fn effective_ctr_sets_idc_when_clidr_needs_no_clean() {
+        // QEMU 10.0.2 cortex-a76 / cortex-a55: IDC = 0 but LoUU = LoUIS = 0.
+        assert_eq!(effective_ctr(0x8444_c004, 0x8200_0023), 0x9444_c004);
+        assert_eq!(effective_ctr(0x8444_8004, 0x8200_0023), 0x9444_8004);
+        // cortex-a57: LoUU = LoUIS = 1, so IDC stays 0.
+        assert_eq!(effective_ctr(0x8444_c004, 0x0a20_0023), 0x8444_c004);
+        // LoC = 0.
+        assert_eq!(effective_ctr(0x8444_c004, 0x2800_0023), 0x9444_c004);
+    }
+
+    /// QEMU 10.0.2 `-cpu cortex-a76` and `-cpu cortex-a55` (a DynamIQ
+    /// big.LITTLE pair), values read from the emulated CPUs at EL2.
+    fn a76_a55() -> [CoreCaches; 2] {
+        let core = |l1d, l1i, l2| {
+            let mut ccsidr_el1 = [0; CSSELR_SLOTS];
+            ccsidr_el1[..3].copy_from_slice(&[l1d, l1i, l2]);
+            CoreCaches {
+                clidr_el1: 0x8200_0023,
+                ccsidr_el1,
+                ccidx: false,
+            }
+        };
+        [
+            core(0x701f_e01a, 0x201f_e01a, 0x707f_e03a),
+            core(0x700f_e01a, 0x200f_e01a, 0x703f_e07a),
+        ]
+    }
+
+    #[test]
+    fn host_policy_over_a76_and_a55() {
+        let cores = a76_a55();
+        let ctr = sanitize_ctr(&[
+            effective_ctr(0x8444_c004, 0x8200_0023),
+            effective_ctr(0x8444_8004, 0x8200_0023),
+        ]);
+        assert_eq!(ctr, 0x9444_8004); // IDC from CLIDR, VIPT from the A55
+        let t = CacheTopology::host_view(&cores, ctr).unwrap();
+        // ICB is not shown to the guest.
+        assert_eq!(t.clidr_el1(), 0x0200_0023);
+        let geo = |csselr| {
+            let g = t.geometry(csselr).unwrap();
+            (g.sets, g.ways, g.line_bytes())
+        };
+        assert_eq!(geo(0), (256, 4, 64)); // A76's 64 KiB L1D
+        assert_eq!(geo(1), (256, 4, 64)); // A76's 64 KiB L1I
+        // Both L2s are 512 KiB; the A55's is 16-way, so the view is 512 x 16 x 64.
+        assert_eq!(geo(2), (512, 16, 64));
     }
 
     #[test]

@@ -3,3 +3,4 @@ mod encoding;
 pub use encoding::SysReg;
 
 pub mod cache;
+pub mod id;
