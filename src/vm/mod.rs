@@ -1,2 +1,3 @@
 //! vm
 pub mod image;
+pub mod guest_fdt;
