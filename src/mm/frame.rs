@@ -7,7 +7,7 @@
 //! takes 3 pages, not 4). Its free lists are `BTreeSet`s, so the global heap must be
 //! up before the first frame is added.
 
-use super::region::{PAGE_SHIFT, PAGE_SIZE, PhysRange};
+use super::region::{PAGE_SHIFT, PAGE_SIZE, PhysRange, is_aligned};
 use core::alloc::Layout;
 
 /// Largest buddy order kept: blocks of up to 2^(ORDER-1) frames (16 TiB), far above
@@ -65,7 +65,7 @@ impl FrameAllocator {
     /// # Panics
     /// If `pa` is not page aligned: that is a broken invariant of the caller.
     pub fn free(&mut self, pa: u64, pages: usize) {
-        assert!(pa % PAGE_SIZE == 0, "freeing unaligned frame {pa:#x}");
+        assert!(is_aligned(pa, PAGE_SIZE), "freeing unaligned frame {pa:#x}");
         let first = frame_number(pa);
         self.release(first, first + pages);
         self.free_pages += pages as u64;
