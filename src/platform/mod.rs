@@ -370,78 +370,84 @@ impl Platform {
             .find(|d| d.regs.iter().any(|r| r.contains(addr)))
     }
 
-    /// Logs what was found, one fact per line.
+    /// Logs what was found (via `log::info!`), one fact per line.
     pub fn log_summary(&self) {
+        for line in self.summary() {
+            log::info!("{line}");
+        }
+    }
+
+    /// What [`Platform::log_summary`] logs, as lines.
+    pub fn summary(&self) -> Vec<String> {
+        use alloc::format;
+        let mut out = Vec::new();
         if let Some(model) = &self.model {
-            log::info!("platform: {model}");
+            out.push(format!("platform: {model}"));
         }
         for (i, cpu) in self.cpus.iter().enumerate() {
-            log::info!(
+            out.push(format!(
                 "cpu{i}: mpidr {:#x} enable-method {}",
                 cpu.mpidr,
                 cpu.enable_method.as_deref().unwrap_or("none")
-            );
+            ));
         }
         for m in &self.memory {
-            log::info!("memory: {m} ({} MiB)", m.size >> 20);
+            out.push(format!("memory: {m} ({} MiB)", m.size >> 20));
         }
         for r in &self.reserved {
-            log::info!("reserved: {r}");
+            out.push(format!("reserved: {r}"));
         }
         match &self.gic {
             Some(g) => {
-                log::info!("gic: {:?} gicd {}", g.version, g.gicd);
+                out.push(format!("gic: {:?} gicd {}", g.version, g.gicd));
                 for r in &g.gicr {
-                    log::info!("gic: gicr {r}");
+                    out.push(format!("gic: gicr {r}"));
                 }
                 for (name, r) in [("gicc", g.gicc), ("gich", g.gich), ("gicv", g.gicv)] {
                     if let Some(r) = r {
-                        log::info!("gic: {name} {r}");
+                        out.push(format!("gic: {name} {r}"));
                     }
                 }
-                match g.maintenance_intid {
-                    Some(i) => log::info!("gic: maintenance interrupt INTID {i}"),
-                    None => log::info!("gic: no maintenance interrupt listed"),
-                }
+                out.push(match g.maintenance_intid {
+                    Some(i) => format!("gic: maintenance interrupt INTID {i}"),
+                    None => String::from("gic: no maintenance interrupt listed"),
+                });
             }
-            None => log::info!("gic: none found"),
+            None => out.push(String::from("gic: none found")),
         }
-        match &self.uart {
-            Some(u) => log::info!(
+        out.push(match &self.uart {
+            Some(u) => format!(
                 "uart: {} at {} {:?} irq {:?}",
                 u.path,
                 MemRange::new(u.base, u.size),
                 u.compatible,
                 u.irq
             ),
-            None => log::info!("uart: none found"),
-        }
-        match &self.timer {
-            Some(t) => log::info!(
+            None => String::from("uart: none found"),
+        });
+        out.push(match &self.timer {
+            Some(t) => format!(
                 "timer: INTIDs secure-phys {} phys {} virt {} hyp-phys {} hyp-virt {:?}",
-                t.secure_phys,
-                t.nonsecure_phys,
-                t.virt,
-                t.hyp_phys,
-                t.hyp_virt
+                t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys, t.hyp_virt
             ),
-            None => log::info!("timer: none found"),
-        }
-        match &self.psci {
-            Some(p) => log::info!(
+            None => String::from("timer: none found"),
+        });
+        out.push(match &self.psci {
+            Some(p) => format!(
                 "psci: method {} compatible {:?}",
                 p.method.as_str(),
                 p.compatible
             ),
-            None => log::info!("psci: none found"),
-        }
+            None => String::from("psci: none found"),
+        });
         if let Some(i) = &self.initrd {
-            log::info!("initrd: {i}");
+            out.push(format!("initrd: {i}"));
         }
         if let Some(b) = &self.bootargs {
-            log::info!("bootargs: {b}");
+            out.push(format!("bootargs: {b}"));
         }
-        log::info!("devices: {} with MMIO ranges", self.devices.len());
+        out.push(format!("devices: {} with MMIO ranges", self.devices.len()));
+        out
     }
 }
 

@@ -472,3 +472,39 @@ fn corrupted_blobs_never_panic() {
     // the decoders, not only the container checks.
     assert!(parsed_ok > 1000, "only {parsed_ok} corrupted blobs parsed");
 }
+
+#[test]
+fn summary_names_what_was_found() {
+    let lines = parse(VIRT_V3).summary();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("cpu3: mpidr 0x3 enable-method psci"), "{lines:#?}");
+    assert!(
+        has("memory: [0x40000000..0x80000000) (1024 MiB)"),
+        "{lines:#?}"
+    );
+    assert!(has("gic: V3 gicd [0x8000000..0x8010000)"), "{lines:#?}");
+    assert!(has("gic: gicr [0x80a0000..0x9000000)"), "{lines:#?}");
+    assert!(has("gic: maintenance interrupt INTID 25"), "{lines:#?}");
+    assert!(
+        has("uart: /pl011@9000000 at [0x9000000..0x9001000) Pl011 irq Some(33)"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("timer: INTIDs secure-phys 29 phys 30 virt 27 hyp-phys 26"),
+        "{lines:#?}"
+    );
+    assert!(has("psci: method smc"), "{lines:#?}");
+    let board = parse(BOARD).summary();
+    assert!(
+        board
+            .iter()
+            .any(|l| l == "gic: gicv [0xff846000..0xff848000)"),
+        "{board:#?}"
+    );
+    assert!(
+        board
+            .iter()
+            .any(|l| l == "psci: method hvc compatible [\"arm,psci\"]"),
+        "{board:#?}"
+    );
+}
