@@ -1,4 +1,9 @@
 //! The EL2 kernel binary. On the host this file builds to a stub so `cargo test` works.
+//!
+//! The boot, in plain words: start the log on the board's UART; read the host's
+//! device tree; map memory and devices at EL2; hand the free RAM to the frame
+//! allocator; read the boot bundle (config and images) the loader placed as the
+//! initrd; build each VM; run them; power the machine off when the last one stops.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -8,27 +13,290 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod hyp {
-    use ferrovisor::arch::{console, firmware, memory, percpu};
-    use log::info;
+    extern crate alloc;
+
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use ferrovisor::arch::{console as uart, firmware, memory, percpu, regs};
+    use ferrovisor::config::SystemConfig;
+    use ferrovisor::config::bundle::Bundle;
+    use ferrovisor::devices::console;
+    use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
+    use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
+    use ferrovisor::platform::{self, Conduit, Platform};
+    use ferrovisor::vm::controls::{HostFeatures, IdRegs};
+    use ferrovisor::vm::run::{Host, Vm, VmSpec, VmStop};
+    use log::{error, info, warn};
+
+    /// Stops here after a fatal error: the message is out, nothing else runs.
+    fn halt(msg: core::fmt::Arguments<'_>) -> ! {
+        error!("{msg}");
+        error!("Ferrovisor stopped. (QEMU: Ctrl-] then x leaves.)");
+        loop {
+            regs::wfe();
+        }
+    }
 
     #[unsafe(no_mangle)]
     extern "C" fn fv_main(dtb_pa: u64) -> ! {
         percpu::init_this_cpu(0);
         memory::init_heap();
-        console::init(console::EARLY_UART as u64);
+        uart::init(uart::EARLY_UART as u64);
+        console::init(console::Physical {
+            write: uart::write_bytes,
+            read: uart::read_byte,
+            cpu_index: percpu::current_index,
+        });
         console::init_log(log::LevelFilter::Info);
         info!(
-            "Ferrovisor {} starting at EL2, device tree at {:#x}",
+            "Ferrovisor {} at EL2 (MPIDR {:#x}), device tree at {:#x}",
             env!("CARGO_PKG_VERSION"),
+            regs::read_mpidr_el1(),
             dtb_pa
         );
-        firmware::system_off(firmware::Conduit::Smc);
-        loop {}
+
+        let (platform, dtb) = read_device_tree(dtb_pa);
+        if let Some(u) = &platform.uart {
+            if u.base != uart::EARLY_UART as u64 {
+                uart::init(u.base);
+            }
+        }
+        platform.log_summary();
+
+        let features = read_features();
+        map_el2(&platform, features.parange);
+        let bundle_range = platform.initrd;
+        init_frames(&platform, dtb, bundle_range);
+
+        let firmware = platform.psci.map(|p| p.method).unwrap_or(Conduit::Smc);
+        let stage2 = Stage2Geometry::from_pa_range(features.parange)
+            .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
+        info!(
+            "stage 2: {}-bit IPA, start level {}, {} root table(s); frame allocator: {} MiB free",
+            stage2.ipa_bits(),
+            stage2.start_level(),
+            stage2.root_tables(),
+            memory::free_bytes() >> 20
+        );
+        let host = Host {
+            features,
+            stage2,
+            firmware,
+        };
+
+        let Some(bundle_range) = bundle_range else {
+            halt(format_args!(
+                "no boot bundle: the device tree's /chosen has no linux,initrd-start/end. \
+                 Pass the bundle as the initrd (QEMU: -initrd build/<config>.cpio; U-Boot: booti <kernel> <bundle>:<size> <fdt>)"
+            ))
+        };
+        let blob = memory::boot_blob(bundle_range.base, bundle_range.size as usize);
+        let bundle = Bundle::parse(blob)
+            .unwrap_or_else(|e| halt(format_args!("boot bundle at {:#x}: {e}", bundle_range.base)));
+        let text = bundle
+            .config_text()
+            .unwrap_or_else(|e| halt(format_args!("boot bundle: {e}")));
+        let config = SystemConfig::parse(text, "ferrovisor.toml")
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
+
+        let mut vms: Vec<Vm> = Vec::new();
+        for (index, vmc) in config.vms.iter().enumerate() {
+            let file = |path: &str, what: &str| -> &'static [u8] {
+                bundle.file(path).unwrap_or_else(|| {
+                    halt(format_args!(
+                        "VM '{}': {what} '{path}' is not in the boot bundle",
+                        vmc.name
+                    ))
+                })
+            };
+            let console_index = console::add_vm(&vmc.name);
+            debug_assert_eq!(console_index, index);
+            let spec = VmSpec {
+                name: vmc.name.clone(),
+                index,
+                ram_base: vmc.base,
+                ram_size: vmc.memory,
+                vcpus: vmc.vcpus,
+                kernel: file(&vmc.kernel.path, "kernel"),
+                kernel_kind: vmc.kernel.kind,
+                initrd: vmc.initrd.as_deref().map(|p| file(p, "initrd")),
+                dtb: vmc.dtb.as_deref().map(|p| file(p, "device tree")),
+                bootargs: vmc.bootargs.clone(),
+                console: vmc.console == ferrovisor::config::VmConsole::Pl011,
+            };
+            match Vm::create(spec, host) {
+                Ok(vm) => vms.push(vm),
+                Err(e) => error!("VM '{}' not started: {e}", vmc.name),
+            }
+        }
+        if vms.len() > 1 {
+            warn!(
+                "{} VMs configured: this build runs the first one only",
+                vms.len()
+            );
+        }
+        let Some(vm) = vms.first_mut() else {
+            halt(format_args!("no VM could be started"))
+        };
+        loop {
+            match vm.run_vcpu(0) {
+                VmStop::PowerOff => break,
+                VmStop::Reset => {
+                    if let Err(e) = vm.reset() {
+                        error!("VM '{}' could not be reset: {e}", vm.spec.name);
+                        break;
+                    }
+                }
+            }
+        }
+        info!("all VMs are off: powering the machine off");
+        uart::flush();
+        firmware::system_off(firmware);
+        halt(format_args!("the firmware did not power the machine off"))
+    }
+
+    /// Finds, checks and parses the host device tree.
+    fn read_device_tree(dtb_pa: u64) -> (Platform, PhysRange) {
+        if dtb_pa == 0 || dtb_pa % 8 != 0 {
+            halt(format_args!(
+                "no device tree: x0 = {dtb_pa:#x} at entry. Boot with QEMU -kernel or U-Boot booti <kernel> - <fdt>"
+            ));
+        }
+        let header = memory::boot_blob(dtb_pa, 40);
+        let size = platform::fdt_total_size(header)
+            .unwrap_or_else(|e| halt(format_args!("device tree at {dtb_pa:#x}: {e}")));
+        let blob = memory::boot_blob(dtb_pa, size);
+        let p = Platform::parse(blob)
+            .unwrap_or_else(|e| halt(format_args!("device tree at {dtb_pa:#x}: {e}")));
+        (p, PhysRange::new(dtb_pa, dtb_pa + size as u64))
+    }
+
+    fn read_features() -> HostFeatures {
+        let f = HostFeatures::from_id_regs(&IdRegs {
+            pfr0: regs::read_id_aa64pfr0_el1(),
+            pfr1: regs::read_id_aa64pfr1_el1(),
+            mmfr0: regs::read_id_aa64mmfr0_el1(),
+            mmfr1: regs::read_id_aa64mmfr1_el1(),
+            mmfr2: regs::read_id_aa64mmfr2_el1(),
+        });
+        let mut names: Vec<&str> = Vec::new();
+        for (on, name) in [
+            (f.sve, "SVE"),
+            (f.sme, "SME"),
+            (f.fgt, "FGT"),
+            (f.evt, "EVT"),
+            (f.pan, "PAN"),
+            (f.bti, "BTI"),
+            (f.mte, "MTE"),
+            (f.vmid16, "VMID16"),
+            (f.s2fwb, "S2FWB"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        info!(
+            "CPU: MIDR {:#x}, PARange {}, features: {}",
+            regs::read_midr_el1(),
+            f.parange,
+            if names.is_empty() {
+                String::from("(Armv8.0 base)")
+            } else {
+                names.join(" ")
+            }
+        );
+        f
+    }
+
+    /// Builds the final EL2 identity map — RAM Normal (the image's code
+    /// read-only and executable, the rest execute-never), devices Device-nGnRE —
+    /// and switches to it.
+    fn map_el2(p: &Platform, parange: u8) {
+        let geo = El2Geometry::new(39, parange)
+            .unwrap_or_else(|e| halt(format_args!("EL2 map geometry: {e:?}")));
+        let mut mem = memory::El2TableMemory;
+        let mut t =
+            PageTable::new(geo, &mut mem).unwrap_or_else(|e| halt(format_args!("EL2 map: {e:?}")));
+        let ((code_s, code_e), (ro_s, ro_e)) = memory::image_sections();
+        let image = [
+            (PhysRange::new(code_s, code_e), El2Attrs::CODE),
+            (PhysRange::new(ro_s, ro_e), El2Attrs::RODATA),
+        ];
+        let mut ram: Vec<PhysRange> = p
+            .memory
+            .iter()
+            .map(|m| PhysRange::new(m.base, m.base + m.size))
+            .collect();
+        mm::region::sort_and_merge(&mut ram);
+        let image_ranges: Vec<PhysRange> = image.iter().map(|(r, _)| *r).collect();
+        let mut map = |r: PhysRange, a: El2Attrs, what: &str| {
+            if let Err(e) = t.map(&mut mem, r.start, r.start, r.end - r.start, a) {
+                halt(format_args!(
+                    "EL2 map of {what} {:#x}..{:#x}: {e:?}",
+                    r.start, r.end
+                ))
+            }
+        };
+        for (r, a) in image {
+            map(r, a, "the hypervisor image");
+        }
+        for r in mm::region::subtract(&ram, &image_ranges) {
+            map(r, El2Attrs::DATA, "RAM");
+        }
+        let mut devices: Vec<PhysRange> = p
+            .devices
+            .iter()
+            .flat_map(|d| d.regs.iter().map(|m| (m.base, m.size)))
+            .chain(p.uart.iter().map(|u| (u.base, u.size)))
+            .filter_map(|(base, size)| PhysRange::new(base, base + size).align_outward(PAGE_SIZE))
+            .collect();
+        mm::region::sort_and_merge(&mut devices);
+        for r in mm::region::subtract(&devices, &ram) {
+            map(r, El2Attrs::DEVICE, "device");
+        }
+        memory::switch_el2_table(t.root_pa());
+        info!(
+            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE, code read-only",
+            ram.len(),
+            devices.len()
+        );
+    }
+
+    /// Gives the frame allocator all RAM except the hypervisor, the device
+    /// tree, the boot bundle and reserved memory.
+    fn init_frames(p: &Platform, dtb: PhysRange, bundle: Option<platform::MemRange>) {
+        let ram: Vec<PhysRange> = p
+            .memory
+            .iter()
+            .map(|m| PhysRange::new(m.base, m.base + m.size))
+            .collect();
+        let (img_s, img_e) = memory::image_range();
+        let mut reserved: Vec<PhysRange> = p
+            .reserved
+            .iter()
+            .map(|m| PhysRange::new(m.base, m.base + m.size))
+            .collect();
+        reserved.push(PhysRange::new(img_s, img_e));
+        reserved.push(dtb);
+        if let Some(b) = bundle {
+            reserved.push(PhysRange::new(b.base, b.base + b.size));
+        }
+        let free = mm::region::subtract(&ram, &reserved);
+        memory::init_frames(&free);
+        info!(
+            "memory: {} MiB RAM, hypervisor image {:#x}..{:#x}, {} MiB free for VMs",
+            mm::region::total_size(&ram) >> 20,
+            img_s,
+            img_e,
+            memory::free_bytes() >> 20
+        );
     }
 
     #[unsafe(no_mangle)]
     extern "C" fn fv_secondary_main(_index: u64) -> ! {
-        loop {}
+        loop {
+            regs::wfe();
+        }
     }
 
     #[unsafe(no_mangle)]
@@ -36,9 +304,9 @@ mod hyp {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        console::write_fmt(format_args!("\nferrovisor: PANIC: {info}\n"));
+        uart::write_fmt(format_args!("\nferrovisor: PANIC: {info}\n"));
         loop {
-            ferrovisor::arch::regs::wfe();
+            regs::wfe();
         }
     }
 }

@@ -181,3 +181,47 @@ extern "C" fn fv_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
         "exception in the hypervisor (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}"
     );
 }
+
+impl crate::vm::exit::GuestGprs for GuestRegs {
+    fn x(&self, n: u8) -> u64 {
+        // Register 31 is XZR for the transfers that reach here.
+        self.x.get(n as usize).copied().unwrap_or(0)
+    }
+    fn set_x(&mut self, n: u8, v: u64) {
+        if let Some(r) = self.x.get_mut(n as usize) {
+            *r = v;
+        }
+    }
+    fn pc(&self) -> u64 {
+        self.pc
+    }
+    fn set_pc(&mut self, v: u64) {
+        self.pc = v;
+    }
+    fn pstate(&self) -> u64 {
+        self.pstate
+    }
+    fn set_pstate(&mut self, v: u64) {
+        self.pstate = v;
+    }
+}
+
+/// The guest's EL1 registers, live in this CPU.
+pub struct LiveEl1;
+
+impl crate::vm::exit::GuestHw for LiveEl1 {
+    fn vbar_el1(&self) -> u64 {
+        super::regs::read_vbar_el1()
+    }
+    fn sctlr_el1(&self) -> u64 {
+        super::regs::read_sctlr_el1()
+    }
+    fn write_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+        super::regs::write_esr_el1(esr);
+        if let Some(far) = far {
+            super::regs::write_far_el1(far);
+        }
+        super::regs::write_elr_el1(elr);
+        super::regs::write_spsr_el1(spsr);
+    }
+}

@@ -3,12 +3,7 @@
 
 use core::arch::asm;
 
-/// How to reach the firmware.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conduit {
-    Smc,
-    Hvc,
-}
+pub use crate::platform::Conduit;
 
 const PSCI_VERSION: u64 = 0x8400_0000;
 const PSCI_CPU_ON_64: u64 = 0xC400_0003;

@@ -80,3 +80,118 @@ impl OwnedFrames {
         unsafe { core::slice::from_raw_parts_mut(self.pa as *mut u8, self.len) }
     }
 }
+
+use crate::mm::pagetable::{ENTRIES_PER_TABLE, TableMemory};
+use crate::mm::{FrameAllocator, PAGE_SIZE, PhysRange};
+use spin::Mutex;
+
+static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
+
+/// Hands the free RAM to the frame allocator.
+pub fn init_frames(free: &[PhysRange]) {
+    *FRAMES.lock() = Some(FrameAllocator::new(free));
+}
+
+/// Free bytes left in the frame allocator.
+pub fn free_bytes() -> u64 {
+    FRAMES.lock().as_ref().map(|f| f.free_bytes()).unwrap_or(0)
+}
+
+/// `pages` zeroed, contiguous frames aligned to `align_pages` frames.
+pub fn alloc_frames(pages: usize, align_pages: usize) -> Option<OwnedFrames> {
+    let pa = FRAMES.lock().as_mut()?.alloc(pages, align_pages)?;
+    let mut f = OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize);
+    f.bytes_mut().fill(0);
+    Some(f)
+}
+
+/// Gives frames back.
+pub fn free_frames(frames: OwnedFrames) {
+    if let Some(a) = FRAMES.lock().as_mut() {
+        a.free(frames.pa(), frames.len() / PAGE_SIZE as usize);
+    }
+}
+
+/// Translation tables in identity-mapped frames.
+pub struct HwTableMemory;
+
+impl TableMemory for HwTableMemory {
+    fn alloc_tables(&mut self, pages: usize) -> Option<u64> {
+        let f = alloc_frames(pages, pages)?;
+        Some(f.pa())
+    }
+
+    fn free_tables(&mut self, pa: u64, pages: usize) {
+        free_frames(OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize));
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES_PER_TABLE] {
+        // SAFETY: `pa` is a table this type allocated (the builder only passes
+        // addresses it got from `alloc_tables` or read from its own descriptors);
+        // it is identity-mapped Normal memory, 4 KiB aligned, and only the builder,
+        // which holds `&mut self`, touches it.
+        unsafe { &mut *(pa as *mut [u64; ENTRIES_PER_TABLE]) }
+    }
+}
+
+/// `[start, end)` of the hypervisor's code, then of its read-only data.
+pub fn image_sections() -> ((u64, u64), (u64, u64)) {
+    unsafe extern "C" {
+        static __fv_image_start: u8;
+        static __fv_text_end: u8;
+        static __fv_rodata_end: u8;
+    }
+    let start = core::ptr::addr_of!(__fv_image_start) as u64;
+    let text_end = (core::ptr::addr_of!(__fv_text_end) as u64).next_multiple_of(PAGE_SIZE);
+    let ro_end = core::ptr::addr_of!(__fv_rodata_end) as u64;
+    ((start, text_end), (text_end, ro_end))
+}
+
+/// Tables for the EL2 identity map come from this pool in BSS, which the early
+/// map already covers as Normal memory (RAM elsewhere is not yet mapped Normal
+/// when the final map is built).
+const EL2_POOL_PAGES: usize = 128;
+
+#[repr(C, align(4096))]
+struct El2Pool(UnsafeCell<[[u64; ENTRIES_PER_TABLE]; EL2_POOL_PAGES]>);
+// SAFETY: the pool is used only by El2TableMemory on the boot CPU before any
+// other CPU runs.
+unsafe impl Sync for El2Pool {}
+
+static EL2_POOL: El2Pool = El2Pool(UnsafeCell::new([[0; ENTRIES_PER_TABLE]; EL2_POOL_PAGES]));
+static EL2_POOL_NEXT: Mutex<usize> = Mutex::new(0);
+
+/// Table memory for the EL2 map (a bump allocator over the BSS pool).
+pub struct El2TableMemory;
+
+impl TableMemory for El2TableMemory {
+    fn alloc_tables(&mut self, pages: usize) -> Option<u64> {
+        let mut next = EL2_POOL_NEXT.lock();
+        let first = next.next_multiple_of(pages);
+        if first + pages > EL2_POOL_PAGES {
+            return None;
+        }
+        *next = first + pages;
+        Some(EL2_POOL.0.get() as u64 + (first as u64) * PAGE_SIZE)
+    }
+
+    fn free_tables(&mut self, _pa: u64, _pages: usize) {
+        // The EL2 map only grows; a freed pool table is simply not reused.
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES_PER_TABLE] {
+        // SAFETY: `pa` is a page of EL2_POOL handed out by alloc_tables (the
+        // builder passes back only addresses it got from here); BSS is
+        // identity-mapped Normal memory and only the builder touches it.
+        unsafe { &mut *(pa as *mut [u64; ENTRIES_PER_TABLE]) }
+    }
+}
+
+/// Switches the EL2 MMU to the table at `root_pa` (same TCR_EL2 geometry as the
+/// early map: 39-bit VA, level-1 root).
+pub fn switch_el2_table(root_pa: u64) {
+    super::regs::dsb_ish();
+    super::regs::write_ttbr0_el2(root_pa);
+    super::regs::isb();
+    super::regs::tlbi_el2_all();
+}

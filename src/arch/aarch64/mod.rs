@@ -11,4 +11,5 @@ pub mod percpu;
 pub mod regs;
 pub mod uart;
 
-pub use exception::{ExitCause, GuestRegs, enter_guest};
+pub use exception::{ExitCause, GuestRegs, LiveEl1, enter_guest};
+pub use regs::reset_el1_state;

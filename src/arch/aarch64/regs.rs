@@ -235,3 +235,51 @@ pub fn read_ccsidr_for(csselr: u64) -> u64 {
     isb();
     v
 }
+
+sysreg!(read_sp_el1, write_sp_el1, "sp_el1");
+sysreg!(read_sp_el0, write_sp_el0, "sp_el0");
+sysreg!(read_tpidr_el1, write_tpidr_el1, "tpidr_el1");
+sysreg!(read_tpidr_el0, write_tpidr_el0, "tpidr_el0");
+sysreg!(read_tpidrro_el0, write_tpidrro_el0, "tpidrro_el0");
+sysreg!(read_cntkctl_el1, write_cntkctl_el1, "cntkctl_el1");
+sysreg!(read_cntv_ctl_el0, write_cntv_ctl_el0, "cntv_ctl_el0");
+sysreg!(read_cntv_cval_el0, write_cntv_cval_el0, "cntv_cval_el0");
+sysreg!(read_par_el1, write_par_el1, "par_el1");
+sysreg!(read_mdscr_el1, write_mdscr_el1, "mdscr_el1");
+
+/// Puts the EL1/EL0 system registers a guest sees into their reset state, so a
+/// VM (re)starting on this CPU finds nothing of what ran here before.
+pub fn reset_el1_state(sctlr_el1: u64) {
+    write_sctlr_el1(sctlr_el1);
+    isb();
+    for w in [
+        write_ttbr0_el1,
+        write_ttbr1_el1,
+        write_tcr_el1,
+        write_mair_el1,
+        write_amair_el1,
+        write_vbar_el1,
+        write_contextidr_el1,
+        write_esr_el1,
+        write_far_el1,
+        write_afsr0_el1,
+        write_afsr1_el1,
+        write_elr_el1,
+        write_spsr_el1,
+        write_sp_el1,
+        write_sp_el0,
+        write_tpidr_el1,
+        write_tpidr_el0,
+        write_tpidrro_el0,
+        write_cpacr_el1,
+        write_cntkctl_el1,
+        write_cntv_ctl_el0,
+        write_cntv_cval_el0,
+        write_par_el1,
+        write_mdscr_el1,
+        write_csselr_el1,
+    ] {
+        w(0);
+    }
+    isb();
+}

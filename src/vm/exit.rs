@@ -1,0 +1,244 @@
+//! Handling one guest exit: a function from (vCPU state, exit) to (new state,
+//! what the run loop does next). Hardware effects go through [`GuestHw`], which the
+//! arch layer implements and host tests fake.
+
+use crate::devices::MmioBus;
+use crate::psci::{self, PsciOutcome, PsciVm};
+use crate::trap::{DataAbort, Exit, FaultStatus};
+
+use super::inject::{self, GuestEl1, PStateFeatures, SyncException};
+
+/// The guest's general registers and PC/PSTATE, as the world switch saves them.
+pub trait GuestGprs {
+    fn x(&self, n: u8) -> u64;
+    fn set_x(&mut self, n: u8, v: u64);
+    fn pc(&self) -> u64;
+    fn set_pc(&mut self, v: u64);
+    fn pstate(&self) -> u64;
+    fn set_pstate(&mut self, v: u64);
+}
+
+/// The guest's EL1 system registers that exit handling touches. They are live in
+/// the hardware while the vCPU owns its physical CPU.
+pub trait GuestHw {
+    fn vbar_el1(&self) -> u64;
+    fn sctlr_el1(&self) -> u64;
+    /// Delivers an exception: ESR_EL1, FAR_EL1 (if given), ELR_EL1, SPSR_EL1.
+    fn write_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+}
+
+/// What the run loop does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Re-enter the guest.
+    Resume,
+    /// The guest waits for an interrupt (WFI): idle until one may be pending.
+    Idle,
+    /// The VM asked to be powered off (PSCI SYSTEM_OFF).
+    SystemOff,
+    /// The VM asked to be reset (PSCI SYSTEM_RESET / RESET2).
+    SystemReset,
+    /// This vCPU turned itself off (PSCI CPU_OFF).
+    CpuOff,
+    /// Start vCPU `target` at `entry` with `context_id` in x0.
+    CpuOn {
+        target: usize,
+        entry: u64,
+        context_id: u64,
+    },
+}
+
+/// What a system-register trap resolves to (filled in by the sysreg core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysRegResult {
+    /// An MRS: put the value in Rt.
+    Read(u64),
+    /// An MSR or system instruction done.
+    Done,
+    /// Not an access the guest may make: UNDEFINED.
+    Undefined,
+}
+
+/// Everything one exit may need, borrowed from the VM and vCPU.
+pub struct ExitContext<'a, G: GuestGprs, H: GuestHw, P: PsciVm> {
+    pub gprs: &'a mut G,
+    pub hw: &'a mut H,
+    pub bus: &'a mut MmioBus,
+    pub psci: &'a mut P,
+    pub features: PStateFeatures,
+    /// The length of the trapped instruction (from ESR_EL2.IL).
+    pub instr_len: u64,
+    /// Resolves trapped system-register accesses.
+    pub sysreg: &'a mut dyn FnMut(crate::trap::SysRegAccess, u64) -> SysRegResult,
+}
+
+impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
+    /// Handles `exit` and says what happens next.
+    pub fn handle(&mut self, exit: Exit) -> Next {
+        match exit {
+            Exit::Hvc { .. } => self.smccc(),
+            Exit::Smc { .. } => {
+                // A trapped SMC returns to the SMC itself (its preferred return
+                // address); step over it so the call completes once.
+                self.skip();
+                self.smccc()
+            }
+            Exit::DataAbort(da) => self.data_abort(&da),
+            Exit::InstAbort(ia) => {
+                log::warn!(
+                    "guest instruction fetch from unmapped IPA {:#x} (VA {:#x}): injecting an external abort",
+                    ia.ipa,
+                    ia.far
+                );
+                self.inject(SyncException::InstructionAbort { far: ia.far });
+                Next::Resume
+            }
+            Exit::SysReg(acc) => {
+                let value = if acc.write { self.gprs.x(acc.rt) } else { 0 };
+                match (self.sysreg)(acc, value) {
+                    SysRegResult::Read(v) => {
+                        self.gprs.set_x(acc.rt, v);
+                        self.skip();
+                    }
+                    SysRegResult::Done => self.skip(),
+                    SysRegResult::Undefined => self.inject(SyncException::Undefined),
+                }
+                Next::Resume
+            }
+            Exit::Wfx { kind, .. } => {
+                self.skip();
+                match kind {
+                    crate::trap::WfxKind::Wfi | crate::trap::WfxKind::Wfit => Next::Idle,
+                    _ => Next::Resume,
+                }
+            }
+            // FP/SIMD stays untrapped; SVE and SME are not offered to guests yet
+            // (hidden in the ID registers), so an access is UNDEFINED to them.
+            Exit::FpAccess | Exit::Sve | Exit::Sme { .. } => {
+                self.inject(SyncException::Undefined);
+                Next::Resume
+            }
+            Exit::Debug(_) | Exit::IllegalState | Exit::Unknown { .. } => {
+                log::debug!("guest exit {exit:?}: injecting UNDEFINED");
+                self.inject(SyncException::Undefined);
+                Next::Resume
+            }
+        }
+    }
+
+    /// Steps the guest PC over the trapped instruction.
+    fn skip(&mut self) {
+        self.gprs
+            .set_pc(self.gprs.pc().wrapping_add(self.instr_len));
+    }
+
+    fn smccc(&mut self) -> Next {
+        let mut args = [0u64; 8];
+        for (i, a) in args.iter_mut().enumerate() {
+            *a = self.gprs.x(i as u8);
+        }
+        match psci::handle(&args, self.psci) {
+            PsciOutcome::Return(r) => {
+                for (i, v) in r.iter().enumerate() {
+                    self.gprs.set_x(i as u8, *v);
+                }
+                Next::Resume
+            }
+            PsciOutcome::CpuOn {
+                target,
+                entry,
+                context_id,
+            } => {
+                self.gprs.set_x(0, 0); // PSCI SUCCESS to the caller
+                Next::CpuOn {
+                    target,
+                    entry,
+                    context_id,
+                }
+            }
+            PsciOutcome::CpuOff => Next::CpuOff,
+            PsciOutcome::CpuSuspend { .. } => {
+                // Every suspend state is treated as standby (as KVM does): idle
+                // until an interrupt may be pending, then return SUCCESS.
+                self.gprs.set_x(0, 0);
+                Next::Idle
+            }
+            PsciOutcome::SystemOff => Next::SystemOff,
+            PsciOutcome::SystemReset => Next::SystemReset,
+        }
+    }
+
+    fn data_abort(&mut self, da: &DataAbort) -> Next {
+        let emulated = da.isv
+            && da.ipa_valid
+            && matches!(da.dfsc, FaultStatus::Translation { .. })
+            && if da.wnr {
+                let v = if da.srt == 31 { 0 } else { self.gprs.x(da.srt) };
+                self.bus.write(da.ipa, da.sas, v)
+            } else {
+                match self.bus.read(da.ipa, da.sas) {
+                    Some(v) => {
+                        let v = extend_load(v, da.sas, da.sse, da.sf);
+                        if da.srt != 31 {
+                            self.gprs.set_x(da.srt, v);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            };
+        if emulated {
+            self.skip();
+        } else {
+            // No device claims the address (or the access cannot be emulated,
+            // ISV = 0): the guest gets a synchronous external abort, as a bus with
+            // nothing at that address would give it.
+            log::warn!(
+                "guest {} at IPA {:#x} (VA {:#x}) claimed by no device{}: injecting an external abort",
+                if da.wnr { "write" } else { "read" },
+                da.ipa,
+                da.far,
+                if da.isv {
+                    ""
+                } else {
+                    " or not emulable (ISV=0)"
+                }
+            );
+            self.inject(SyncException::DataAbort {
+                far: da.far,
+                write: da.wnr,
+            });
+        }
+        Next::Resume
+    }
+
+    fn inject(&mut self, e: SyncException) {
+        let g = GuestEl1 {
+            pc: self.gprs.pc(),
+            pstate: self.gprs.pstate(),
+            vbar_el1: self.hw.vbar_el1(),
+            sctlr_el1: self.hw.sctlr_el1(),
+        };
+        let i = inject::inject(e, &g, &self.features);
+        self.hw
+            .write_exception_regs(i.esr_el1, i.far_el1, i.elr_el1, i.spsr_el1);
+        self.gprs.set_pc(i.pc);
+        self.gprs.set_pstate(i.pstate);
+    }
+}
+
+/// The value a load puts in its register: sign-extended when ISS.SSE says so, to
+/// 64 bits for Xt and to 32 bits (upper half zero) for Wt (Arm ARM D24.2.xx, ISS
+/// encoding for a Data Abort: SSE, SF).
+pub fn extend_load(v: u64, size: u8, sse: bool, sf: bool) -> u64 {
+    let bits = size as u32 * 8;
+    let v = if sse && bits < 64 {
+        (((v << (64 - bits)) as i64) >> (64 - bits)) as u64
+    } else {
+        v
+    };
+    if sf { v } else { v & 0xffff_ffff }
+}
+
+#[cfg(test)]
+mod tests;
