@@ -7,7 +7,7 @@
 //! takes 3 pages, not 4). Its free lists are `BTreeSet`s, so the global heap must be
 //! up before the first frame is added.
 
-use super::region::{PAGE_SHIFT, PAGE_SIZE, PhysRange, is_aligned};
+use super::region::{PAGE_SHIFT, PAGE_SIZE, PhysRange, is_aligned, sort_and_merge};
 use core::alloc::Layout;
 
 /// Largest buddy order kept: blocks of up to 2^(ORDER-1) frames (16 TiB), far above
@@ -21,14 +21,17 @@ pub struct FrameAllocator {
 }
 
 impl FrameAllocator {
-    /// An allocator owning every whole page inside `free` (expected disjoint, as
-    /// [`super::region::subtract`] returns them; partial pages are ignored).
+    /// An allocator owning every whole page inside `free` (normally the output of
+    /// [`super::region::subtract`]; overlapping ranges are merged first, partial
+    /// pages ignored).
     pub fn new(free: &[PhysRange]) -> Self {
         let mut this = Self {
             buddy: buddy_system_allocator::FrameAllocator::new(),
             free_pages: 0,
         };
-        for range in free.iter().filter_map(|r| r.align_inward(PAGE_SIZE)) {
+        let mut ranges = free.to_vec();
+        sort_and_merge(&mut ranges);
+        for range in ranges.iter().filter_map(|r| r.align_inward(PAGE_SIZE)) {
             let (first, end) = (frame_number(range.start), frame_number(range.end));
             this.buddy.add_frame(first, end);
             this.free_pages += (end - first) as u64;
@@ -200,6 +203,12 @@ mod tests {
         assert_eq!(fa.alloc(1, 3), None);
         assert_eq!(fa.alloc(1, 0), None);
         assert_eq!(fa.free_bytes(), MIB);
+    }
+
+    #[test]
+    fn overlapping_input_ranges_are_counted_once() {
+        let fa = FrameAllocator::new(&[range(0x10_0000, 0x30_0000), range(0x20_0000, 0x40_0000)]);
+        assert_eq!(fa.free_bytes(), 3 * MIB);
     }
 
     #[test]

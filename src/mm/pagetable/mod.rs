@@ -26,7 +26,8 @@
 //!   the TLB invalidation above, only then write the new descriptor. The builder
 //!   does the break and the make, and calls the caller's `bbm` closure with the
 //!   [`TlbFlush`] in between; the closure must not return before the invalidation is
-//!   complete. [`PageTable::replace`] and the block splits inside
+//!   complete (`dsb ishst` first, so the walkers see the invalid entry and any new
+//!   subtable the make will link; the TLBIs; then `dsb ish`). [`PageTable::replace`] and the block splits inside
 //!   [`PageTable::unmap`] work that way. Between break and make the addresses fault:
 //!   a vCPU of a running VM may take a stage 2 abort on them and must retry once the
 //!   update is done (or the VM's vCPUs are kept out while its stage 2 changes).
@@ -567,6 +568,20 @@ impl<R: Regime> PageTable<R> {
                 }
             }
         }
+    }
+}
+
+impl PageTable<Stage2Geometry> {
+    /// The VTTBR_EL2 value that selects this table for 8-bit VMID `vmid`.
+    pub fn vttbr_el2(&self, vmid: u8) -> u64 {
+        vttbr_el2(self.root, vmid)
+    }
+}
+
+impl PageTable<El2Geometry> {
+    /// The TTBR0_EL2 value that selects this table.
+    pub fn ttbr0_el2(&self) -> u64 {
+        ttbr0_el2(self.root)
     }
 }
 

@@ -194,6 +194,10 @@ fn inconsistent_start_levels_are_recognised() {
 
 #[test]
 fn vttbr_holds_root_and_vmid() {
+    let mut mem = FakeTableMemory::new();
+    let s2 = stage2(0b0010, &mut mem);
+    assert_eq!(s2.vttbr_el2(3), vttbr_el2(s2.root_pa(), 3));
+    assert_eq!(bits(s2.vttbr_el2(3), 47, 1) << 1, s2.root_pa());
     let v = vttbr_el2(0x8_1234_6000, 0x5a);
     assert_eq!(bits(v, 63, 48), 0x5a, "VMID");
     assert_eq!(bits(v, 47, 1) << 1, 0x8_1234_6000, "BADDR");
@@ -318,6 +322,8 @@ fn el2_identity_map_descriptors() {
     );
     assert_eq!(pt.translate(&mut mem, 0x0900_1000), None);
     assert_eq!(pt.translate(&mut mem, 1 << 39), None, "beyond the VA size");
+    assert_eq!(pt.ttbr0_el2(), ttbr0_el2(pt.root_pa()));
+    assert_eq!(bits(pt.ttbr0_el2(), 47, 1) << 1, pt.root_pa());
 }
 
 // ---- stage 2 mapping ----
