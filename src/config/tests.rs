@@ -1,0 +1,756 @@
+//! Tests of the config: the schema, every refusal with its position and field, and the
+//! checks against the machine and the files.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::bundle::{Bundle, CONFIG_NAME, write_bundle};
+use super::*;
+use crate::vm::image::{ImageFormat, ImageKind};
+
+const FILE: &str = "test.toml";
+
+fn parse(text: &str) -> SystemConfig {
+    match SystemConfig::parse(text, FILE) {
+        Ok(config) => config,
+        Err(e) => panic!("config refused: {e}"),
+    }
+}
+
+fn refuse(text: &str) -> ConfigError {
+    match SystemConfig::parse(text, FILE) {
+        Ok(config) => panic!("config accepted: {config:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Assert the error is at `line:column`, about `field`, and its reason mentions `words`.
+#[track_caller]
+fn assert_error(e: &ConfigError, line: u32, column: u32, field: &str, words: &str) {
+    assert_eq!(e.file, FILE, "{e}");
+    assert_eq!(e.position, Some(Position { line, column }), "{e}");
+    assert_eq!(e.field, field, "{e}");
+    assert!(e.reason.contains(words), "reason of `{e}` lacks `{words}`");
+}
+
+const MINIMAL: &str = r#"
+[[vm]]
+name = "demo"
+memory = "128M"
+kernel = "guests/demo.bin"
+"#;
+
+#[test]
+fn minimal_vm_gets_defaults() {
+    let config = parse(MINIMAL);
+    assert_eq!(config.file(), FILE);
+    assert_eq!(config.vms.len(), 1);
+    let vm = &config.vms[0];
+    assert_eq!(vm.name, "demo");
+    assert_eq!(vm.vcpus, 1);
+    assert_eq!(vm.cpus, None);
+    assert_eq!(vm.memory, 128 << 20);
+    assert_eq!(vm.base, DEFAULT_RAM_BASE);
+    assert_eq!(
+        vm.kernel,
+        KernelConfig {
+            path: "guests/demo.bin".into(),
+            kind: ImageKind::Auto
+        }
+    );
+    assert_eq!(
+        (
+            vm.initrd.as_deref(),
+            vm.bootargs.as_deref(),
+            vm.dtb.as_deref()
+        ),
+        (None, None, None)
+    );
+    assert_eq!(vm.console, VmConsole::Pl011);
+    assert!(vm.passthrough.is_empty());
+    assert_eq!(vm.cpu, CpuModel::default());
+    assert_eq!(
+        config.console,
+        ConsoleConfig {
+            switch_key: 0x01,
+            switch_presses: 3,
+            input: Some(0)
+        }
+    );
+    assert_eq!(config.vm("demo"), Some(vm));
+}
+
+const FULL: &str = r#"
+[console]
+switch_key = "ctrl-b"
+switch_presses = 2
+input = "tests"
+
+[[vm]]
+name = "linux"
+cpus = [0, 1]
+memory = "512M"
+base = 0x8000_0000
+kernel = { path = "linux/Image", format = "image" }
+initrd = "linux/initramfs.cpio.gz"
+bootargs = "console=ttyAMA0 earlycon rdinit=/init"
+dtb = "linux/virt.dtb"
+
+[[vm.passthrough]]
+base = 0x0a00_0000
+size = 0x1000
+irqs = [48, 49]
+
+[vm.cpu]
+cache = { clidr = 0x0a200023, ccsidr = [0x700fe01a, 0x201fe01a, 0x707fe03a] }
+breakpoints = 6
+watchpoints = 4
+sve_vl = 384
+sme_vl = 512
+spe = true
+
+[[vm]]
+name = "tests"
+vcpus = 2
+memory = 268435456
+kernel = { path = "tests.bin", load = "1G", entry = 0x4000_0100 }
+console = "pl011"
+
+[vm.cpu]
+cache = "host"
+"#;
+
+#[test]
+fn full_config_reads_every_key() {
+    let config = parse(FULL);
+    assert_eq!(
+        config.console,
+        ConsoleConfig {
+            switch_key: 0x02,
+            switch_presses: 2,
+            input: Some(1)
+        }
+    );
+    let linux = config.vm("linux").unwrap();
+    assert_eq!(linux.vcpus, 2);
+    assert_eq!(linux.cpus, Some(vec![0, 1]));
+    assert_eq!(linux.memory, 512 << 20);
+    assert_eq!(linux.base, 0x8000_0000);
+    assert_eq!(linux.kernel.kind, ImageKind::Arm64Image);
+    assert_eq!(linux.initrd.as_deref(), Some("linux/initramfs.cpio.gz"));
+    assert_eq!(
+        linux.bootargs.as_deref(),
+        Some("console=ttyAMA0 earlycon rdinit=/init")
+    );
+    assert_eq!(linux.dtb.as_deref(), Some("linux/virt.dtb"));
+    assert_eq!(
+        linux.passthrough,
+        [Passthrough {
+            base: 0x0a00_0000,
+            size: 0x1000,
+            irqs: vec![48, 49]
+        }]
+    );
+    assert_eq!(
+        linux.cpu,
+        CpuModel {
+            // Ctype1 = separate I+D, Ctype2 = unified: three CCSIDRs.
+            cache: CachePolicy::Custom {
+                clidr: 0x0a20_0023,
+                ccsidr: vec![0x700f_e01a, 0x201f_e01a, 0x707f_e03a]
+            },
+            breakpoints: Some(6),
+            watchpoints: Some(4),
+            sve_vl: Some(384),
+            sme_vl: Some(512),
+            spe: true,
+        }
+    );
+    let tests = config.vm("tests").unwrap();
+    assert_eq!((tests.vcpus, tests.cpus.as_ref()), (2, None));
+    assert_eq!(tests.memory, 256 << 20);
+    assert_eq!(
+        tests.kernel.kind,
+        ImageKind::Raw {
+            load: 0x4000_0000,
+            entry: 0x4000_0100
+        }
+    );
+    assert_eq!(tests.cpu.cache, CachePolicy::Host);
+}
+
+#[test]
+fn sizes_in_every_spelling() {
+    for (text, bytes) in [
+        ("\"2M\"", 2u64 << 20),
+        ("\"2MiB\"", 2 << 20),
+        ("\"2m\"", 2 << 20),
+        ("\"2048K\"", 2 << 20),
+        ("\"1G\"", 1 << 30),
+        ("\"1 GiB\"", 1 << 30),
+        ("\"4_194_304\"", 4 << 20),
+        ("\"0x60_0000\"", 6 << 20),
+        ("0x20_0000", 2 << 20),
+        ("8388608", 8 << 20),
+    ] {
+        let config = parse(&MINIMAL.replace("\"128M\"", text));
+        assert_eq!(config.vms[0].memory, bytes, "memory = {text}");
+    }
+}
+
+// ---- refusals: each names the place, the field and the reason ----
+
+#[test]
+fn syntax_error_has_a_position() {
+    let e = refuse("[[vm]]\nname = \"demo\nmemory = 1\n");
+    assert_eq!(e.position.map(|p| p.line), Some(2), "{e}");
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_path() {
+    let e = refuse(&MINIMAL.replace("memory", "memroy = \"1G\"\nmemory"));
+    assert_error(&e, 4, 1, "vm.demo.memroy", "unknown field `memroy`");
+    let e = refuse(&alloc::format!("{MINIMAL}[vm.cpu]\nsve = 128\n"));
+    assert_error(&e, 7, 1, "vm.demo.cpu.sve", "unknown field `sve`");
+    let e = refuse(&alloc::format!("[consle]\n{MINIMAL}"));
+    assert_error(&e, 1, 2, "consle", "unknown field `consle`");
+    let e = refuse(&MINIMAL.replace(
+        "kernel = \"guests/demo.bin\"",
+        "kernel = { path = \"a\", adress = 1 }",
+    ));
+    assert_eq!(e.field, "vm.demo.kernel.adress", "{e}");
+    assert!(e.reason.contains("unknown field `adress`"), "{e}");
+}
+
+#[test]
+fn wrong_type_and_missing_key() {
+    let e = refuse(&MINIMAL.replace("name = \"demo\"", "name = \"demo\"\nvcpus = \"two\""));
+    assert_error(&e, 4, 9, "vm.demo.vcpus", "invalid type");
+    let e = refuse(&MINIMAL.replace("kernel = \"guests/demo.bin\"\n", ""));
+    assert!(e.reason.contains("missing field `kernel`"), "{e}");
+    assert!(e.field.starts_with("vm"), "{e}");
+}
+
+#[test]
+fn no_vm_is_refused() {
+    let e = refuse("[console]\nswitch_presses = 3\n");
+    assert_eq!((e.field.as_str(), e.position), ("vm", None), "{e}");
+    assert_eq!(
+        alloc::format!("{e}"),
+        "test.toml: vm: no [[vm]] table: the config must describe at least one VM"
+    );
+}
+
+#[test]
+fn display_is_file_line_column_field_reason() {
+    let e = refuse(&MINIMAL.replace("\"128M\"", "\"3M\""));
+    assert_eq!(
+        alloc::format!("{e}"),
+        "test.toml:4:10: vm.demo.memory: 3M is not a non-zero multiple of 2M: \
+         guest RAM is mapped in 2 MiB stage-2 blocks"
+    );
+}
+
+#[test]
+fn bad_sizes_and_alignment() {
+    let e = refuse(&MINIMAL.replace("\"128M\"", "\"lots\""));
+    assert_error(&e, 4, 10, "vm.demo.memory", "not a size");
+    let e = refuse(&MINIMAL.replace("\"128M\"", "-2097152"));
+    assert_error(&e, 4, 10, "vm.demo.memory", "negative");
+    let e = refuse(&MINIMAL.replace("\"128M\"", "0"));
+    assert_error(&e, 4, 10, "vm.demo.memory", "multiple of 2M");
+    let e = refuse(&MINIMAL.replace("\"128M\"", "\"99999999999T\""));
+    assert_error(&e, 4, 10, "vm.demo.memory", "too large");
+    let e = refuse(&MINIMAL.replace("memory", "base = 0x4010_0000\nmemory"));
+    assert_error(&e, 4, 8, "vm.demo.base", "not a multiple of 2M");
+    let e = refuse(&MINIMAL.replace("memory", "base = 0x7f_ffe0_0000\nmemory"));
+    assert_error(&e, 4, 8, "vm.demo.base", "guest-physical limit");
+}
+
+#[test]
+fn bad_names() {
+    let e = refuse(&MINIMAL.replace("\"demo\"", "\"my vm\""));
+    assert_error(&e, 3, 8, "vm[0].name", "1 to 32 letters");
+    let e = refuse(&MINIMAL.replace("\"demo\"", "\"\""));
+    assert_error(&e, 3, 8, "vm[0].name", "1 to 32 letters");
+    let e = refuse(&alloc::format!(
+        "{MINIMAL}{}",
+        MINIMAL.replace("128M", "64M")
+    ));
+    assert_error(&e, 8, 8, "vm.demo.name", "already used by the VM at line 3");
+}
+
+#[test]
+fn vcpus_and_cpus_must_agree() {
+    let e = refuse(&MINIMAL.replace("memory", "vcpus = 2\ncpus = [1]\nmemory"));
+    assert_error(&e, 4, 9, "vm.demo.vcpus", "vcpus = 2 but cpus lists 1");
+    let config = parse(&MINIMAL.replace("memory", "cpus = [3, 1]\nmemory"));
+    assert_eq!(
+        (config.vms[0].vcpus, config.vms[0].cpus.clone()),
+        (2, Some(vec![3, 1]))
+    );
+    let e = refuse(&MINIMAL.replace("memory", "cpus = [1, 1]\nmemory"));
+    assert_error(&e, 4, 12, "vm.demo.cpus", "listed twice");
+    let e = refuse(&MINIMAL.replace("memory", "cpus = []\nmemory"));
+    assert_error(&e, 4, 8, "vm.demo.cpus", "lists no CPU");
+    let e = refuse(&MINIMAL.replace("memory", "vcpus = 0\nmemory"));
+    assert_error(&e, 4, 9, "vm.demo.vcpus", "out of range");
+    let e = refuse(&MINIMAL.replace("memory", "cpus = [-1]\nmemory"));
+    assert_error(&e, 4, 9, "vm.demo.cpus", "out of range");
+}
+
+#[test]
+fn physical_cpu_given_to_two_vms() {
+    let two = alloc::format!(
+        "{}{}",
+        MINIMAL.replace("memory", "cpus = [0, 1]\nmemory"),
+        MINIMAL
+            .replace("\"demo\"", "\"other\"")
+            .replace("memory", "cpus = [2, 1]\nmemory")
+    );
+    let e = refuse(&two);
+    assert_error(
+        &e,
+        10,
+        12,
+        "vm.other.cpus",
+        "physical CPU 1 is already given to VM `demo`",
+    );
+}
+
+#[test]
+fn overlapping_guest_memory_within_a_vm() {
+    // RAM over the emulated GIC.
+    let e = refuse(&MINIMAL.replace("memory", "base = 0x0800_0000\nmemory"));
+    assert_error(
+        &e,
+        4,
+        8,
+        "vm.demo.base",
+        "overlaps the emulated virtual GIC",
+    );
+    // RAM over the emulated PL011 (but fine without a console).
+    let low = MINIMAL
+        .replace("memory", "base = 0x0900_0000\nmemory")
+        .replace("128M", "2M");
+    let e = refuse(&low);
+    assert_error(
+        &e,
+        4,
+        8,
+        "vm.demo.base",
+        "overlaps the emulated PL011 console",
+    );
+    parse(&alloc::format!("{low}console = \"none\"\n"));
+    // A passthrough range over the VM's RAM, over an emulated device, over another one.
+    let pt = |base: &str, size: &str| {
+        alloc::format!("{MINIMAL}[[vm.passthrough]]\nbase = {base}\nsize = {size}\n")
+    };
+    let e = refuse(&pt("0x4400_0000", "0x1000"));
+    assert_error(
+        &e,
+        7,
+        8,
+        "vm.demo.passthrough[0].base",
+        "overlaps guest RAM",
+    );
+    let e = refuse(&pt("0x0900_0000", "0x1000"));
+    assert_error(
+        &e,
+        7,
+        8,
+        "vm.demo.passthrough[0].base",
+        "overlaps the emulated PL011",
+    );
+    let e = refuse(&alloc::format!(
+        "{}[[vm.passthrough]]\nbase = 0x0a00_1000\nsize = 0x1000\n",
+        pt("0x0a00_0000", "0x2000")
+    ));
+    assert_error(
+        &e,
+        10,
+        8,
+        "vm.demo.passthrough[1].base",
+        "overlaps passthrough[0]",
+    );
+}
+
+#[test]
+fn passthrough_fields() {
+    let pt = |body: &str| alloc::format!("{MINIMAL}[[vm.passthrough]]\n{body}\n");
+    let e = refuse(&pt("base = 0x0a00_0200\nsize = 0x1000"));
+    assert_error(&e, 7, 8, "vm.demo.passthrough[0].base", "multiple of 4K");
+    let e = refuse(&pt("base = 0x0a00_0000\nsize = 0x200"));
+    assert_error(&e, 8, 8, "vm.demo.passthrough[0].size", "multiple of 4K");
+    let e = refuse(&pt("base = 0x0a00_0000\nsize = 0x1000\nirqs = [16]"));
+    assert_error(&e, 9, 9, "vm.demo.passthrough[0].irqs", "32..=1019");
+    let e = refuse(&pt("base = 0x0a00_0000\nsize = 0x1000\nirqs = [48, 48]"));
+    assert_error(
+        &e,
+        9,
+        13,
+        "vm.demo.passthrough[0].irqs",
+        "interrupt 48 is listed twice",
+    );
+    let e = refuse(&pt("base = 0x0a00_0000\nsize = 0x1000\nirq = [48]"));
+    assert_error(&e, 9, 1, "vm.demo.passthrough[0].irq", "unknown field");
+}
+
+#[test]
+fn a_device_or_interrupt_given_to_two_vms() {
+    let vm = |name: &str, base: &str, irq: u32| {
+        alloc::format!(
+            "{}[[vm.passthrough]]\nbase = {base}\nsize = 0x1000\nirqs = [{irq}]\n",
+            MINIMAL.replace("\"demo\"", &alloc::format!("\"{name}\""))
+        )
+    };
+    let e = refuse(&alloc::format!(
+        "{}{}",
+        vm("a", "0x0a00_0000", 48),
+        vm("b", "0x0a00_0000", 49)
+    ));
+    assert_error(
+        &e,
+        16,
+        8,
+        "vm.b.passthrough[0].base",
+        "already given to VM `a`",
+    );
+    let e = refuse(&alloc::format!(
+        "{}{}",
+        vm("a", "0x0a00_0000", 48),
+        vm("b", "0x0a00_1000", 48)
+    ));
+    assert_error(
+        &e,
+        18,
+        9,
+        "vm.b.passthrough[0].irqs",
+        "interrupt 48 is already given to VM `a`",
+    );
+}
+
+#[test]
+fn kernel_forms() {
+    let k = |kernel: &str| MINIMAL.replace("\"guests/demo.bin\"", kernel);
+    assert_eq!(
+        parse(&k("{ path = \"x\", format = \"elf\" }")).vms[0]
+            .kernel
+            .kind,
+        ImageKind::Elf
+    );
+    assert_eq!(
+        parse(&k("{ path = \"x\", format = \"auto\" }")).vms[0]
+            .kernel
+            .kind,
+        ImageKind::Auto
+    );
+    assert_eq!(
+        parse(&k("{ path = \"x\" }")).vms[0].kernel.kind,
+        ImageKind::Auto
+    );
+    assert_eq!(
+        parse(&k("{ path = \"x\", format = \"raw\", load = 0x4008_0000 }")).vms[0]
+            .kernel
+            .kind,
+        ImageKind::Raw {
+            load: 0x4008_0000,
+            entry: 0x4008_0000
+        }
+    );
+    let e = refuse(&k("{ path = \"x\", format = \"raw\" }"));
+    assert_error(&e, 5, 33, "vm.demo.kernel.format", "needs `load`");
+    let e = refuse(&k("{ path = \"x\", format = \"zimage\" }"));
+    assert_error(
+        &e,
+        5,
+        33,
+        "vm.demo.kernel.format",
+        "unknown format `zimage`",
+    );
+    let e = refuse(&k(
+        "{ path = \"x\", format = \"image\", load = 0x4000_0000 }",
+    ));
+    assert_error(&e, 5, 49, "vm.demo.kernel.load", "are for format = \"raw\"");
+    let e = refuse(&k("{ path = \"x\", entry = 0x4000_0000 }"));
+    assert_error(&e, 5, 32, "vm.demo.kernel.entry", "needs `load`");
+    let e = refuse(&k("{ path = \"x\", load = 0x1000 }"));
+    assert_error(&e, 5, 31, "vm.demo.kernel.load", "outside the VM's RAM");
+    let e = refuse(&k(
+        "{ path = \"x\", load = 0x4000_0000, entry = 0x5000_0000 }",
+    ));
+    assert_error(&e, 5, 52, "vm.demo.kernel.entry", "outside the VM's RAM");
+    let e = refuse(&k("\"\""));
+    assert_error(&e, 5, 10, "vm.demo.kernel", "empty");
+    let e = refuse(&k("{ path = \"\" }"));
+    assert_error(&e, 5, 19, "vm.demo.kernel.path", "empty");
+    let e = refuse(&k("42"));
+    assert_error(&e, 5, 10, "vm.demo.kernel", "a path string or a table");
+}
+
+#[test]
+fn console_settings() {
+    let c = |body: &str| alloc::format!("[console]\n{body}\n{MINIMAL}");
+    assert_eq!(parse(&c("switch_key = \"Ctrl-Z\"")).console.switch_key, 26);
+    let e = refuse(&c("switch_key = \"alt-a\""));
+    assert_error(&e, 2, 14, "console.switch_key", "ctrl-a");
+    let e = refuse(&c("switch_key = \"ctrl-m\""));
+    assert_error(&e, 2, 14, "console.switch_key", "line ending");
+    let e = refuse(&c("switch_presses = 0"));
+    assert_error(&e, 2, 18, "console.switch_presses", "1..=5");
+    let e = refuse(&c("input = \"nobody\""));
+    assert_error(&e, 2, 9, "console.input", "no VM named `nobody`");
+    let e = refuse(&alloc::format!(
+        "[console]\ninput = \"demo\"\n{MINIMAL}console = \"none\"\n"
+    ));
+    assert_error(&e, 2, 9, "console.input", "console = \"none\"");
+    let e = refuse(&alloc::format!("{MINIMAL}console = \"uart\"\n"));
+    assert_error(&e, 6, 11, "vm.demo.console", "unknown console");
+    let quiet = parse(&alloc::format!("{MINIMAL}console = \"none\"\n"));
+    assert_eq!(quiet.console.input, None);
+}
+
+#[test]
+fn bootargs_length() {
+    let long = "x".repeat(MAX_BOOTARGS);
+    let e = refuse(&alloc::format!("{MINIMAL}bootargs = \"{long}\"\n"));
+    assert_error(&e, 6, 12, "vm.demo.bootargs", "shorter than 2048");
+}
+
+#[test]
+fn cpu_model_knobs() {
+    let cpu = |body: &str| alloc::format!("{MINIMAL}[vm.cpu]\n{body}\n");
+    let e = refuse(&cpu("breakpoints = 1"));
+    assert_error(&e, 7, 15, "vm.demo.cpu.breakpoints", "2..=16");
+    let e = refuse(&cpu("breakpoints = 17"));
+    assert_error(&e, 7, 15, "vm.demo.cpu.breakpoints", "2..=16");
+    let e = refuse(&cpu("watchpoints = 1"));
+    assert_error(&e, 7, 15, "vm.demo.cpu.watchpoints", "2..=16");
+    parse(&cpu("breakpoints = 16\nwatchpoints = 2"));
+    let e = refuse(&cpu("sve_vl = 200"));
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "multiple of 128");
+    let e = refuse(&cpu("sve_vl = 2176"));
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "128..=2048");
+    let e = refuse(&cpu("sme_vl = 384"));
+    assert_error(&e, 7, 10, "vm.demo.cpu.sme_vl", "power of two");
+    let e = refuse(&cpu("sme_vl = 64"));
+    assert_error(&e, 7, 10, "vm.demo.cpu.sme_vl", "128..=2048");
+    let e = refuse(&cpu("spe = 1"));
+    assert_error(&e, 7, 7, "vm.demo.cpu.spe", "invalid type");
+    let e = refuse(&cpu("cache = \"fast\""));
+    assert_error(&e, 7, 9, "vm.demo.cpu.cache", "unknown cache policy");
+    // Ctype1 = 0b101 is reserved.
+    let e = refuse(&cpu("cache = { clidr = 5, ccsidr = [1] }"));
+    assert_error(&e, 7, 19, "vm.demo.cpu.cache.clidr", "reserved");
+    // Level 1 none, level 2 unified: a gap.
+    let e = refuse(&cpu("cache = { clidr = 0x20, ccsidr = [1] }"));
+    assert_error(
+        &e,
+        7,
+        19,
+        "vm.demo.cpu.cache.clidr",
+        "beyond a level with none",
+    );
+    let e = refuse(&cpu("cache = { clidr = 0, ccsidr = [] }"));
+    assert_error(&e, 7, 19, "vm.demo.cpu.cache.clidr", "no cache");
+    // Separate L1 I+D needs two values.
+    let e = refuse(&cpu("cache = { clidr = 3, ccsidr = [1] }"));
+    assert_error(
+        &e,
+        7,
+        31,
+        "vm.demo.cpu.cache.ccsidr",
+        "describes 2 cache(s) but 1",
+    );
+    let e = refuse(&cpu("cache = { clidr = 3, ccsidr = [1, 2], extra = 1 }"));
+    assert_eq!(e.field, "vm.demo.cpu.cache.extra", "{e}");
+}
+
+// ---- checks against the machine and the files ----
+
+fn virt(cpus: usize) -> HostFacts {
+    HostFacts {
+        cpus,
+        devices: vec![(0x0900_0000, 0x1000), (0x0a00_0000, 0x4000)],
+        ram_bytes: 1 << 30,
+    }
+}
+
+fn files<'a>(list: &'a [(&'a str, usize)]) -> impl Fn(&str) -> Option<usize> + 'a {
+    move |path| list.iter().find(|(p, _)| *p == path).map(|(_, size)| *size)
+}
+
+#[test]
+fn a_good_config_passes_the_machine_checks() {
+    let config = parse(MINIMAL);
+    config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", 4096)]))
+        .unwrap();
+}
+
+#[test]
+fn more_vcpus_than_physical_cpus() {
+    let config = parse(&alloc::format!(
+        "{}{}",
+        MINIMAL.replace("memory", "vcpus = 2\nmemory"),
+        MINIMAL
+            .replace("\"demo\"", "\"other\"")
+            .replace("memory", "vcpus = 2\nmemory")
+    ));
+    let sizes = [("guests/demo.bin", 4096)];
+    config.check_against(&virt(4), &files(&sizes)).unwrap();
+    let e = config.check_against(&virt(3), &files(&sizes)).unwrap_err();
+    assert_error(&e, 10, 9, "vm.other.vcpus", "4 vCPUs in all");
+    assert!(e.reason.contains("the board has 3"), "{e}");
+}
+
+#[test]
+fn cpu_assignment_fills_free_cpus_in_order() {
+    let config = parse(&alloc::format!(
+        "{}{}{}",
+        MINIMAL.replace("memory", "vcpus = 2\nmemory"),
+        MINIMAL
+            .replace("\"demo\"", "\"pinned\"")
+            .replace("memory", "cpus = [0]\nmemory"),
+        MINIMAL.replace("\"demo\"", "\"third\"")
+    ));
+    assert_eq!(
+        config.cpu_assignment(4).unwrap(),
+        [vec![1, 2], vec![0], vec![3]]
+    );
+    let e = config.cpu_assignment(3).unwrap_err();
+    assert_eq!(e.field, "vm.third.vcpus", "{e}");
+    // A pinned CPU the board does not have.
+    let e = parse(&MINIMAL.replace("memory", "cpus = [4]\nmemory"))
+        .cpu_assignment(4)
+        .unwrap_err();
+    assert_error(&e, 4, 8, "vm.demo.cpus", "physical CPU 4 does not exist");
+}
+
+#[test]
+fn missing_image_is_named() {
+    let config = parse(&alloc::format!(
+        "{MINIMAL}initrd = \"rd.gz\"\ndtb = \"x.dtb\"\n"
+    ));
+    let e = config.check_against(&virt(1), &files(&[])).unwrap_err();
+    assert_error(&e, 5, 10, "vm.demo.kernel", "cannot read `guests/demo.bin`");
+    let e = config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", 10)]))
+        .unwrap_err();
+    assert_error(&e, 6, 10, "vm.demo.initrd", "cannot read `rd.gz`");
+    let e = config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", 10), ("rd.gz", 10)]))
+        .unwrap_err();
+    assert_error(&e, 7, 7, "vm.demo.dtb", "cannot read `x.dtb`");
+}
+
+#[test]
+fn image_larger_than_memory() {
+    let config = parse(&MINIMAL.replace("128M", "2M"));
+    let e = config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", (2 << 20) + 1)]))
+        .unwrap_err();
+    assert_error(
+        &e,
+        5,
+        10,
+        "vm.demo.kernel",
+        "larger than the VM's memory (2M)",
+    );
+    let config = parse(&alloc::format!(
+        "{}initrd = \"rd\"\n",
+        MINIMAL.replace("128M", "2M")
+    ));
+    let e = config
+        .check_against(
+            &virt(1),
+            &files(&[("guests/demo.bin", (1 << 20) + 1), ("rd", 1 << 20)]),
+        )
+        .unwrap_err();
+    assert_error(&e, 4, 10, "vm.demo.memory", "together are");
+    let config = parse(&alloc::format!("{MINIMAL}dtb = \"big.dtb\"\n"));
+    let e = config
+        .check_against(
+            &virt(1),
+            &files(&[("guests/demo.bin", 1), ("big.dtb", 3 << 20)]),
+        )
+        .unwrap_err();
+    assert_error(&e, 6, 7, "vm.demo.dtb", "at most 2M");
+}
+
+#[test]
+fn not_enough_ram() {
+    let config = parse(&MINIMAL.replace("128M", "2G"));
+    let e = config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", 1)]))
+        .unwrap_err();
+    assert_error(&e, 4, 10, "vm.demo.memory", "not enough RAM");
+}
+
+#[test]
+fn passthrough_must_be_a_device_of_the_board() {
+    let config = parse(&alloc::format!(
+        "{MINIMAL}[[vm.passthrough]]\nbase = 0x0a00_0000\nsize = 0x4000\n\
+         [[vm.passthrough]]\nbase = 0x0b00_0000\nsize = 0x1000\n"
+    ));
+    let e = config
+        .check_against(&virt(1), &files(&[("guests/demo.bin", 1)]))
+        .unwrap_err();
+    assert_error(
+        &e,
+        9,
+        1,
+        "vm.demo.passthrough[1]",
+        "0xb000000..0xb001000 is not a device of the board",
+    );
+}
+
+#[test]
+fn kernel_plan_errors_point_at_the_kernel() {
+    let config = parse(&MINIMAL.replace("128M", "2M"));
+    let vm = &config.vms[0];
+    // An arm64 Image whose image_size (bss included) exceeds the VM's 2M.
+    let mut image = vec![0u8; 64];
+    image[16..24].copy_from_slice(&(4u64 << 20).to_le_bytes());
+    image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    let e = config.plan_kernel(vm, &image).unwrap_err();
+    assert_error(
+        &e,
+        5,
+        10,
+        "vm.demo.kernel",
+        "`guests/demo.bin`: the image needs guest memory",
+    );
+    image[16..24].copy_from_slice(&(1u64 << 20).to_le_bytes());
+    let plan = config.plan_kernel(vm, &image).unwrap();
+    assert_eq!(
+        (plan.format, plan.entry),
+        (ImageFormat::Arm64Image, DEFAULT_RAM_BASE)
+    );
+    let e = config.plan_kernel(vm, b"just bytes").unwrap_err();
+    assert!(e.reason.contains("not an arm64 Image or an ELF"), "{e}");
+}
+
+#[test]
+fn bundle_carries_config_and_images_to_the_same_checks() {
+    let kernel: Vec<u8> = {
+        let mut k = vec![0u8; 4096];
+        k[16..24].copy_from_slice(&8192u64.to_le_bytes());
+        k[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        k
+    };
+    let bytes = write_bundle(&[
+        (CONFIG_NAME, MINIMAL.as_bytes()),
+        ("guests/demo.bin", &kernel),
+    ]);
+    let bundle = Bundle::parse(&bytes).unwrap();
+    let config = SystemConfig::parse(bundle.config_text().unwrap(), CONFIG_NAME).unwrap();
+    config
+        .check_against(&virt(1), &|p: &str| bundle.file(p).map(<[u8]>::len))
+        .unwrap();
+    let vm = &config.vms[0];
+    let plan = config
+        .plan_kernel(vm, bundle.file(&vm.kernel.path).unwrap())
+        .unwrap();
+    assert_eq!(plan.segments[0].mem_size, 8192);
+}
