@@ -321,7 +321,11 @@ pub enum CacheError {
     /// CLIDR_EL1 has bits set that the guest view must keep 0 (ICB, Ttype, RES0).
     ReservedClidrBits { bits: u64 },
     /// LoC, LoUU or LoUIS names a level beyond the last cache, or LoUU/LoUIS exceed LoC.
-    BadLevelField { field: &'static str, value: u8, levels: u8 },
+    BadLevelField {
+        field: &'static str,
+        value: u8,
+        levels: u8,
+    },
     /// CTR_EL0.IDC = 0 (clean to PoU required) but CLIDR says no level needs cleaning.
     IdcContradiction,
     /// A cache listed in CLIDR has no CCSIDR value.
@@ -330,7 +334,11 @@ pub enum CacheError {
     /// reserved/tag CSSELR), or twice.
     UnexpectedCcsidr { csselr: u64 },
     /// A cache line is smaller than the minimum CTR_EL0 promises.
-    LineBelowCtrMinimum { csselr: u64, line_bytes: u64, min_bytes: u64 },
+    LineBelowCtrMinimum {
+        csselr: u64,
+        line_bytes: u64,
+        min_bytes: u64,
+    },
     /// `Host` policy over cores whose CLIDR differ in the kind of cache at a level.
     HostLevelsDiffer { level: u8 },
     /// `Host` policy over an empty set of cores.
@@ -622,7 +630,8 @@ impl CacheTopology {
         for (slot, geometry) in self.geometry.iter().enumerate() {
             let csselr = slot as u64;
             let instruction = slot % 2 == 1;
-            let listed = (slot / 2) < levels as usize && self.clidr.ctype[slot / 2].has(instruction);
+            let listed =
+                (slot / 2) < levels as usize && self.clidr.ctype[slot / 2].has(instruction);
             match (listed, geometry) {
                 (true, None) => return Err(CacheError::MissingCcsidr { csselr }),
                 (false, Some(_)) => return Err(CacheError::UnexpectedCcsidr { csselr }),
@@ -820,7 +829,10 @@ mod tests {
         assert_eq!(c.encode(), M2_CLIDR);
         // QEMU 10.0.2 cortex-a57 CLIDR_EL1 (target/arm/cpu64.c), read back from the CPU.
         assert_eq!(Clidr::decode(0x0a20_0023).unwrap().encode(), 0x0a20_0023);
-        assert_eq!(Clidr::decode(0b101), Err(CacheError::ReservedCtype { level: 1 }));
+        assert_eq!(
+            Clidr::decode(0b101),
+            Err(CacheError::ReservedCtype { level: 1 })
+        );
         let sel = CacheSelect::decode(0b0011);
         assert_eq!((sel.level, sel.instruction, sel.tag), (2, true, false));
         assert_eq!(sel.encode(), 0b0011);
@@ -880,7 +892,10 @@ mod tests {
             CacheTopology::host_view(&[a, c], CTR_64B),
             Err(CacheError::HostLevelsDiffer { level: 2 })
         );
-        assert_eq!(CacheTopology::host_view(&[], CTR_64B), Err(CacheError::NoCores));
+        assert_eq!(
+            CacheTopology::host_view(&[], CTR_64B),
+            Err(CacheError::NoCores)
+        );
     }
 
     #[test]
@@ -889,7 +904,10 @@ mod tests {
         let max = CacheTopology::virtual_view(0xb444_c004);
         assert_eq!(max.clidr().ctype[0], Ctype::Unified);
         assert_eq!(max.clidr().levels(), 1);
-        assert_eq!((max.clidr().loc, max.clidr().louu, max.clidr().louis), (1, 0, 0));
+        assert_eq!(
+            (max.clidr().loc, max.clidr().louu, max.clidr().louis),
+            (1, 0, 0)
+        );
         assert_eq!(max.ccsidr_el1(0, false), 2); // LineSize 2 = 64 bytes, 1 way, 1 set
         assert_eq!(max.ccsidr_el1(1, false), CCSIDR_NONEXISTENT);
         // cortex-a57 CTR_EL0 = 0x8444c004: IDC = DIC = 0.
@@ -996,7 +1014,10 @@ mod tests {
         assert_eq!(explicit(no_lou, &ok), Err(CacheError::IdcContradiction));
         // A cache above a gap; ICB set.
         let gap = M2_CLIDR & !(7 << 3) | (0b100 << 6);
-        assert_eq!(explicit(gap, &ok), Err(CacheError::CacheAboveGap { level: 3 }));
+        assert_eq!(
+            explicit(gap, &ok),
+            Err(CacheError::CacheAboveGap { level: 3 })
+        );
         assert!(matches!(
             explicit(M2_CLIDR | 1 << 30, &ok),
             Err(CacheError::ReservedClidrBits { .. })

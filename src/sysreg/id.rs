@@ -19,7 +19,7 @@
 
 use super::SysReg;
 use super::cache::{
-    CachePolicy, CacheTopology, CoreCaches, CSSELR_SLOTS, effective_ctr, sanitize_ctr,
+    CSSELR_SLOTS, CachePolicy, CacheTopology, CoreCaches, effective_ctr, sanitize_ctr,
 };
 use core::fmt;
 
@@ -93,7 +93,10 @@ impl fmt::Debug for IdRegs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (i, v) in self.0.iter().enumerate().filter(|(_, v)| **v != 0) {
-            m.entry(&SysReg::new(3, 0, 0, (i / 8 + 1) as u8, (i % 8) as u8), &format_args!("{v:#018x}"));
+            m.entry(
+                &SysReg::new(3, 0, 0, (i / 8 + 1) as u8, (i % 8) as u8),
+                &format_args!("{v:#018x}"),
+            );
         }
         m.finish()
     }
@@ -138,7 +141,9 @@ impl IdField {
     /// Looks a field up by "REGISTER.FIELD", e.g. "ID_AA64PFR0_EL1.SVE".
     pub fn by_name(name: &str) -> Option<&'static IdField> {
         let (reg, field) = name.split_once('.')?;
-        ID_FIELDS.iter().find(|f| f.reg_name == reg && f.name == field)
+        ID_FIELDS
+            .iter()
+            .find(|f| f.reg_name == reg && f.name == field)
     }
 
     /// The value as an integer in the field's order.
@@ -219,7 +224,7 @@ const fn s(r: Reg, name: &'static str, shift: u8, safe: Safe, guest: Guest) -> I
 }
 
 use Guest::{AtMost, Hardware as HW};
-use Safe::{Exact, Higher, HigherOrZero, Lower};
+use Safe::{Exact, Higher, Lower};
 /// Not virtualized (yet): the guest reads 0.
 const HIDE: Guest = AtMost(0);
 
@@ -456,7 +461,10 @@ pub enum ModelError {
         requested: u8,
     },
     /// A field value does not fit in 4 bits.
-    OutOfRange { field: &'static IdField, requested: u8 },
+    OutOfRange {
+        field: &'static IdField,
+        requested: u8,
+    },
     /// The cache topology policy could not be applied.
     Cache(super::cache::CacheError),
     /// No physical CPU was given.
@@ -680,7 +688,10 @@ pub(crate) mod tests {
         for (i, a) in ID_FIELDS.iter().enumerate() {
             assert!(a.shift <= 60 && a.shift % 4 == 0, "{a}");
             for b in &ID_FIELDS[i + 1..] {
-                assert!(!(a.reg == b.reg && a.shift == b.shift), "{a} and {b} overlap");
+                assert!(
+                    !(a.reg == b.reg && a.shift == b.shift),
+                    "{a} and {b} overlap"
+                );
                 assert!(!(a.reg == b.reg && a.name == b.name), "{a} twice");
             }
             assert_eq!(IdField::by_name(&alloc::format!("{a}")), Some(a));
@@ -702,7 +713,7 @@ pub(crate) mod tests {
         let spec_sei = field("ID_AA64MMFR1_EL1.SpecSEI");
         assert_eq!(spec_sei.safe_value(0, 1), 1);
         let hz = IdField {
-            safe: HigherOrZero,
+            safe: Safe::HigherOrZero,
             ..*spec_sei
         };
         assert_eq!(hz.safe_value(0, 3), 0);
