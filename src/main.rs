@@ -17,6 +17,7 @@ mod hyp {
 
     use alloc::string::String;
     use alloc::vec::Vec;
+    use ferrovisor::arch::boot::MAX_CPUS;
     use ferrovisor::arch::{console as uart, firmware, memory, percpu, regs};
     use ferrovisor::config::SystemConfig;
     use ferrovisor::config::bundle::Bundle;
@@ -25,7 +26,7 @@ mod hyp {
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
     use ferrovisor::platform::{self, Conduit, Platform};
     use ferrovisor::vm::controls::{HostFeatures, IdRegs};
-    use ferrovisor::vm::run::{Host, Vm, VmSpec, VmStop};
+    use ferrovisor::vm::run::{Host, Vm, VmSpec};
     use log::{error, info, warn};
 
     /// Stops here after a fatal error: the message is out, nothing else runs.
@@ -82,6 +83,7 @@ mod hyp {
             features,
             stage2,
             firmware,
+            kick: |_cpu| {},
         };
 
         let Some(bundle_range) = bundle_range else {
@@ -99,7 +101,36 @@ mod hyp {
         let config = SystemConfig::parse(text, "ferrovisor.toml")
             .unwrap_or_else(|e| halt(format_args!("{e}")));
 
+        // Physical CPU numbers in the config are the device tree's CPU order;
+        // logical index 0 is the boot CPU (it owns the first stack).
+        let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
+        let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
+            halt(format_args!(
+                "the boot CPU (MPIDR {boot_mpidr:#x}) is not among the device tree's CPUs"
+            ))
+        };
+        let logical_of = |dt: usize| -> usize {
+            if dt == boot_dt {
+                0
+            } else if dt < boot_dt {
+                dt + 1
+            } else {
+                dt
+            }
+        };
+        let cpus = platform.cpus.len().min(MAX_CPUS);
+        if platform.cpus.len() > MAX_CPUS {
+            warn!(
+                "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
+                platform.cpus.len()
+            );
+        }
+        let assignment = config
+            .cpu_assignment(cpus)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
+
         let mut vms: Vec<Vm> = Vec::new();
+        let mut work: [Option<(usize, usize)>; MAX_CPUS] = [None; MAX_CPUS];
         for (index, vmc) in config.vms.iter().enumerate() {
             let file = |path: &str, what: &str| -> &'static [u8] {
                 bundle.file(path).unwrap_or_else(|| {
@@ -111,6 +142,7 @@ mod hyp {
             };
             let console_index = console::add_vm(&vmc.name);
             debug_assert_eq!(console_index, index);
+            let pcpus: Vec<usize> = assignment[index].iter().map(|&dt| logical_of(dt)).collect();
             let spec = VmSpec {
                 name: vmc.name.clone(),
                 index,
@@ -124,35 +156,56 @@ mod hyp {
                 bootargs: vmc.bootargs.clone(),
                 console: vmc.console == ferrovisor::config::VmConsole::Pl011,
             };
-            match Vm::create(spec, host) {
-                Ok(vm) => vms.push(vm),
+            match Vm::create(spec, pcpus.clone(), host) {
+                Ok(vm) => {
+                    for (vcpu, &cpu) in pcpus.iter().enumerate() {
+                        work[cpu] = Some((vms.len(), vcpu));
+                    }
+                    vms.push(vm);
+                }
                 Err(e) => error!("VM '{}' not started: {e}", vmc.name),
             }
         }
-        if vms.len() > 1 {
-            warn!(
-                "{} VMs configured: this build runs the first one only",
-                vms.len()
-            );
+        if vms.is_empty() {
+            halt(format_args!("no VM could be started"));
         }
-        let Some(vm) = vms.first_mut() else {
-            halt(format_args!("no VM could be started"))
-        };
-        loop {
-            match vm.run_vcpu(0) {
-                VmStop::PowerOff => break,
-                VmStop::Reset => {
-                    if let Err(e) = vm.reset() {
-                        error!("VM '{}' could not be reset: {e}", vm.spec.name);
-                        break;
-                    }
-                }
+        let plan = PLAN.call_once(|| Plan { vms, work });
+
+        // Start the other physical CPUs that have a vCPU to run.
+        for dt in 0..cpus {
+            let logical = logical_of(dt);
+            if logical == 0 || plan.work[logical].is_none() {
+                continue;
+            }
+            let mpidr = platform.cpus[dt].mpidr;
+            let status = firmware::cpu_on(firmware, mpidr, logical as u64);
+            if status != 0 {
+                error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
             }
         }
-        info!("all VMs are off: powering the machine off");
-        uart::flush();
-        firmware::system_off(firmware);
-        halt(format_args!("the firmware did not power the machine off"))
+        run_this_cpu(plan, 0)
+    }
+
+    /// The VMs and which vCPU each physical CPU (logical index) runs.
+    struct Plan {
+        vms: Vec<Vm>,
+        work: [Option<(usize, usize)>; MAX_CPUS],
+    }
+
+    static PLAN: spin::Once<Plan> = spin::Once::new();
+
+    /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0).
+    const MPIDR_AFF: u64 = 0xff_00ff_ffff;
+
+    /// Runs this CPU's vCPU for its VM's life, then waits for the machine to be
+    /// powered off by whichever CPU stops the last VM.
+    fn run_this_cpu(plan: &Plan, logical: usize) -> ! {
+        if let Some((vm, vcpu)) = plan.work[logical] {
+            plan.vms[vm].run_vcpu(vcpu);
+        }
+        loop {
+            regs::wfe();
+        }
     }
 
     /// Finds, checks and parses the host device tree.
@@ -292,15 +345,20 @@ mod hyp {
         );
     }
 
+    /// A secondary CPU, started by `firmware::cpu_on` with its logical index,
+    /// arrives here with the EL2 MMU on and its vectors installed.
     #[unsafe(no_mangle)]
-    extern "C" fn fv_secondary_main(_index: u64) -> ! {
-        loop {
-            regs::wfe();
-        }
+    extern "C" fn fv_secondary_main(logical: u64) -> ! {
+        let logical = logical as usize;
+        percpu::init_this_cpu(logical);
+        let Some(plan) = PLAN.get() else {
+            halt(format_args!(
+                "CPU {logical} started before the VMs were built"
+            ))
+        };
+        info!("CPU {logical} up (MPIDR {:#x})", regs::read_mpidr_el1());
+        run_this_cpu(plan, logical)
     }
-
-    #[unsafe(no_mangle)]
-    extern "C" fn fv_mmu_on_secondary() {}
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

@@ -10,13 +10,16 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use log::{debug, info, warn};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use log::{debug, error, info, warn};
+use spin::Mutex;
 
-use crate::arch::{self, GuestRegs, LiveEl1, memory, regs};
+use crate::arch::{self, GuestRegs, LiveEl1, firmware, memory, regs};
 use crate::devices::{MmioBus, console, pl011};
 use crate::mm::PAGE_SIZE;
 use crate::mm::pagetable::{PageTable, S2Attrs, Stage2Geometry, vttbr_el2};
 use crate::platform::Conduit;
+use crate::psci::VcpuPower;
 use crate::trap;
 use crate::vm::controls::{self, El2Controls, HostFeatures, SysRegTraps};
 use crate::vm::exit::{ExitContext, Next, SysRegResult};
@@ -66,43 +69,68 @@ impl fmt::Display for VmError {
     }
 }
 
-/// How a VM's run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VmStop {
-    PowerOff,
-    Reset,
-}
-
 /// What the boot CPU found, shared by every VM.
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
     pub features: HostFeatures,
     pub stage2: Stage2Geometry,
     pub firmware: Conduit,
+    /// Interrupts physical CPU `index` so it notices a change (a VM stopping, a
+    /// vCPU to start). A no-op until the physical GIC is up.
+    pub kick: fn(usize),
 }
 
-/// One VM.
+/// A VM's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VmState {
+    Running,
+    /// Every vCPU is leaving; the last one out completes the stop.
+    Stopping(Stop),
+    Off,
+}
+
+/// Why a VM stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    PowerOff,
+    Reset,
+}
+
+/// One vCPU's power state and where it starts.
+#[derive(Clone, Copy, Debug)]
+struct VcpuSlot {
+    power: VcpuPower,
+    entry: u64,
+    context_id: u64,
+}
+
+/// VMs still running; the machine powers off when this reaches zero.
+static RUNNING_VMS: AtomicUsize = AtomicUsize::new(0);
+
+/// One VM, shared by the physical CPUs its vCPUs run on.
 pub struct Vm {
     pub spec: VmSpec,
+    host: Host,
     vmid: u8,
-    ram: memory::OwnedFrames,
-    stage2: PageTable<Stage2Geometry>,
     vttbr: u64,
     vtcr: u64,
     controls: El2Controls,
-    host: Host,
-    pub bus: MmioBus,
-    entry: u64,
-    dtb_ipa: u64,
-    cntvoff: u64,
-    vcpu_on: Vec<bool>,
+    /// The physical CPU (logical index) each vCPU runs on.
+    pcpus: Vec<usize>,
+    ram: Mutex<memory::OwnedFrames>,
+    stage2: PageTable<Stage2Geometry>,
+    bus: Mutex<MmioBus>,
+    vcpus: Mutex<Vec<VcpuSlot>>,
+    state: Mutex<VmState>,
+    cntvoff: AtomicU64,
     /// Encodings already reported as unknown (logged once each).
-    unknown_sysregs: Vec<crate::sysreg::SysReg>,
+    unknown_sysregs: Mutex<Vec<crate::sysreg::SysReg>>,
 }
 
 impl Vm {
     /// Builds the VM: RAM, stage 2, devices, images and device tree in place.
-    pub fn create(spec: VmSpec, host: Host) -> Result<Vm, VmError> {
+    /// vCPU `i` will run on physical CPU `pcpus[i]`.
+    pub fn create(spec: VmSpec, pcpus: Vec<usize>, host: Host) -> Result<Vm, VmError> {
         let pages = spec.ram_size.div_ceil(PAGE_SIZE) as usize;
         let ram = memory::alloc_frames(pages, (RAM_ALIGN / PAGE_SIZE) as usize).ok_or(
             VmError::OutOfMemory {
@@ -132,34 +160,39 @@ impl Vm {
                 Box::new(pl011::Pl011::new(Box::new(port))),
             );
         }
-        let vcpus = spec.vcpus;
-        let mut vm = Vm {
+        let idle = VcpuSlot {
+            power: VcpuPower::Off,
+            entry: 0,
+            context_id: 0,
+        };
+        let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
             controls: controls::el2_controls(&host.features, SysRegTraps::Minimal),
             host,
             vmid,
-            ram,
+            ram: Mutex::new(ram),
             stage2,
-            bus,
-            entry: 0,
-            dtb_ipa: 0,
-            cntvoff: 0,
-            vcpu_on: alloc::vec![false; vcpus],
-            unknown_sysregs: Vec::new(),
+            bus: Mutex::new(bus),
+            vcpus: Mutex::new(alloc::vec![idle; spec.vcpus]),
+            state: Mutex::new(VmState::Running),
+            cntvoff: AtomicU64::new(0),
+            unknown_sysregs: Mutex::new(Vec::new()),
+            pcpus,
             spec,
         };
         vm.load()?;
+        RUNNING_VMS.fetch_add(1, Ordering::SeqCst);
         Ok(vm)
     }
 
-    /// (Re)loads the images and device tree into RAM: the state a VM starts in.
-    fn load(&mut self) -> Result<(), VmError> {
+    /// (Re)loads the images and device tree into RAM and makes vCPU 0 ready to
+    /// start: the state a VM starts in.
+    fn load(&self) -> Result<(), VmError> {
         let s = &self.spec;
         let plan: LoadPlan =
             plan_load(&s.kernel_kind, s.kernel, s.ram_base, s.ram_size).map_err(VmError::Image)?;
-        let machine = self.machine(None);
-        let probe = guest_fdt::build_guest_fdt(&machine)
+        let probe = guest_fdt::build_guest_fdt(&self.machine(None))
             .map_err(|e| VmError::Fdt(alloc::format!("{e}")))?;
         let dtb_len = s.dtb.map(|d| d.len()).unwrap_or(probe.len() + 0x1000) as u64;
         let lay: BootLayout = layout::plan(
@@ -175,15 +208,14 @@ impl Vm {
                 .map_err(|e| VmError::Fdt(alloc::format!("{e}")))?,
         };
         let base = s.ram_base;
-        let kernel = s.kernel;
-        let initrd = s.initrd;
-        let ram = self.ram.bytes_mut();
+        let mut frames = self.ram.lock();
+        let ram = frames.bytes_mut();
         ram.fill(0);
         for seg in &plan.segments {
             let off = (seg.guest_pa - base) as usize;
-            ram[off..off + seg.file.len()].copy_from_slice(&kernel[seg.file.clone()]);
+            ram[off..off + seg.file.len()].copy_from_slice(&s.kernel[seg.file.clone()]);
         }
-        if let (Some(r), Some(bytes)) = (lay.initrd.clone(), initrd) {
+        if let (Some(r), Some(bytes)) = (lay.initrd.clone(), s.initrd) {
             let off = (r.start - base) as usize;
             ram[off..off + bytes.len()].copy_from_slice(bytes);
         }
@@ -191,21 +223,32 @@ impl Vm {
         ram[off..off + dtb.len()].copy_from_slice(&dtb);
         // The guest starts with its MMU and caches off: its accesses bypass the
         // caches, so what was just written through them must reach memory.
-        regs::dcache_clean_invalidate(self.ram.pa(), self.ram.len() as u64);
+        regs::dcache_clean_invalidate(frames.pa(), frames.len() as u64);
         regs::icache_invalidate_all();
-        self.entry = plan.entry;
-        self.dtb_ipa = lay.dtb.start;
-        self.cntvoff = regs::read_cntpct_el0();
-        for (i, on) in self.vcpu_on.iter_mut().enumerate() {
-            *on = i == 0;
+        // The guest's virtual counter starts near zero (CNTVCT = CNTPCT - CNTVOFF).
+        self.cntvoff
+            .store(regs::read_cntpct_el0(), Ordering::SeqCst);
+        {
+            let mut v = self.vcpus.lock();
+            for (i, slot) in v.iter_mut().enumerate() {
+                slot.power = if i == 0 {
+                    VcpuPower::OnPending
+                } else {
+                    VcpuPower::Off
+                };
+                slot.entry = plan.entry;
+                slot.context_id = lay.dtb.start;
+            }
         }
         info!(
-            "VM '{}': {} MiB RAM at IPA {:#x} (PA {:#x}), {} vCPU(s), kernel {:?} entry {:#x}, device tree at {:#x}{}",
-            self.spec.name,
-            self.spec.ram_size >> 20,
-            self.spec.ram_base,
-            self.ram.pa(),
-            self.spec.vcpus,
+            "VM '{}': {} MiB RAM at IPA {:#x} (PA {:#x}), {} vCPU(s) on CPU(s) {:?}, VMID {}, kernel {:?} entry {:#x}, device tree at {:#x}{}",
+            s.name,
+            s.ram_size >> 20,
+            s.ram_base,
+            frames.pa(),
+            s.vcpus,
+            self.pcpus,
+            self.vmid,
             plan.format,
             plan.entry,
             lay.dtb.start,
@@ -245,7 +288,7 @@ impl Vm {
         regs::write_cptr_el2(c.cptr_el2);
         regs::write_mdcr_el2(regs::read_mdcr_el2() | c.mdcr_el2_set);
         regs::write_cnthctl_el2(c.cnthctl_el2);
-        regs::write_cntvoff_el2(self.cntvoff);
+        regs::write_cntvoff_el2(self.cntvoff.load(Ordering::SeqCst));
         regs::write_hstr_el2(0);
         regs::write_vpidr_el2(regs::read_midr_el1());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
@@ -254,88 +297,202 @@ impl Vm {
         regs::tlbi_vmid_all();
     }
 
-    /// Runs vCPU `vcpu` on this CPU until the VM stops.
-    pub fn run_vcpu(&mut self, vcpu: usize) -> VmStop {
-        self.load_cpu(vcpu);
-        let mut gprs = GuestRegs::default();
-        gprs.x[0] = self.dtb_ipa;
-        gprs.pc = self.entry;
-        gprs.pstate = controls::PSTATE_EL1H_MASKED;
+    fn state(&self) -> VmState {
+        *self.state.lock()
+    }
+
+    /// Runs vCPU `vcpu` on this physical CPU for the VM's whole life: waits for
+    /// it to be powered on (vCPU 0 at boot and reset, others by PSCI CPU_ON),
+    /// runs it, and returns when the VM is off.
+    pub fn run_vcpu(&self, vcpu: usize) {
+        loop {
+            let (entry, context_id) = loop {
+                match self.state() {
+                    VmState::Off => return,
+                    VmState::Running => {
+                        let mut v = self.vcpus.lock();
+                        if v[vcpu].power == VcpuPower::OnPending {
+                            v[vcpu].power = VcpuPower::On;
+                            break (v[vcpu].entry, v[vcpu].context_id);
+                        }
+                    }
+                    VmState::Stopping(_) => {}
+                }
+                regs::wfe();
+            };
+            self.load_cpu(vcpu);
+            let mut gprs = GuestRegs::default();
+            gprs.x[0] = context_id;
+            gprs.pc = entry;
+            gprs.pstate = controls::PSTATE_EL1H_MASKED;
+            self.run_until_off(vcpu, &mut gprs);
+        }
+    }
+
+    /// Runs the loaded vCPU until it is turned off or the VM stops.
+    fn run_until_off(&self, vcpu: usize, gprs: &mut GuestRegs) {
         let features = self.host.features.pstate();
         loop {
-            match arch::enter_guest(&mut gprs) {
-                arch::ExitCause::Sync => {}
-                cause => {
-                    debug!("VM '{}': {:?} exit", self.spec.name, cause);
-                    continue;
-                }
+            let cause = arch::enter_guest(gprs);
+            if let VmState::Stopping(_) = self.state() {
+                self.vcpu_left(vcpu);
+                return;
+            }
+            if cause != arch::ExitCause::Sync {
+                debug!("VM '{}' vCPU {vcpu}: {cause:?} exit", self.spec.name);
+                continue;
             }
             let esr = regs::read_esr_el2();
             let exit = trap::decode(esr, regs::read_far_el2(), regs::read_hpfar_el2());
-            let mut hw = LiveEl1;
-            let mut psci = PsciView {
-                vcpu_on: &mut self.vcpu_on,
-                ram: self.spec.ram_base..self.spec.ram_base + self.spec.ram_size,
-            };
-            let name = &self.spec.name;
-            let unknown = &mut self.unknown_sysregs;
-            let mut sysreg = |acc: trap::SysRegAccess, _v: u64| {
-                if !unknown.contains(&acc.reg) {
-                    unknown.push(acc.reg);
-                    warn!(
-                        "VM '{name}': {} of unknown system register {}: UNDEFINED to the guest",
-                        if acc.write { "write" } else { "read" },
-                        acc.reg
-                    );
+            let next = {
+                let mut hw = LiveEl1;
+                let mut vcpus = self.vcpus.lock();
+                let mut psci = PsciView {
+                    vcpus: &mut vcpus,
+                    ram: self.spec.ram_base..self.spec.ram_base + self.spec.ram_size,
+                };
+                let mut bus = self.bus.lock();
+                let name = &self.spec.name;
+                let unknown = &self.unknown_sysregs;
+                let mut sysreg = |acc: trap::SysRegAccess, _v: u64| {
+                    let mut seen = unknown.lock();
+                    if !seen.contains(&acc.reg) {
+                        seen.push(acc.reg);
+                        warn!(
+                            "VM '{name}': {} of unknown system register {}: UNDEFINED to the guest",
+                            if acc.write { "write" } else { "read" },
+                            acc.reg
+                        );
+                    }
+                    SysRegResult::Undefined
+                };
+                ExitContext {
+                    gprs,
+                    hw: &mut hw,
+                    bus: &mut bus,
+                    psci: &mut psci,
+                    features,
+                    instr_len: trap::instruction_length(esr),
+                    sysreg: &mut sysreg,
                 }
-                SysRegResult::Undefined
+                .handle(exit)
             };
-            let mut ctx = ExitContext {
-                gprs: &mut gprs,
-                hw: &mut hw,
-                bus: &mut self.bus,
-                psci: &mut psci,
-                features,
-                instr_len: trap::instruction_length(esr),
-                sysreg: &mut sysreg,
-            };
-            match ctx.handle(exit) {
+            match next {
                 Next::Resume | Next::Idle => {}
                 Next::SystemOff => {
-                    info!("VM '{}' powered off (PSCI SYSTEM_OFF)", self.spec.name);
-                    return VmStop::PowerOff;
+                    info!("VM '{}' powers off (PSCI SYSTEM_OFF)", self.spec.name);
+                    self.stop(Stop::PowerOff);
+                    self.vcpu_left(vcpu);
+                    return;
                 }
                 Next::SystemReset => {
-                    info!(
-                        "VM '{}' asked for a reset (PSCI SYSTEM_RESET)",
-                        self.spec.name
-                    );
-                    return VmStop::Reset;
+                    info!("VM '{}' resets (PSCI SYSTEM_RESET)", self.spec.name);
+                    self.stop(Stop::Reset);
+                    self.vcpu_left(vcpu);
+                    return;
                 }
                 Next::CpuOff => {
-                    if self.vcpu_on.iter().filter(|o| **o).count() <= 1 {
-                        info!("VM '{}': last vCPU turned off", self.spec.name);
-                        return VmStop::PowerOff;
+                    let all_off = {
+                        let mut v = self.vcpus.lock();
+                        v[vcpu].power = VcpuPower::Off;
+                        v.iter().all(|s| s.power == VcpuPower::Off)
+                    };
+                    if all_off {
+                        // No vCPU is left to turn another on: the VM is over.
+                        info!("VM '{}': its last vCPU called CPU_OFF", self.spec.name);
+                        self.stop(Stop::PowerOff);
+                        self.vcpu_left(vcpu);
                     }
+                    return;
                 }
-                Next::CpuOn { target, .. } => {
-                    warn!(
-                        "VM '{}': CPU_ON for vCPU {target}: secondary vCPUs are not started yet",
-                        self.spec.name
-                    );
+                Next::CpuOn {
+                    target,
+                    entry,
+                    context_id,
+                } => {
+                    {
+                        let mut v = self.vcpus.lock();
+                        v[target] = VcpuSlot {
+                            power: VcpuPower::OnPending,
+                            entry,
+                            context_id,
+                        };
+                    }
+                    regs::dsb_ish();
+                    regs::sev();
+                    (self.host.kick)(self.pcpus[target]);
                 }
             }
         }
     }
 
-    /// Puts the VM back to its initial state (for PSCI SYSTEM_RESET).
-    pub fn reset(&mut self) -> Result<(), VmError> {
-        console::clear_input(self.spec.index);
-        self.load()
+    /// Starts stopping the VM: every running vCPU leaves at its next exit.
+    fn stop(&self, why: Stop) {
+        {
+            let mut st = self.state.lock();
+            if *st != VmState::Running {
+                return;
+            }
+            *st = VmState::Stopping(why);
+        }
+        let v = self.vcpus.lock();
+        for (i, slot) in v.iter().enumerate() {
+            if slot.power == VcpuPower::On {
+                (self.host.kick)(self.pcpus[i]);
+            }
+        }
+    }
+
+    /// vCPU `vcpu` has left the guest because the VM stops. The last one out
+    /// completes the stop: the VM is reloaded (reset) or turned off.
+    fn vcpu_left(&self, vcpu: usize) {
+        let last = {
+            let mut v = self.vcpus.lock();
+            v[vcpu].power = VcpuPower::Off;
+            v.iter().all(|s| s.power != VcpuPower::On)
+        };
+        if !last {
+            return;
+        }
+        let why = match self.state() {
+            VmState::Stopping(why) => why,
+            _ => return,
+        };
+        match why {
+            Stop::Reset => {
+                console::clear_input(self.spec.index);
+                match self.load() {
+                    Ok(()) => *self.state.lock() = VmState::Running,
+                    Err(e) => {
+                        error!("VM '{}' could not be reset: {e}", self.spec.name);
+                        self.turn_off();
+                    }
+                }
+            }
+            Stop::PowerOff => self.turn_off(),
+        }
+        regs::dsb_ish();
+        regs::sev();
+        (self.host.kick)(self.pcpus[0]);
+    }
+
+    fn turn_off(&self) {
+        *self.state.lock() = VmState::Off;
+        info!("VM '{}' is off", self.spec.name);
+        if RUNNING_VMS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            info!("all VMs are off: powering the machine off");
+            arch::console::flush();
+            firmware::system_off(self.host.firmware);
+        }
     }
 
     pub fn vmid(&self) -> u8 {
         self.vmid
+    }
+
+    /// The physical CPU each vCPU runs on.
+    pub fn pcpus(&self) -> &[usize] {
+        &self.pcpus
     }
 
     /// Stage-2 table memory in bytes.
@@ -345,32 +502,29 @@ impl Vm {
     }
 }
 
-/// The PSCI view of a VM: which vCPUs are on and where its RAM is.
+/// The PSCI view of a VM: its vCPUs' power states and where its RAM is.
 struct PsciView<'a> {
-    vcpu_on: &'a mut Vec<bool>,
+    vcpus: &'a mut Vec<VcpuSlot>,
     ram: core::ops::Range<u64>,
 }
 
 impl crate::psci::PsciVm for PsciView<'_> {
     fn vcpu_count(&self) -> usize {
-        self.vcpu_on.len()
+        self.vcpus.len()
     }
     fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<usize> {
-        (0..self.vcpu_on.len())
-            .find(|&i| controls::vmpidr(i) & 0xff_00ff_ffff == mpidr & 0xff_00ff_ffff)
+        // PSCI target_cpu: Aff3 in [39:32], Aff2..Aff0 in [23:0].
+        const AFF: u64 = 0xff_00ff_ffff;
+        (0..self.vcpus.len()).find(|&i| controls::vmpidr(i) & AFF == mpidr & AFF)
     }
-    fn caller_is_aarch32(&self) -> bool {
-        // HCR_EL2.RW = 1: EL1 is AArch64, and HVC/SMC are not available at EL0.
-        false
-    }
-    fn vcpu_power(&self, index: usize) -> crate::psci::VcpuPower {
-        if self.vcpu_on.get(index).copied().unwrap_or(false) {
-            crate::psci::VcpuPower::On
-        } else {
-            crate::psci::VcpuPower::Off
-        }
+    fn vcpu_power(&self, index: usize) -> VcpuPower {
+        self.vcpus[index].power
     }
     fn is_guest_ram(&self, addr: u64) -> bool {
         self.ram.contains(&addr)
+    }
+    fn caller_is_aarch32(&self) -> bool {
+        // HCR_EL2.RW = 1: EL1 is AArch64, and EL0 cannot make HVC/SMC calls.
+        false
     }
 }

@@ -100,13 +100,19 @@ _start:
 fv_secondary_entry:
     msr     daifset, #0xf
     mov     x19, x0
+    mov     x1, #0x80000000
+    msr     hcr_el2, x1
+    isb
     adrp    x1, __fv_stacks
     add     x1, x1, :lo12:__fv_stacks
     mov     x2, #{stack_size}
     add     x3, x19, #1
     madd    x1, x2, x3, x1
     mov     sp, x1
-    bl      fv_mmu_on_secondary
+    // The final EL2 table, published (and cleaned to memory) by the boot CPU.
+    adrp    x0, __fv_el2_root
+    ldr     x0, [x0, :lo12:__fv_el2_root]
+    bl      fv_mmu_enable
     adrp    x0, __fv_vectors
     add     x0, x0, :lo12:__fv_vectors
     msr     vbar_el2, x0
@@ -181,6 +187,9 @@ fv_mmu_enable:
 .global __fv_early_l1
 __fv_early_l1:
     .space 4096
+.global __fv_el2_root
+__fv_el2_root:
+    .quad 0
 
 .section .stacks, "aw", %nobits
 .balign 4096

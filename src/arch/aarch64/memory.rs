@@ -189,7 +189,17 @@ impl TableMemory for El2TableMemory {
 
 /// Switches the EL2 MMU to the table at `root_pa` (same TCR_EL2 geometry as the
 /// early map: 39-bit VA, level-1 root).
+/// The root is also published for secondary CPUs, which read it with their
+/// MMU and caches off: it is cleaned to the point of coherency.
 pub fn switch_el2_table(root_pa: u64) {
+    unsafe extern "C" {
+        static mut __fv_el2_root: u64;
+    }
+    let slot = core::ptr::addr_of_mut!(__fv_el2_root);
+    // SAFETY: `__fv_el2_root` is a u64 in .data that only the boot CPU writes,
+    // once, before any secondary CPU starts.
+    unsafe { slot.write_volatile(root_pa) };
+    super::regs::dcache_clean_invalidate(slot as u64, 8);
     super::regs::dsb_ish();
     super::regs::write_ttbr0_el2(root_pa);
     super::regs::isb();
