@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Packs the boot bundle of every config the QEMU integration tests boot:
+# BUILD/<name>.cpio from boards/qemu-virt/<name>.toml (see tests/qemu.rs).
+set -euo pipefail
+build=${1:-build}
+fvconfig=${FVCONFIG:-target/release/fvconfig}
+for name in demo conformance; do
+  "$fvconfig" pack "boards/qemu-virt/$name.toml" -o "$build/$name.cpio" -L "$build"
+done
