@@ -754,3 +754,57 @@ fn bundle_carries_config_and_images_to_the_same_checks() {
         .unwrap();
     assert_eq!(plan.segments[0].mem_size, 8192);
 }
+
+// ---- the example configs under boards/ ----
+
+#[test]
+fn board_examples_parse_and_fit_a_4_cpu_virt() {
+    let examples = [
+        (
+            "demo.toml",
+            include_str!("../../boards/qemu-virt/demo.toml"),
+        ),
+        (
+            "linux.toml",
+            include_str!("../../boards/qemu-virt/linux.toml"),
+        ),
+        (
+            "two-vm.toml",
+            include_str!("../../boards/qemu-virt/two-vm.toml"),
+        ),
+    ];
+    let host = HostFacts {
+        cpus: 4,
+        devices: vec![(0x0a00_0000, 0x4000)],
+        ram_bytes: 2 << 30,
+    };
+    let any_file = |_: &str| Some(4096);
+    for (name, text) in examples {
+        let config = SystemConfig::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+        config
+            .check_against(&host, &any_file)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let demo = SystemConfig::parse(examples[0].1, "demo.toml").unwrap();
+    assert_eq!(demo.vms.len(), 1);
+    assert_eq!((demo.vms[0].vcpus, demo.vms[0].memory), (1, 128 << 20));
+    assert_eq!(demo.vms[0].kernel.path, "guests/demo.bin");
+    let linux = SystemConfig::parse(examples[1].1, "linux.toml").unwrap();
+    let vm = &linux.vms[0];
+    assert_eq!((vm.vcpus, vm.memory), (2, 512 << 20));
+    assert_eq!(vm.kernel.path, "linux/Image");
+    assert_eq!(vm.initrd.as_deref(), Some("linux/initramfs.cpio.gz"));
+    assert_eq!(
+        vm.bootargs.as_deref(),
+        Some("console=ttyAMA0 earlycon rdinit=/init")
+    );
+    let two = SystemConfig::parse(examples[2].1, "two-vm.toml").unwrap();
+    assert_eq!(two.vms.len(), 2);
+    assert_eq!(two.console.input, Some(0));
+    assert_eq!(two.cpu_assignment(4).unwrap(), [vec![0, 1], vec![2]]);
+    // Three CPUs are needed: a 2-CPU machine is refused.
+    assert!(
+        two.check_against(&HostFacts { cpus: 2, ..host }, &any_file)
+            .is_err()
+    );
+}
