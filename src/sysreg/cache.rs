@@ -62,7 +62,7 @@ pub const CSSELR_SLOTS: usize = 14;
 pub(crate) const CSSELR_WRITABLE: u64 = CSSELR_EL1::Level.mask << CSSELR_EL1::Level.shift
     | CSSELR_EL1::InD.mask << CSSELR_EL1::InD.shift;
 
-/// CLIDR_EL1 Ctype<n>: what kind of cache exists at one level.
+/// CLIDR_EL1 `Ctype<n>`: what kind of cache exists at one level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ctype {
     None,
@@ -113,8 +113,8 @@ pub struct Clidr {
     pub louis: u8,
 }
 
-/// CLIDR_EL1 bits that are RES0 in the guest view (Arm ARM D23.2: bits [63:47]),
-/// plus ICB and Ttype<n>, which a guest without FEAT_MTE2 must see as 0.
+/// CLIDR_EL1 bits that are RES0 in the guest view (Arm ARM D23.2: bits \[63:47\]),
+/// plus ICB and `Ttype<n>`, which a guest without FEAT_MTE2 must see as 0.
 const CLIDR_IGNORED: u64 = !((1u64 << 30) - 1);
 
 impl Clidr {
@@ -156,7 +156,7 @@ impl Clidr {
     }
 
     /// Number of cache levels: the levels before the first Ctype of "no cache"
-    /// (Arm ARM D23.2 CLIDR_EL1.Ctype<n>: once a 0b000 is seen, further-out
+    /// (Arm ARM D23.2 `CLIDR_EL1.Ctype<n>`: once a 0b000 is seen, further-out
     /// levels are to be ignored).
     pub fn levels(&self) -> u8 {
         self.ctype.iter().take_while(|t| **t != Ctype::None).count() as u8
@@ -219,7 +219,7 @@ impl CacheGeometry {
 
     /// Decodes CCSIDR_EL1 in the format the CPU uses: 64-bit with FEAT_CCIDX
     /// (ID_AA64MMFR2_EL1.CCIDX = 1), else the 32-bit format. Arm ARM D23.2.
-    /// In the 32-bit format, bits [31:28] (Armv8.0 WT/WB/RA/WA) are ignored.
+    /// In the 32-bit format, bits \[31:28\] (Armv8.0 WT/WB/RA/WA) are ignored.
     pub fn from_ccsidr(raw: u64, ccidx: bool) -> Self {
         let (ways, sets) = if ccidx {
             (
@@ -314,7 +314,7 @@ pub struct ExplicitCaches {
 /// Why a topology was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheError {
-    /// CLIDR_EL1.Ctype<level> holds a reserved encoding.
+    /// `CLIDR_EL1.Ctype<level>` holds a reserved encoding.
     ReservedCtype { level: u8 },
     /// A cache is listed above a level that has none.
     CacheAboveGap { level: u8 },
@@ -563,7 +563,7 @@ impl CacheTopology {
                 }
             }
         }
-        acc.validate(ctr)?;
+        acc.validate(ctr, false)?;
         Ok(acc)
     }
 
@@ -595,18 +595,24 @@ impl CacheTopology {
             geometry[slot] = Some(CacheGeometry::from_ccsidr(ccsidr, e.ccidx));
         }
         let topo = CacheTopology { clidr, geometry };
-        topo.validate(ctr)?;
+        topo.validate(ctr, true)?;
         Ok(topo)
     }
 
-    /// Checks the rules every topology shown to a guest must satisfy.
-    fn validate(&self, ctr: u64) -> Result<(), CacheError> {
+    /// Checks the rules a topology shown to a guest must satisfy.
+    /// `check_levels` adds the sanity rules on LoC/LoUU/LoUIS for values from
+    /// a config; hardware values are taken as the hardware reports them.
+    fn validate(&self, ctr: u64, check_levels: bool) -> Result<(), CacheError> {
         let levels = self.clidr.levels();
+        let level_fields = if check_levels { 3 } else { 0 };
         for (field, value) in [
             ("LoC", self.clidr.loc),
             ("LoUU", self.clidr.louu),
             ("LoUIS", self.clidr.louis),
-        ] {
+        ]
+        .into_iter()
+        .take(level_fields)
+        {
             // A level field names the first level that need not be maintained
             // (Arm ARM D23.2 CLIDR_EL1): it cannot exceed the number of levels,
             // and the points of unification lie no further out than the point
@@ -884,6 +890,26 @@ mod tests {
     }
 
     #[test]
+    fn host_policy_takes_hardware_level_fields_as_they_are() {
+        // LoC = 0 (no cleaning to the PoC needed) with LoUU = 1 is taken
+        // from hardware as is; a config giving it is refused.
+        let mut core = m2_core(M2_A);
+        core.clidr_el1 &= !(7 << 24);
+        let ctr = effective_ctr(CTR_64B, core.clidr_el1);
+        let t = CacheTopology::host_view(&[core], ctr).unwrap();
+        assert_eq!((t.clidr().loc, t.clidr().louu), (0, 1));
+        let e = ExplicitCaches {
+            clidr_el1: core.clidr_el1,
+            ccsidr_el1: vec![(0, M2_A[0]), (1, M2_A[1]), (2, M2_A[2])],
+            ccidx: false,
+        };
+        assert!(matches!(
+            CacheTopology::explicit(&e, ctr),
+            Err(CacheError::BadLevelField { field: "LoUU", .. })
+        ));
+    }
+
+    #[test]
     fn host_policy_refuses_cores_with_different_levels() {
         let a = m2_core(M2_A);
         let mut c = m2_core(M2_A);
@@ -929,7 +955,9 @@ mod tests {
         assert_eq!(mixed.ccsidr_el1(0, false), 2);
         // The virtual view passes the same validation as explicit ones.
         for ctr in [0xb444_c004, CTR_64B, CTR_64B | 1 << 28, CTR_64B | 1 << 29] {
-            CacheTopology::virtual_view(ctr).validate(ctr).unwrap();
+            CacheTopology::virtual_view(ctr)
+                .validate(ctr, true)
+                .unwrap();
         }
     }
 

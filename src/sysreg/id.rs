@@ -21,6 +21,8 @@ use super::SysReg;
 use super::cache::{
     CSSELR_SLOTS, CachePolicy, CacheTopology, CoreCaches, effective_ctr, sanitize_ctr,
 };
+use super::cache::{CacheTrap, cache_trap};
+use aarch64_cpu::registers::ID_AA64MMFR2_EL1 as MMFR2_FIELDS;
 use core::fmt;
 
 /// Number of encodings in the feature ID space Op0=3, Op1=0, CRn=0, CRm=1..7,
@@ -398,13 +400,18 @@ impl HostCpu {
     /// The core's cache registers, with the CCSIDR format its own
     /// ID_AA64MMFR2_EL1.CCIDX announces.
     pub fn caches(&self) -> CoreCaches {
-        let ccidx = (self.id.get(ID_AA64MMFR2_EL1).unwrap_or(0) >> 20) & 0xf != 0;
+        let ccidx = has_ccidx(&self.id);
         CoreCaches {
             clidr_el1: self.clidr_el1,
             ccsidr_el1: self.ccsidr_el1,
             ccidx,
         }
     }
+}
+
+/// FEAT_CCIDX: ID_AA64MMFR2_EL1.CCIDX != 0 (64-bit CCSIDR_EL1, CCSIDR2_EL1).
+fn has_ccidx(id: &IdRegs) -> bool {
+    MMFR2_FIELDS::CCIDX.read(id.get(ID_AA64MMFR2_EL1).unwrap_or(0)) != 0
 }
 
 /// The system-wide values, computed once at boot over every physical CPU.
@@ -438,6 +445,11 @@ impl SystemCpuInfo {
             ctr_el0: sanitize_ctr(&ctrs),
             midr_el1: boot.midr_el1,
         })
+    }
+
+    /// FEAT_EVT on every core (ID_AA64MMFR2_EL1.EVT >= 1): HCR_EL2.TID4 exists.
+    pub fn evt(&self) -> bool {
+        MMFR2_FIELDS::EVT.read(self.id.get(ID_AA64MMFR2_EL1).unwrap_or(0)) != 0
     }
 
     /// The guest view before per-VM lowering: every field limited by its
@@ -499,6 +511,8 @@ pub struct VmCpuModel {
     ctr_el0: u64,
     cache: CacheTopology,
     hw_ctr_matches: bool,
+    /// Cached FEAT_CCIDX of the guest view (read on every CCSIDR trap).
+    ccidx: bool,
 }
 
 impl VmCpuModel {
@@ -517,8 +531,10 @@ impl VmCpuModel {
         let cores: alloc::vec::Vec<CoreCaches> = vm_cpus.iter().map(HostCpu::caches).collect();
         let cache =
             CacheTopology::for_policy(policy, ctr_el0, &cores).map_err(ModelError::Cache)?;
+        let id = system.guest_id();
         Ok(VmCpuModel {
-            id: system.guest_id(),
+            ccidx: has_ccidx(&id),
+            id,
             midr_el1: system.midr_el1,
             ctr_el0,
             cache,
@@ -546,6 +562,7 @@ impl VmCpuModel {
             });
         }
         self.id.set_field(field, value);
+        self.ccidx = has_ccidx(&self.id);
         Ok(())
     }
 
@@ -574,13 +591,18 @@ impl VmCpuModel {
 
     /// Whether the guest sees FEAT_CCIDX (64-bit CCSIDR_EL1, CCSIDR2_EL1).
     pub fn ccidx(&self) -> bool {
-        (self.id.get(ID_AA64MMFR2_EL1).unwrap_or(0) >> 20) & 0xf != 0
+        self.ccidx
     }
 
     /// Whether every core the VM may run on has exactly the VM's CTR_EL0 in
     /// hardware: the condition for leaving CTR_EL0 untrapped (TID4).
     pub fn hw_ctr_matches(&self) -> bool {
         self.hw_ctr_matches
+    }
+
+    /// HCR_EL2.TID4 or TID2 for this VM, given [`SystemCpuInfo::evt`].
+    pub fn cache_trap(&self, evt: bool) -> CacheTrap {
+        cache_trap(evt, self.hw_ctr_matches)
     }
 }
 
@@ -878,6 +900,16 @@ pub(crate) mod tests {
         assert_eq!(m.ctr_el0(), 0xb444_c004);
         assert!(m.hw_ctr_matches());
         assert_eq!(m.midr_el1(), 0x000f_0510);
+        // -cpu max has FEAT_EVT (MMFR2.EVT = 2) and a uniform CTR: TID4.
+        assert!(sys.evt());
+        assert_eq!(m.cache_trap(sys.evt()), CacheTrap::Tid4);
+        // cortex-a57 has no FEAT_EVT: TID2 (and CTR_EL0 must be answered).
+        let a57 = SystemCpuInfo::new(&[qemu_a57()]).unwrap();
+        assert!(!a57.evt());
+        let m57 = VmCpuModel::new(&a57, &[qemu_a57()], &CachePolicy::Virtual).unwrap();
+        assert_eq!(m57.cache_trap(a57.evt()), CacheTrap::Tid2);
+        // A system with one EVT-less core has no usable TID4.
+        assert!(!SystemCpuInfo::new(&[qemu_max(), qemu_a57()]).unwrap().evt());
         let bad = CachePolicy::Explicit(ExplicitCaches {
             clidr_el1: 0b101,
             ccsidr_el1: alloc::vec![],
