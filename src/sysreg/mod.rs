@@ -25,6 +25,12 @@
 //!   [`VcpuSysRegs::trap_vm`] / the `SetTrapVm` actions. HCR_EL2.TLOR is
 //!   worth setting too: LORegions are hidden and their registers then UNDEF.
 //! - VPIDR_EL2 = [`VmCpuModel::midr_el1`], VMPIDR_EL2 = the vCPU's MPIDR.
+//! - Hiding a feature in the ID registers does not stop a guest that uses
+//!   it anyway; trap its registers so they reach [`access`] and UNDEF:
+//!   MDCR_EL2.{TPM,TPMCR} (PMU), MDCR_EL2.E2PB/TPMS (SPE), CPTR_EL2.TTA
+//!   (trace), CPTR_EL2.TAM (AMU), HCR_EL2.ATA = 0 (MTE), HCR_EL2.TERR (RAS
+//!   error records), CPTR_EL2.{TZ,TSM} (SVE/SME, until the FP issue),
+//!   HCR_EL2.{API,APK} = 0 (pointer authentication).
 //! - [`Access::sctlr_el1`] is the guest's SCTLR_EL1 read from hardware at the
 //!   trap (needed to see caches being switched while TVM traps writes).
 //!

@@ -33,10 +33,11 @@ pub const DC_ISW: SysReg = SysReg::new(1, 0, 7, 6, 2);
 pub const DC_CSW: SysReg = SysReg::new(1, 0, 7, 10, 2);
 pub const DC_CISW: SysReg = SysReg::new(1, 0, 7, 14, 2);
 
-/// One trapped access: the encoding, the value written (`None` for a read),
-/// and the guest's SCTLR_EL1 as it is in hardware at the time of the trap
-/// (one `mrs`; the set/way and VM-register handlers need the value before
-/// the write, which under HCR_EL2.TVM is only in hardware).
+/// One trapped access: the encoding, the value written (`None` for a read;
+/// Rt = 31 is XZR, so 0), and the guest's SCTLR_EL1 as it is in hardware at
+/// the time of the trap (one `mrs`; only the set/way and VM-register
+/// handlers read it, because under HCR_EL2.TVM the value before the write
+/// is only in hardware; other accesses may pass 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
     pub reg: SysReg,
