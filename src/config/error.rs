@@ -108,7 +108,13 @@ impl<'t> Source<'t> {
             (Some(span), Some(tree)) => path_at(tree, span.start).unwrap_or_default(),
             _ => String::new(),
         };
-        let reason = error.message().trim_end().replace('\n', "; ");
+        // serde names Rust types; a person writing TOML thinks in TOML types.
+        let reason = error
+            .message()
+            .trim_end()
+            .replace('\n', "; ")
+            .replace("expected i64", "expected an integer")
+            .replace("expected a sequence", "expected an array");
         self.error_at(span, field, reason)
     }
 }
@@ -127,8 +133,46 @@ fn join(prefix: &str, key: &str) -> String {
 
 /// The dotted path of the deepest key or value whose text contains `offset`.
 /// Elements of the `vm` array are named `vm.NAME` when they have a string `name`.
+/// When nothing contains `offset` (an error the parser recovered from by dropping the
+/// offending text, like a duplicate key), the table holding the nearest key before it.
 pub(crate) fn path_at(tree: &DeTable<'_>, offset: usize) -> Option<String> {
-    find_in_table(tree, offset, "")
+    find_in_table(tree, offset, "").or_else(|| {
+        let mut keys = Vec::new();
+        collect_keys(tree, "", &mut keys);
+        let (_, path) = keys
+            .into_iter()
+            .filter(|(start, _)| *start <= offset)
+            .max_by_key(|(start, _)| *start)?;
+        path.rsplit_once('.').map(|(table, _)| table.to_string())
+    })
+}
+
+/// Every key in the tree as (start offset, dotted path), named as [`path_at`] names them.
+fn collect_keys(table: &DeTable<'_>, prefix: &str, out: &mut Vec<(usize, String)>) {
+    for (key, value) in table.iter() {
+        let path = join(prefix, key.get_ref());
+        out.push((key.span().start, path.clone()));
+        match value.get_ref() {
+            DeValue::Table(inner) => collect_keys(inner, &path, out),
+            DeValue::Array(array) => {
+                for (index, element) in array.iter().enumerate() {
+                    if let Some(inner) = element.get_ref().as_table() {
+                        let element_path = element_name(inner, &path, index);
+                        collect_keys(inner, &element_path, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `vm.NAME` for a `[[vm]]` with a string name, else `PATH[INDEX]`.
+fn element_name(table: &DeTable<'_>, path: &str, index: usize) -> String {
+    match table.get("name").and_then(|n| n.get_ref().as_str()) {
+        Some(name) if path == "vm" => format!("vm.{name}"),
+        _ => format!("{path}[{index}]"),
+    }
 }
 
 fn find_in_table(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
@@ -153,14 +197,9 @@ fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &str) -> Opt
         }
         DeValue::Array(array) => {
             for (index, element) in array.iter().enumerate() {
-                let name = element
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get("name"))
-                    .and_then(|n| n.get_ref().as_str());
-                let element_path = match name {
-                    Some(name) if path == "vm" => format!("vm.{name}"),
-                    _ => format!("{path}[{index}]"),
+                let element_path = match element.get_ref().as_table() {
+                    Some(table) => element_name(table, path, index),
+                    None => format!("{path}[{index}]"),
                 };
                 if let Some(found) = find_in_value(element, offset, &element_path) {
                     return Some(found);

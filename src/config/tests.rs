@@ -808,3 +808,11 @@ fn board_examples_parse_and_fit_a_4_cpu_virt() {
             .is_err()
     );
 }
+
+#[test]
+fn duplicate_key_names_its_table() {
+    let e = refuse(&MINIMAL.replace("memory", "name = \"again\"\nmemory"));
+    assert_eq!(e.position, Some(Position { line: 4, column: 1 }), "{e}");
+    assert_eq!(e.field, "vm.demo", "{e}");
+    assert!(e.reason.contains("duplicate key"), "{e}");
+}

@@ -25,7 +25,11 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<SystemConfig, ConfigError>
     let src = Source::new(text, file);
     // Parse once into a spanned tree for syntax errors and to name fields in serde errors,
     // then into the typed structure (which refuses unknown keys).
-    let tree = DeTable::parse(text).map_err(|e| src.toml_error(&e, None))?;
+    let (tree, syntax_errors) = DeTable::parse_recoverable(text);
+    if let Some(e) = syntax_errors.first() {
+        // The tree recovered around the error still names the field it is in.
+        return Err(src.toml_error(e, Some(tree.get_ref())));
+    }
     let raw: RawSystem =
         toml::from_str(text).map_err(|e| src.toml_error(&e, Some(tree.get_ref())))?;
     Builder { src: &src }.system(raw)
