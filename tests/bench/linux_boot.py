@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The Linux boot comparison of `make bench` (issue 6, item 4): the same kernel,
+initramfs, CPU model and CPU count booted under Ferrovisor (A) and directly by
+QEMU (B), alternated A/B/A/B so slow drift on a shared machine hits both alike.
+
+For each boot it records
+  - wall_s: host seconds from starting QEMU to the marker line the initramfs's
+    /init prints (FERROVISOR-LINUX-USERSPACE-UP). Noisy: it depends on what else
+    the machine is doing.
+  - uptime_s: the guest kernel's own /proc/uptime, which /init prints on the next
+    line (`LINUX-INFO uptime_s=...`). QEMU runs with `-icount shift=0,sleep=off`,
+    so guest time advances exactly 1 ns per executed instruction (the
+    hypervisor's included, nothing from the host's load): this is the repeatable
+    figure. It counts from the kernel's timekeeping start, so it leaves out what
+    runs before the kernel (Ferrovisor's own boot is a row of the bench guest).
+
+Writes a JSON object (see `summary` below) to --out; logs go to --logdir.
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import selectors
+import statistics
+import subprocess
+import sys
+import time
+
+MARKER = "FERROVISOR-LINUX-USERSPACE-UP"
+UPTIME = re.compile(r"LINUX-INFO uptime_s=([0-9.]+)")
+
+
+def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
+    """Runs QEMU until the marker and the uptime line (or the timeout); kills it."""
+    start = time.monotonic()
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    lines: list[str] = []
+    result = {"reached": False, "wall_s": None, "uptime_s": None}
+    after_marker_deadline = None
+    try:
+        while True:
+            now = time.monotonic()
+            deadline = start + timeout
+            if after_marker_deadline is not None:
+                deadline = min(deadline, after_marker_deadline)
+            if now >= deadline:
+                break
+            if not sel.select(timeout=min(1.0, deadline - now)):
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *complete, buf = buf.split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", "replace").replace("\r", "")
+                lines.append(line)
+                if not result["reached"] and marker in line:
+                    result["reached"] = True
+                    result["wall_s"] = round(time.monotonic() - start, 3)
+                    # The uptime line follows at once; don't wait long for it.
+                    after_marker_deadline = time.monotonic() + 30
+                m = UPTIME.search(line)
+                if result["reached"] and m:
+                    result["uptime_s"] = float(m.group(1))
+            if result["reached"] and result["uptime_s"] is not None:
+                break
+    finally:
+        exit_status = proc.poll()
+        proc.kill()
+        proc.wait()
+        sel.close()
+        if buf:
+            lines.append(buf.decode("utf-8", "replace").replace("\r", ""))
+        with open(log_path, "w") as f:
+            f.write("$ " + " ".join(args) + "\n")
+            f.write("\n".join(lines) + "\n")
+    result["log"] = log_path
+    if not result["reached"]:
+        if exit_status is None:
+            result["error"] = f"no '{marker}' line within {timeout:.0f} s (killed; see {log_path})"
+        else:
+            result["error"] = f"QEMU exited ({exit_status}) before '{marker}' (see {log_path})"
+    return result
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--qemu", default=os.environ.get("FERROVISOR_QEMU", "qemu-system-aarch64"))
+    ap.add_argument("--hypervisor", required=True, help="ferrovisor.bin")
+    ap.add_argument("--bundle", required=True, help="boot bundle of the Linux VM")
+    ap.add_argument("--kernel", required=True, help="the same kernel Image, for the direct boot")
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--append", default="", help="kernel command line of the direct boot")
+    ap.add_argument("--cpu", default="max")
+    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--vm-memory", required=True,
+                    help="the VM's RAM (QEMU -m of the direct boot, so both kernels see the same)")
+    ap.add_argument("--host-memory", default="1G", help="QEMU -m under Ferrovisor")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=150)
+    ap.add_argument("--marker", default=MARKER)
+    ap.add_argument("--logdir", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    icount = ["-icount", "shift=0,sleep=off"]
+    common = ["-cpu", a.cpu, "-smp", str(a.smp), "-nographic", "-no-reboot"] + icount
+    under = [a.qemu, "-M", "virt,virtualization=on,gic-version=3", "-m", a.host_memory,
+             *common, "-kernel", a.hypervisor, "-initrd", a.bundle]
+    direct = [a.qemu, "-M", "virt,gic-version=3", "-m", a.vm_memory, *common,
+              "-kernel", a.kernel, "-initrd", a.initrd]
+    if a.append:
+        direct += ["-append", a.append]
+
+    os.makedirs(a.logdir, exist_ok=True)
+    runs = {"ferrovisor": [], "direct": []}
+    skip_ferrovisor = False
+    for r in range(1, a.rounds + 1):
+        for name, cmd in (("ferrovisor", under), ("direct", direct)):
+            if name == "ferrovisor" and skip_ferrovisor:
+                continue
+            res = boot(cmd, a.marker, a.timeout,
+                       os.path.join(a.logdir, f"linux-{name}-{r}.log"))
+            res["round"] = r
+            runs[name].append(res)
+            print(f"linux boot {name} #{r}: " +
+                  (f"userspace after {res['wall_s']} s wall, uptime {res['uptime_s']} s"
+                   if res["reached"] else res["error"]), file=sys.stderr)
+            # A Ferrovisor that cannot boot Linux fails the same way every time:
+            # don't spend the time budget on it again.
+            if name == "ferrovisor" and not res["reached"]:
+                skip_ferrovisor = True
+
+    summary = {
+        "status": "ok" if all(x["reached"] for v in runs.values() for x in v) else "failed",
+        "order": "A/B alternated: ferrovisor, direct, ferrovisor, direct, ...",
+        "qemu_icount": "shift=0,sleep=off",
+        "cpu": a.cpu, "smp": a.smp,
+        "memory": {"ferrovisor_host": a.host_memory, "vm_and_direct": a.vm_memory},
+        "runs": runs,
+    }
+    for name, v in runs.items():
+        ok = [x for x in v if x["reached"]]
+        summary[name] = {
+            "boots": len(v),
+            "reached": len(ok),
+            "wall_s_median": median(x["wall_s"] for x in ok),
+            "uptime_s_median": median(x["uptime_s"] for x in ok),
+            "uptime_s_all": [x["uptime_s"] for x in ok],
+        }
+    for key in ("wall_s_median", "uptime_s_median"):
+        f, d = summary["ferrovisor"][key], summary["direct"][key]
+        summary[key.replace("_median", "_ratio")] = round(f / d, 3) if f and d else None
+    with open(a.out, "w") as f:
+        json.dump(summary, f, indent=2)
+    return 0 if summary["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

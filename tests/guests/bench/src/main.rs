@@ -1,0 +1,420 @@
+//! The benchmark guest: what one trapping operation costs an EL1 guest.
+//!
+//! Each row runs one operation `BATCH` times back to back (an unrolled `.rept`, so
+//! no loop counter is in the way) between two reads of the virtual counter, takes
+//! `ITERS` such samples after `WARMUP` discarded ones, and prints the distribution
+//! of the per-operation cost. Under `-icount shift=0` QEMU's virtual clock advances
+//! 1 ns per executed instruction (the guest's and the hypervisor's alike), so
+//! `CNTVCT_EL0` ticks convert exactly to instructions: `1e9 / CNTFRQ_EL0` of them
+//! per tick (`tests/bench.sh` does the conversion; this guest only reports ticks).
+//! Batching keeps the figure exact when a tick spans many instructions (16 at
+//! 62.5 MHz) and spreads the fixed cost of the two counter reads over the batch;
+//! the `loop_floor` row (the same structure around a `nop`) shows what is left of
+//! that fixed cost.
+//!
+//! Where the PMU is usable (bare QEMU at EL1; Ferrovisor traps it with
+//! `MDCR_EL2.TPM` and the access is UNDEFINED to the guest) the same windows are
+//! also read with `PMCCNTR_EL0`. The probe runs under the runtime's exception
+//! capture, so a trapped PMU is reported as `n/a`, never a crash.
+//!
+//! Output, one line per row (`tests/bench/report.py` parses it):
+//!
+//! ```text
+//! BENCH-INFO cntfrq=<Hz> el=<n> midr=<hex> pmu=<yes|n/a> boot_cntpct=<ticks> ...
+//! BENCH name=<row> unit=cntvct median=<x> min=<x> max=<x> p10=<x> p90=<x> iters=<n> batch=<n>
+//! BENCH name=<row> unit=pmccntr ...                       (only when the PMU counts)
+//! BENCH name=<row> unit=n/a note="<why>"                  (rows that cannot run yet)
+//! BENCH-DONE
+//! ```
+//!
+//! Values are per operation with two decimals (batch total / batch size). Then the
+//! guest powers off with PSCI SYSTEM_OFF.
+#![no_std]
+#![no_main]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use core::arch::asm;
+
+use guest_rt::smccc::{PSCI_VERSION, SMCCC_NOT_SUPPORTED};
+use guest_rt::{catch_exception, current_el, hvc_call, print, println};
+
+guest_rt::entry!(main);
+
+/// Operations per sample (the `.rept` count).
+const BATCH: usize = 16;
+/// Samples discarded before measuring: caches, QEMU's translation blocks and the
+/// hypervisor's first-exit paths settle.
+const WARMUP: usize = 100;
+/// Samples kept per row.
+const ITERS: usize = 1000;
+/// Samples of the first-touch row: each touches `BATCH` fresh pages.
+const TOUCH_ITERS: usize = 256;
+/// Guest-physical (= virtual) start of the pages the first-touch row reads: inside
+/// the 128 MiB of RAM the bench VM has and away from the image at 0x4008_0000.
+/// Nothing the guest does before that row touches them.
+const TOUCH_BASE: u64 = 0x4200_0000;
+const PAGE_SIZE: u64 = 4096;
+
+/// SMCCC_VERSION (Arm DEN0028 §7.2): Fast SMC32 call, Arm Architecture service,
+/// function 0. A hypervisor answers it at once: a null call.
+const SMCCC_VERSION: u32 = 0x8000_0000;
+
+/// The emulated PL011's flag register `UARTFR` (PL011 TRM 3.3.3): an emulated
+/// device register whose read has no side effect.
+const UARTFR: u64 = 0x0900_0018;
+
+/// One sample: the window in virtual-counter ticks and, if the PMU counts, in
+/// cycle-counter cycles.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    ticks: u64,
+    cycles: u64,
+}
+
+/// Runs `body` (assembly lines) `BATCH` times between two counter reads and
+/// returns a [`Sample`]. `$pmu` selects the variant that also reads
+/// `PMCCNTR_EL0`; extra operands for the body follow.
+///
+/// Window: `isb; mrs cntvct; <BATCH x body>; isb; mrs cntvct`. The ISBs keep the
+/// counter reads from being reordered around the operations (Arm ARM D12.1.2:
+/// counter reads are not ordered by themselves).
+macro_rules! measure {
+    ($pmu:expr, [$($body:literal),+ $(,)?] $(, $($operands:tt)*)?) => {{
+        let t0: u64;
+        let t1: u64;
+        let mut c0: u64 = 0;
+        let mut c1: u64 = 0;
+        if $pmu {
+            // SAFETY: the counters are readable at EL1 (the probe checked the PMU);
+            // the body's effects are declared by its operands.
+            unsafe {
+                asm!(
+                    "isb",
+                    "mrs {c0}, pmccntr_el0",
+                    "mrs {t0}, cntvct_el0",
+                    ".rept {batch}",
+                    $($body,)+
+                    ".endr",
+                    "isb",
+                    "mrs {t1}, cntvct_el0",
+                    "mrs {c1}, pmccntr_el0",
+                    batch = const BATCH,
+                    c0 = out(reg) c0,
+                    t0 = out(reg) t0,
+                    t1 = out(reg) t1,
+                    c1 = out(reg) c1,
+                    $($($operands)*)?
+                );
+            }
+        } else {
+            // SAFETY: CNTVCT_EL0 is readable at EL1 (CNTHCTL_EL2 does not trap it
+            // for EL1); the body's effects are declared by its operands.
+            unsafe {
+                asm!(
+                    "isb",
+                    "mrs {t0}, cntvct_el0",
+                    ".rept {batch}",
+                    $($body,)+
+                    ".endr",
+                    "isb",
+                    "mrs {t1}, cntvct_el0",
+                    batch = const BATCH,
+                    t0 = out(reg) t0,
+                    t1 = out(reg) t1,
+                    $($($operands)*)?
+                );
+            }
+        }
+        Sample {
+            ticks: t1.wrapping_sub(t0),
+            cycles: c1.wrapping_sub(c0),
+        }
+    }};
+}
+
+fn floor(pmu: bool) -> Sample {
+    measure!(pmu, ["nop"])
+}
+
+fn hyp_call(pmu: bool, fid: u32) -> Sample {
+    // x0..x17 are clobbered as SMCCC v1.0 callees may (v1.1 keeps x4..x17, but a
+    // benchmark must not depend on it).
+    measure!(
+        pmu,
+        ["mov x0, {fid}", "hvc #0"],
+        fid = in(reg) u64::from(fid),
+        out("x0") _, out("x1") _, out("x2") _, out("x3") _,
+        out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+        out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+        out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+        out("x16") _, out("x17") _,
+    )
+}
+
+fn sysreg_ccsidr(pmu: bool) -> Sample {
+    measure!(pmu, ["mrs {tmp}, ccsidr_el1"], tmp = out(reg) _)
+}
+
+fn sysreg_ctr_el0(pmu: bool) -> Sample {
+    measure!(pmu, ["mrs {tmp}, ctr_el0"], tmp = out(reg) _)
+}
+
+fn mmio_read_user(pmu: bool) -> Sample {
+    measure!(
+        pmu,
+        ["ldr {tmp:w}, [{addr}]"],
+        addr = in(reg) UARTFR,
+        tmp = out(reg) _,
+    )
+}
+
+/// Reads one word of each of `BATCH` consecutive pages from `base`.
+fn touch_pages(pmu: bool, base: u64) -> Sample {
+    measure!(
+        pmu,
+        ["ldr {tmp}, [{p}]", "add {p}, {p}, #4096"],
+        p = inout(reg) base => _,
+        tmp = out(reg) _,
+    )
+}
+
+/// Takes `WARMUP` + `ITERS` samples of `f` and prints the row.
+fn row(name: &str, pmu: bool, note: &str, mut f: impl FnMut() -> Sample) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut samples = [Sample::default(); ITERS];
+    for s in samples.iter_mut() {
+        *s = f();
+    }
+    report(name, pmu, note, &mut samples);
+}
+
+/// Prints the `unit=cntvct` line (and `unit=pmccntr` when the PMU counts).
+fn report(name: &str, pmu: bool, note: &str, samples: &mut [Sample]) {
+    let mut values = [0u64; ITERS];
+    let values = &mut values[..samples.len()];
+    for (v, s) in values.iter_mut().zip(samples.iter()) {
+        *v = s.ticks;
+    }
+    print_stats(name, "cntvct", note, values);
+    if pmu {
+        for (v, s) in values.iter_mut().zip(samples.iter()) {
+            *v = s.cycles;
+        }
+        print_stats(name, "pmccntr", note, values);
+    }
+}
+
+/// Per-operation value in hundredths: `batch_total * 100 / BATCH`, rounded.
+fn per_op_centi(batch_total: u64) -> u64 {
+    (batch_total * 100 + BATCH as u64 / 2) / BATCH as u64
+}
+
+/// `1234` hundredths -> `12.34`.
+struct Centi(u64);
+
+impl core::fmt::Display for Centi {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+fn print_stats(name: &str, unit: &str, note: &str, values: &mut [u64]) {
+    values.sort_unstable();
+    let n = values.len();
+    let at = |per_cent: usize| Centi(per_op_centi(values[(n - 1) * per_cent / 100]));
+    let median = if n % 2 == 1 {
+        per_op_centi(values[n / 2])
+    } else {
+        per_op_centi((values[n / 2 - 1] + values[n / 2]) / 2)
+    };
+    print!(
+        "BENCH name={name} unit={unit} median={} min={} max={} p10={} p90={} iters={n} batch={BATCH}",
+        Centi(median),
+        at(0),
+        at(100),
+        at(10),
+        at(90),
+    );
+    if note.is_empty() {
+        println!();
+    } else {
+        println!(" note=\"{note}\"");
+    }
+}
+
+fn not_available(name: &str, why: &str) {
+    println!("BENCH name={name} unit=n/a note=\"{why}\"");
+}
+
+fn read_cntpct() -> u64 {
+    let v: u64;
+    // SAFETY: CNTPCT_EL0 is readable at EL1 (CNTHCTL_EL2.EL1PCTEN under Ferrovisor;
+    // always without EL2); no side effects.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn read_cntfrq() -> u64 {
+    let v: u64;
+    // SAFETY: CNTFRQ_EL0 is readable at EL1; no side effects.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn read_midr() -> u64 {
+    let v: u64;
+    // SAFETY: MIDR_EL1 is readable at EL1 (VPIDR_EL2's value under a hypervisor).
+    unsafe { asm!("mrs {}, midr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Enables the cycle counter at EL1 if the PMU is there and not trapped.
+///
+/// `ID_AA64DFR0_EL1.PMUVer` (bits [11:8], Arm ARM D23.2.60) says whether PMUv3
+/// exists; each access then runs under exception capture because a hypervisor may
+/// trap it (MDCR_EL2.TPM/TPMCR) and make it UNDEFINED. Every access is a separate
+/// capture: one capture must see at most one exception.
+fn pmu_enable() -> Result<(), &'static str> {
+    let dfr0 = catch_exception(|| {
+        let v: u64;
+        // SAFETY: an ID register read; no side effects.
+        unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) v, options(nomem, nostack)) };
+        v
+    })
+    .map_err(|_| "ID_AA64DFR0_EL1 read trapped")?;
+    let pmuver = (dfr0 >> 8) & 0xf;
+    if pmuver == 0 || pmuver == 0xf {
+        return Err("no PMUv3 (ID_AA64DFR0_EL1.PMUVer)");
+    }
+    let pmcr = catch_exception(|| {
+        let v: u64;
+        // SAFETY: reads PMCR_EL0; no side effects.
+        unsafe { asm!("mrs {}, pmcr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    })
+    .map_err(|_| "PMCR_EL0 access is UNDEFINED (PMU trapped by the hypervisor)")?;
+    // PMCCFILTR_EL0 = 0: count at EL1 and EL0 (Arm ARM D23.5.x; NSH = 0 leaves EL2
+    // uncounted, which only matters when there is an EL2 to count).
+    catch_exception(|| {
+        // SAFETY: configures the cycle counter's filter; no memory effects.
+        unsafe { asm!("msr pmccfiltr_el0, xzr", options(nomem, nostack)) };
+        0
+    })
+    .map_err(|_| "PMCCFILTR_EL0 write is UNDEFINED")?;
+    // PMCNTENSET_EL0.C (bit 31): enable the cycle counter.
+    catch_exception(|| {
+        // SAFETY: enables the cycle counter; no memory effects.
+        unsafe { asm!("msr pmcntenset_el0, {}", in(reg) 1u64 << 31, options(nomem, nostack)) };
+        0
+    })
+    .map_err(|_| "PMCNTENSET_EL0 write is UNDEFINED")?;
+    // PMCR_EL0: E (bit 0) enables, C (bit 2) resets the cycle counter, LC (bit 6)
+    // makes it 64 bits wide; D (bit 3, divide by 64) off.
+    let pmcr = (pmcr | 1 | (1 << 2) | (1 << 6)) & !(1 << 3);
+    catch_exception(|| {
+        // SAFETY: starts the counters; no memory effects.
+        unsafe { asm!("msr pmcr_el0, {}", "isb", in(reg) pmcr, options(nomem, nostack)) };
+        0
+    })
+    .map_err(|_| "PMCR_EL0 write is UNDEFINED")?;
+    let a = floor(true);
+    if a.cycles == 0 {
+        return Err("PMCCNTR_EL0 does not advance");
+    }
+    Ok(())
+}
+
+/// The hypervisor call to measure: SMCCC_VERSION if something answers it over
+/// HVC, else PSCI_VERSION (bare QEMU's built-in PSCI answers only PSCI function
+/// IDs). `None` if HVC is UNDEFINED.
+fn pick_hyp_call() -> Option<u32> {
+    match catch_exception(|| hvc_call(SMCCC_VERSION, 0, 0, 0)) {
+        Ok(v) if v != SMCCC_NOT_SUPPORTED && (v as u32) != u32::MAX => return Some(SMCCC_VERSION),
+        _ => {}
+    }
+    match catch_exception(|| hvc_call(PSCI_VERSION, 0, 0, 0)) {
+        Ok(v) if (v as u32) != u32::MAX => Some(PSCI_VERSION),
+        _ => None,
+    }
+}
+
+fn set_csselr_l1d() {
+    // CSSELR_EL1 = 0: level 1, data/unified cache, so CCSIDR_EL1 describes a cache
+    // that exists (Arm ARM D23.2.x: CCSIDR_EL1 is UNKNOWN for a CSSELR value that
+    // selects no cache). May trap under a hypervisor (HCR_EL2.TID2/TID4); it must
+    // still be accepted.
+    let _ = catch_exception(|| {
+        // SAFETY: selects the cache CCSIDR_EL1 describes; no memory effects.
+        unsafe { asm!("msr csselr_el1, xzr", "isb", options(nomem, nostack)) };
+        0
+    });
+}
+
+fn main(_dtb: u64) -> ! {
+    // First thing: the physical count. Under icount it is the instructions every
+    // CPU ran since QEMU started (hypervisor boot included), plus the guest
+    // runtime's few hundred before main.
+    let boot_cntpct = read_cntpct();
+    let cntfrq = read_cntfrq();
+    let el = current_el();
+    let midr = read_midr();
+
+    let pmu = pmu_enable();
+    let hyp_fid = pick_hyp_call();
+    print!(
+        "BENCH-INFO cntfrq={cntfrq} el={el} midr={midr:#x} boot_cntpct={boot_cntpct} batch={BATCH} warmup={WARMUP} iters={ITERS}"
+    );
+    match pmu {
+        Ok(()) => print!(" pmu=yes"),
+        Err(why) => print!(" pmu=n/a pmu_note=\"{why}\""),
+    }
+    match hyp_fid {
+        Some(fid) => println!(" hyp_call_fid={fid:#x}"),
+        None => println!(" hyp_call_fid=none"),
+    }
+    let pmu = pmu.is_ok();
+
+    row("loop_floor", pmu, "", || floor(pmu));
+    match hyp_fid {
+        Some(SMCCC_VERSION) => row("hyp_call", pmu, "SMCCC_VERSION over HVC", || {
+            hyp_call(pmu, SMCCC_VERSION)
+        }),
+        Some(fid) => row(
+            "hyp_call",
+            pmu,
+            "PSCI_VERSION over HVC (SMCCC_VERSION not answered here)",
+            || hyp_call(pmu, fid),
+        ),
+        None => not_available("hyp_call", "HVC is UNDEFINED here"),
+    }
+    set_csselr_l1d();
+    row("sysreg_ccsidr", pmu, "", || sysreg_ccsidr(pmu));
+    row("sysreg_ctr_el0", pmu, "", || sysreg_ctr_el0(pmu));
+    row("mmio_read_user", pmu, "PL011 UARTFR", || {
+        mmio_read_user(pmu)
+    });
+
+    // First touch of fresh pages, then the same pages again: a stage-2 fault on
+    // first touch would show as the difference. No warm-up: the first pass is the
+    // point.
+    let mut samples = [Sample::default(); TOUCH_ITERS];
+    let stride = BATCH as u64 * PAGE_SIZE;
+    for pass in ["first_touch", "second_touch"] {
+        for (i, s) in samples.iter_mut().enumerate() {
+            *s = touch_pages(pmu, TOUCH_BASE + i as u64 * stride);
+        }
+        report(pass, pmu, "one load per 4 KiB page", &mut samples);
+    }
+
+    for name in ["mmio_read_vgic", "ipi", "eoi", "timer_10ms"] {
+        not_available(name, "needs vGIC");
+    }
+    not_available(
+        "fp_first_use",
+        "needs lazy FP switching: FP/SIMD is not trapped yet",
+    );
+    println!("BENCH-DONE");
+    guest_rt::system_off()
+}
