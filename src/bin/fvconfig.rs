@@ -297,8 +297,9 @@ fn run(args: &Args) -> Result<String, String> {
     let host = host_facts(args, &config)?;
     config
         .check_against(&host, &|path| {
-            let file = locate(path)?;
-            std::fs::metadata(file).ok().map(|m| m.len() as usize)
+            // Opened, not just looked at, so an unreadable file is reported at its field.
+            let file = std::fs::File::open(locate(path)?).ok()?;
+            file.metadata().ok().map(|m| m.len() as usize)
         })
         .map_err(|e| e.to_string())?;
 
@@ -502,7 +503,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "{}:4:10: vm.demo.kernel: cannot read `guests/demo.bin`: no such file",
+                "{}:4:10: vm.demo.kernel: cannot read `guests/demo.bin`: no such file, or not readable",
                 config.display()
             )
         );

@@ -149,7 +149,7 @@ impl SystemConfig {
                 self.error(
                     position,
                     field.clone(),
-                    format!("cannot read `{path}`: no such file"),
+                    format!("cannot read `{path}`: no such file, or not readable"),
                 )
             })?;
             if size as u64 > vm.memory {
