@@ -20,7 +20,7 @@
 # Exit status: non-zero if a run did not finish (or the inputs are missing).
 # Environment: FERROVISOR_QEMU (QEMU binary), FERROVISOR_BENCH_TIMEOUT (seconds per
 # bench run, default 300), FERROVISOR_LINUX_TIMEOUT (seconds per Linux boot,
-# default 150), FVCONFIG (default target/release/fvconfig).
+# default 150), FVCONFIG (default $CARGO_TARGET_DIR or target, then /release/fvconfig).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +33,7 @@ cd "$root"
 qemu=${FERROVISOR_QEMU:-qemu-system-aarch64}
 bench_timeout=${FERROVISOR_BENCH_TIMEOUT:-300}
 linux_timeout=${FERROVISOR_LINUX_TIMEOUT:-150}
-fvconfig=${FVCONFIG:-$root/target/release/fvconfig}
+fvconfig=${FVCONFIG:-${CARGO_TARGET_DIR:-$root/target}/release/fvconfig}
 hyp=$build/ferrovisor.bin
 guest=$build/guests/bench.bin
 logs=$build/bench
@@ -111,13 +111,19 @@ EOF
 fi
 
 status=0
+rm -f "$build/bench.json"
 python3 "$here/bench/report.py" \
   --ferrovisor "$logs/ferrovisor-1.log" "$logs/ferrovisor-2.log" \
   --bare "$logs/bare-1.log" "$logs/bare-2.log" \
   --image "$hyp" "${linux_arg[@]}" \
   --qemu-version "$("$qemu" --version | head -1)" \
   --out "$build/bench.json" || status=$?
-echo "bench: wrote $build/bench.json (logs in $logs/)"
+if [ -f "$build/bench.json" ]; then
+  echo "bench: wrote $build/bench.json (logs in $logs/)"
+else
+  echo "bench: no $build/bench.json: the report failed (logs in $logs/)" >&2
+  status=1
+fi
 if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
   exit 1
 fi

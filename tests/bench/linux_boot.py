@@ -52,11 +52,14 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
             if now >= deadline:
                 break
             if not sel.select(timeout=min(1.0, deadline - now)):
-                if proc.poll() is not None:
-                    break
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
+                # QEMU closed its output: it is exiting; collect its status.
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
                 break
             buf += chunk
             *complete, buf = buf.split(b"\n")

@@ -41,7 +41,7 @@ ROW_ORDER = [
 
 TAG = re.compile(r"^\([^)]*\) ")
 KV = re.compile(r'(\w+)=("([^"]*)"|\S+)')
-STATS = ("median", "min", "max", "p10", "p90")
+STATS = ("median", "mean", "min", "max", "p10", "p90")
 
 
 def parse_kv(text: str) -> dict:
@@ -109,8 +109,13 @@ def stats(run: dict, name: str, unit: str):
     if not kv:
         return None
     scale = insns_per_tick(run) if unit == "cntvct" else 1.0
-    out = {k: round(num(kv[k]) * scale, 2) for k in STATS if num(kv.get(k)) is not None}
+    out = {k: round(num(kv[k]) * scale, 4) for k in STATS if num(kv.get(k)) is not None}
     out.update(iters=int(kv["iters"]), batch=int(kv["batch"]), raw_unit=unit)
+    # The headline figure: the median, unless a counter tick spans more than one
+    # instruction (CNTFRQ < 1 GHz): then single samples are quantized and only the
+    # mean is exact.
+    out["stat"] = "mean" if scale > 1 else "median"
+    out["value"] = out.get(out["stat"])
     if kv.get("note"):
         out["note"] = kv["note"]
     return out
@@ -138,6 +143,14 @@ def compare_runs(a: dict, b: dict) -> list[str]:
     return diffs
 
 
+def determinism(runs: list) -> list[str]:
+    if len(runs) < 2:
+        return ["not checked: only one run"]
+    if not all(r["done"] for r in runs):
+        return ["not checked: a run did not finish"]
+    return compare_runs(runs[0], runs[1])
+
+
 def fmt(v, digits=2):
     if v is None:
         return "n/a"
@@ -153,7 +166,7 @@ def build(args) -> dict:
     bare = [parse_log(p) for p in args.bare]
     failed = [r["path"] for r in fv + bare if not r["done"]]
     f1, b1 = fv[0], bare[0]
-    floor_f = (stats(f1, "loop_floor", "cntvct") or {}).get("median")
+    floor_f = (stats(f1, "loop_floor", "cntvct") or {}).get("value")
 
     rows = []
     for name in ROW_ORDER:
@@ -167,20 +180,24 @@ def build(args) -> dict:
         if name == "stage2_fault":
             ft, st = stats(f1, "first_touch", "cntvct"), stats(f1, "second_touch", "cntvct")
             if ft and st:
-                extra = round(ft["median"] - st["median"], 2)
+                extra = round(ft["value"] - st["value"], 2)
                 if extra > 0.5:
-                    row["ferrovisor"] = {"median": extra, "derived": "first_touch - second_touch"}
+                    row["ferrovisor"] = {"value": extra, "stat": ft["stat"],
+                                         "derived": "first_touch - second_touch"}
                 else:
                     row["na"] = ("a first touch costs what a second touch does: "
                                  "no stage-2 fault on first touch")
             else:
                 row["na"] = "first_touch/second_touch not measured"
         elif sf is None:
-            row["na"] = na_note(f1, name) or "not measured"
-        if sf and sb and sb.get("median"):
-            row["ratio"] = round(sf["median"] / sb["median"], 2)
+            row["na"] = na_note(f1, name) or (
+                "not measured" if f1["done"] else "the Ferrovisor run did not finish")
+        if sf and sb and sb.get("value"):
+            row["ratio"] = round(sf["value"] / sb["value"], 2)
+        untrapped = False
         if name in ("sysreg_ccsidr", "sysreg_ctr_el0") and sf and floor_f is not None:
-            if sf["median"] <= floor_f + 1:
+            if sf["value"] <= floor_f + 1:
+                untrapped = True
                 notes.append("not trapped in this build (costs the loop floor)")
         if name == "hyp_call":
             if sf and sf.get("note"):
@@ -196,8 +213,13 @@ def build(args) -> dict:
         row["kvm_reference"] = KVM_REFERENCE.get(name)
         if name in GOALS:
             row["goal_max"] = GOALS[name]
-            med = (row["ferrovisor"] or {}).get("median")
+            med = (row["ferrovisor"] or {}).get("value")
             row["goal_met"] = None if med is None else med <= GOALS[name]
+            if untrapped:
+                # The goal is for the trapped fast path (HCR_EL2.TID2); an
+                # untrapped read says nothing about it.
+                row["goal_met"] = None
+                row["goal_note"] = "fast path not exercised: the read is not trapped"
         row["notes"] = notes
         rows.append(row)
 
@@ -252,8 +274,8 @@ def build(args) -> dict:
                 "bare_qemu": b1["info"].get("pmu_note") or b1["info"].get("pmu")},
         "rows": rows,
         "determinism": {
-            "ferrovisor": compare_runs(fv[0], fv[1]) if len(fv) > 1 else ["only one run"],
-            "bare_qemu": compare_runs(bare[0], bare[1]) if len(bare) > 1 else ["only one run"],
+            "ferrovisor": determinism(fv),
+            "bare_qemu": determinism(bare),
         },
         "boot": boot,
         "footprint": footprint,
@@ -268,11 +290,18 @@ def table(d: dict) -> str:
     out = []
     w = out.append
     w(f"Ferrovisor micro-benchmarks ({d['qemu']}, TCG, -icount {d['icount']})")
-    freq = d["cntfrq_hz"]["ferrovisor"]
+    freq = d["cntfrq_hz"]["ferrovisor"] or d["cntfrq_hz"]["bare_qemu"]
     w(f"unit: instructions per operation = CNTVCT ticks x {fmt(1e9 / freq) if freq else '?'}"
       f" (CNTFRQ {fmt(freq)} Hz; icount shift=0 runs 1 instruction per ns);")
     w("      each op runs in an unrolled batch; the figure includes 2 instructions of counter")
     w("      reads per batch (loop_floor shows them); spread = p10..p90 of the samples")
+    stat = next((r["ferrovisor"]["stat"] for r in d["rows"]
+                 if r.get("ferrovisor") and "stat" in r["ferrovisor"]), "median")
+    if stat == "mean":
+        w("      figures are MEANS: one counter tick spans several instructions, so single")
+        w("      samples are quantized (use -cpu max: its counter runs at 1 GHz)")
+    else:
+        w("      figures are medians over the samples")
     w("")
     hdr = ("row", "Ferrovisor", "p10..p90", "bare QEMU", "ratio", "KVM/arm64", "goal")
     rows = []
@@ -281,18 +310,21 @@ def table(d: dict) -> str:
         if r.get("na") and not f:
             fcol, spread = f"n/a ({r['na']})", ""
         else:
-            fcol = fmt(f.get("median"))
+            fcol = fmt(f.get("value"))
             spread = (f"{fmt(f['p10'])}..{fmt(f['p90'])}" if "p10" in f
                       else f.get("derived", ""))
-        bcol = fmt(b["median"]) if b else ("n/a" if not r.get("na") else "")
+        bcol = fmt(b["value"]) if b else ("n/a" if not r.get("na") else "")
         ratio = f"{r['ratio']:,.1f}x" if r.get("ratio") is not None else ""
         kvm = fmt(r["kvm_reference"]) if r.get("kvm_reference") else ""
         goal = ""
         if "goal_max" in r:
             state = {True: "met", False: "missed", None: "-"}[r["goal_met"]]
+            if r.get("goal_note"):
+                state = "not measured"
             goal = f"<= {r['goal_max']} ({state})"
         rows.append((r["name"], fcol, spread, bcol, ratio, kvm, goal, r["notes"]))
-    widths = [max(len(hdr[i]), *(len(x[i]) for x in rows if not x[1].startswith("n/a ("))) for i in range(7)]
+    widths = [max([len(hdr[i])] + [len(x[i]) for x in rows if not x[1].startswith("n/a (")])
+              for i in range(7)]
     line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(hdr))
     w(line.rstrip())
     w("-" * len(line.rstrip()))
@@ -305,17 +337,19 @@ def table(d: dict) -> str:
         for n in x[7]:
             w(f"{'':{widths[0]}}    - {n}")
     w("")
-    pm = [(r["name"], r["pmccntr"]["bare_qemu"]["median"]) for r in d["rows"]
+    pm = [(r["name"], r["pmccntr"]["bare_qemu"]["value"]) for r in d["rows"]
           if r["pmccntr"]["bare_qemu"]]
     w("PMCCNTR_EL0 (cycles per op; QEMU counts 1 cycle per ns, so = instructions under icount):")
-    w(f"  Ferrovisor: n/a ({d['pmu']['ferrovisor']})" if not any(
+    w(f"  Ferrovisor: n/a ({d['pmu']['ferrovisor'] or 'no data'})" if not any(
         r["pmccntr"]["ferrovisor"] for r in d["rows"]) else "  Ferrovisor: see bench.json")
     w("  bare QEMU:  " + (", ".join(f"{n} {fmt(v)}" for n, v in pm) if pm
                           else f"n/a ({d['pmu']['bare_qemu']})"))
     w("")
     for env, diffs in d["determinism"].items():
         label = "Ferrovisor" if env == "ferrovisor" else "bare QEMU"
-        if diffs:
+        if diffs and diffs[0].startswith("not checked"):
+            w(f"determinism: {label}: {diffs[0]}")
+        elif diffs:
             w(f"determinism: {label} runs 1 and 2 DIFFER: " + "; ".join(diffs))
         else:
             w(f"determinism: {label} runs 1 and 2 identical (every row and boot count)")
@@ -330,11 +364,12 @@ def table(d: dict) -> str:
     w(f"  hypervisor image file      {fmt(fp['image_file_bytes'])} bytes ({fp['image_file']})")
     if "image_in_ram_bytes" in fp:
         w(f"  hypervisor in RAM          {fmt(fp['image_in_ram_bytes'])} bytes "
-          "(image + bss + stacks/heap, from the boot log's image range)")
+          "(image + BSS with the heap + stacks: the boot log's image range)")
     if "ram_not_free_for_vms_mib" in fp:
         w(f"  RAM not free for VMs       {fp['ram_not_free_for_vms_mib']} MiB of "
           f"{fp['ram_mib']} MiB (boot log: {fp['free_for_vms_mib']} MiB free for VMs; "
           "includes the device tree and boot bundle)")
+    w("  hypervisor heap in use     n/a (the hypervisor does not log it)")
     if "frame_allocator_free_mib" in fp:
         w(f"  frame allocator free       {fp['frame_allocator_free_mib']} MiB "
           "(boot log, before any VM is built)")
@@ -349,14 +384,19 @@ def table(d: dict) -> str:
         w(f"  n/a ({lx['reason']})")
     else:
         fv, di = lx.get("ferrovisor", {}), lx.get("direct", {})
+        def secs(v, digits):
+            return "n/a" if v is None else f"{v:,.{digits}f} s"
+
         w(f"  guest uptime at userspace (icount, repeatable): Ferrovisor "
-          f"{fmt(fv.get('uptime_s_median'), 3)} s, direct {fmt(di.get('uptime_s_median'), 3)} s, "
+          f"{secs(fv.get('uptime_s_median'), 3)}, direct {secs(di.get('uptime_s_median'), 3)}, "
           f"ratio {fmt(lx.get('uptime_s_ratio'), 3)} (goal <= {LINUX_BOOT_GOAL})")
         w(f"  wall clock QEMU start -> userspace (noisy: shared machine): Ferrovisor "
-          f"{fmt(fv.get('wall_s_median'), 2)} s, direct {fmt(di.get('wall_s_median'), 2)} s, "
+          f"{secs(fv.get('wall_s_median'), 2)}, direct {secs(di.get('wall_s_median'), 2)}, "
           f"ratio {fmt(lx.get('wall_s_ratio'), 3)}")
         w(f"  boots reaching userspace: Ferrovisor {fv.get('reached')}/{fv.get('boots')}, "
-          f"direct {di.get('reached')}/{di.get('boots')}")
+          f"direct {di.get('reached')}/{di.get('boots')}"
+          + (" (after a failed Ferrovisor boot the others are skipped)"
+             if fv.get("boots", 0) < di.get("boots", 0) else ""))
         for name in ("ferrovisor", "direct"):
             for r in lx.get("runs", {}).get(name, []):
                 if not r.get("reached"):

@@ -21,13 +21,13 @@
 //!
 //! ```text
 //! BENCH-INFO cntfrq=<Hz> el=<n> midr=<hex> pmu=<yes|n/a> boot_cntpct=<ticks> ...
-//! BENCH name=<row> unit=cntvct median=<x> min=<x> max=<x> p10=<x> p90=<x> iters=<n> batch=<n>
+//! BENCH name=<row> unit=cntvct median=<x> mean=<x> min=<x> max=<x> p10=<x> p90=<x> iters=<n> batch=<n>
 //! BENCH name=<row> unit=pmccntr ...                       (only when the PMU counts)
 //! BENCH name=<row> unit=n/a note="<why>"                  (rows that cannot run yet)
 //! BENCH-DONE
 //! ```
 //!
-//! Values are per operation with two decimals (batch total / batch size). Then the
+//! Values are per operation with four decimals (batch total / batch size). Then the
 //! guest powers off with PSCI SYSTEM_OFF.
 #![no_std]
 #![no_main]
@@ -206,32 +206,45 @@ fn report(name: &str, pmu: bool, note: &str, samples: &mut [Sample]) {
     }
 }
 
-/// Per-operation value in hundredths: `batch_total * 100 / BATCH`, rounded.
-fn per_op_centi(batch_total: u64) -> u64 {
-    (batch_total * 100 + BATCH as u64 / 2) / BATCH as u64
+/// `total / ops` in ten-thousandths, rounded: a per-operation value with four
+/// decimals (exact for a batch of 16: 1/16 = 0.0625).
+fn fixed(total: u64, ops: u64) -> u64 {
+    (total * SCALE + ops / 2) / ops
 }
 
-/// `1234` hundredths -> `12.34`.
-struct Centi(u64);
+/// Per-operation value (in 1/SCALE) of one batch total.
+fn per_op_fixed(batch_total: u64) -> u64 {
+    fixed(batch_total, BATCH as u64)
+}
 
-impl core::fmt::Display for Centi {
+/// Fixed-point decimals of the printed values.
+const SCALE: u64 = 10_000;
+
+/// `12345` ten-thousandths -> `1.2345`.
+struct Fixed(u64);
+
+impl core::fmt::Display for Fixed {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+        write!(f, "{}.{:04}", self.0 / SCALE, self.0 % SCALE)
     }
 }
 
 fn print_stats(name: &str, unit: &str, note: &str, values: &mut [u64]) {
     values.sort_unstable();
     let n = values.len();
-    let at = |per_cent: usize| Centi(per_op_centi(values[(n - 1) * per_cent / 100]));
+    let at = |per_cent: usize| Fixed(per_op_fixed(values[(n - 1) * per_cent / 100]));
     let median = if n % 2 == 1 {
-        per_op_centi(values[n / 2])
+        per_op_fixed(values[n / 2])
     } else {
-        per_op_centi((values[n / 2 - 1] + values[n / 2]) / 2)
+        fixed(values[n / 2 - 1] + values[n / 2], 2 * BATCH as u64)
     };
+    // The mean stays exact when one tick spans several instructions (CNTFRQ below
+    // 1 GHz): the quantization error of the samples averages out.
+    let mean = fixed(values.iter().sum(), (n * BATCH) as u64);
     print!(
-        "BENCH name={name} unit={unit} median={} min={} max={} p10={} p90={} iters={n} batch={BATCH}",
-        Centi(median),
+        "BENCH name={name} unit={unit} median={} mean={} min={} max={} p10={} p90={} iters={n} batch={BATCH}",
+        Fixed(median),
+        Fixed(mean),
         at(0),
         at(100),
         at(10),
