@@ -18,13 +18,14 @@ mod hyp {
     use alloc::string::String;
     use alloc::vec::Vec;
     use ferrovisor::arch::boot::MAX_CPUS;
-    use ferrovisor::arch::{console as uart, firmware, memory, percpu, regs};
+    use ferrovisor::arch::{console as uart, cpuinfo, firmware, memory, percpu, regs};
     use ferrovisor::config::SystemConfig;
     use ferrovisor::config::bundle::Bundle;
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
     use ferrovisor::platform::{self, Conduit, Platform};
+    use ferrovisor::sysreg::{CachePolicy, ExplicitCaches, HostCpu, SystemCpuInfo, VmCpuModel};
     use ferrovisor::vm::controls::{HostFeatures, IdRegs};
     use ferrovisor::vm::run::{Host, Vm, VmSpec};
     use log::{error, info, warn};
@@ -86,6 +87,61 @@ mod hyp {
             kick: |_cpu| {},
         };
 
+        // Every physical CPU reports what it is (ID registers, caches) before
+        // the CPU model is computed; those with no vCPU then stay parked.
+        let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
+        let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
+            halt(format_args!(
+                "the boot CPU (MPIDR {boot_mpidr:#x}) is not among the device tree's CPUs"
+            ))
+        };
+        let cpus = platform.cpus.len().min(MAX_CPUS);
+        if platform.cpus.len() > MAX_CPUS {
+            warn!(
+                "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
+                platform.cpus.len()
+            );
+        }
+        // Logical index 0 is the boot CPU (it owns the first stack); the others
+        // follow in device-tree order. Config CPU numbers are device-tree order.
+        let logical_of = |dt: usize| -> usize {
+            if dt == boot_dt {
+                0
+            } else if dt < boot_dt {
+                dt + 1
+            } else {
+                dt
+            }
+        };
+        CPU_INFO[0].call_once(cpuinfo::read_host_cpu);
+        for dt in 0..cpus {
+            let logical = logical_of(dt);
+            if logical == 0 {
+                continue;
+            }
+            let mpidr = platform.cpus[dt].mpidr;
+            let status = firmware::cpu_on(firmware, mpidr, logical as u64);
+            if status != 0 {
+                error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
+            }
+        }
+        let started = wait_for_cpus(cpus);
+        let host_cpus: Vec<HostCpu> = (0..cpus)
+            .filter_map(|l| CPU_INFO[l].get().copied())
+            .collect();
+        let system = SystemCpuInfo::new(&host_cpus)
+            .unwrap_or_else(|| halt(format_args!("no CPU reported its ID registers")));
+        info!(
+            "{started} of {cpus} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
+            system.midr_el1,
+            system.ctr_el0,
+            if system.evt() {
+                "TID4 (FEAT_EVT)"
+            } else {
+                "TID2"
+            }
+        );
+
         let Some(bundle_range) = bundle_range else {
             halt(format_args!(
                 "no boot bundle: the device tree's /chosen has no linux,initrd-start/end. \
@@ -101,30 +157,6 @@ mod hyp {
         let config = SystemConfig::parse(text, "ferrovisor.toml")
             .unwrap_or_else(|e| halt(format_args!("{e}")));
 
-        // Physical CPU numbers in the config are the device tree's CPU order;
-        // logical index 0 is the boot CPU (it owns the first stack).
-        let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
-        let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
-            halt(format_args!(
-                "the boot CPU (MPIDR {boot_mpidr:#x}) is not among the device tree's CPUs"
-            ))
-        };
-        let logical_of = |dt: usize| -> usize {
-            if dt == boot_dt {
-                0
-            } else if dt < boot_dt {
-                dt + 1
-            } else {
-                dt
-            }
-        };
-        let cpus = platform.cpus.len().min(MAX_CPUS);
-        if platform.cpus.len() > MAX_CPUS {
-            warn!(
-                "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
-                platform.cpus.len()
-            );
-        }
         let assignment = config
             .cpu_assignment(cpus)
             .unwrap_or_else(|e| halt(format_args!("{e}")));
@@ -143,6 +175,17 @@ mod hyp {
             let console_index = console::add_vm(&vmc.name);
             debug_assert_eq!(console_index, index);
             let pcpus: Vec<usize> = assignment[index].iter().map(|&dt| logical_of(dt)).collect();
+            let vm_cpus: Vec<HostCpu> = pcpus
+                .iter()
+                .filter_map(|&l| CPU_INFO[l].get().copied())
+                .collect();
+            let model = match VmCpuModel::new(&system, &vm_cpus, &cache_policy(&vmc.cpu.cache)) {
+                Ok(m) => m,
+                Err(e) => {
+                    error!("VM '{}' not started: vm.{}.cpu: {e}", vmc.name, vmc.name);
+                    continue;
+                }
+            };
             let spec = VmSpec {
                 name: vmc.name.clone(),
                 index,
@@ -155,6 +198,7 @@ mod hyp {
                 dtb: vmc.dtb.as_deref().map(|p| file(p, "device tree")),
                 bootargs: vmc.bootargs.clone(),
                 console: vmc.console == ferrovisor::config::VmConsole::Pl011,
+                model,
             };
             match Vm::create(spec, pcpus.clone(), host) {
                 Ok(vm) => {
@@ -171,18 +215,8 @@ mod hyp {
         }
         let plan = PLAN.call_once(|| Plan { vms, work });
 
-        // Start the other physical CPUs that have a vCPU to run.
-        for dt in 0..cpus {
-            let logical = logical_of(dt);
-            if logical == 0 || plan.work[logical].is_none() {
-                continue;
-            }
-            let mpidr = platform.cpus[dt].mpidr;
-            let status = firmware::cpu_on(firmware, mpidr, logical as u64);
-            if status != 0 {
-                error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
-            }
-        }
+        regs::dsb_ish();
+        regs::sev();
         run_this_cpu(plan, 0)
     }
 
@@ -193,6 +227,54 @@ mod hyp {
     }
 
     static PLAN: spin::Once<Plan> = spin::Once::new();
+
+    /// What each CPU (by logical index) read of itself at boot.
+    static CPU_INFO: [spin::Once<HostCpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+
+    /// Waits (a bounded time) until the started CPUs have reported; returns how
+    /// many CPUs did, the boot CPU included.
+    fn wait_for_cpus(cpus: usize) -> usize {
+        let deadline = regs::read_cntpct_el0() + regs::read_cntfrq_el0();
+        loop {
+            let up = (0..cpus).filter(|&l| CPU_INFO[l].get().is_some()).count();
+            if up == cpus || regs::read_cntpct_el0() > deadline {
+                if up < cpus {
+                    warn!("only {up} of {cpus} CPUs came up within a second");
+                }
+                return up;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// The config's cache policy in the CPU model's terms. An explicit list
+    /// gives CCSIDR values in CSSELR order of the caches CLIDR describes.
+    fn cache_policy(p: &ferrovisor::config::CachePolicy) -> CachePolicy {
+        use ferrovisor::config::CachePolicy as C;
+        match p {
+            C::Virtual => CachePolicy::Virtual,
+            C::Host => CachePolicy::Host,
+            C::Custom { clidr, ccsidr } => {
+                let mut selects = Vec::new();
+                for level in 0..7u64 {
+                    match (clidr >> (3 * level)) & 0b111 {
+                        0b001 => selects.push(level << 1 | 1),
+                        0b010 | 0b100 => selects.push(level << 1),
+                        0b011 => {
+                            selects.push(level << 1);
+                            selects.push(level << 1 | 1);
+                        }
+                        _ => break,
+                    }
+                }
+                CachePolicy::Explicit(ExplicitCaches {
+                    clidr_el1: *clidr,
+                    ccsidr_el1: selects.into_iter().zip(ccsidr.iter().copied()).collect(),
+                    ccidx: false,
+                })
+            }
+        }
+    }
 
     /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0).
     const MPIDR_AFF: u64 = 0xff_00ff_ffff;
@@ -351,12 +433,14 @@ mod hyp {
     extern "C" fn fv_secondary_main(logical: u64) -> ! {
         let logical = logical as usize;
         percpu::init_this_cpu(logical);
-        let Some(plan) = PLAN.get() else {
-            halt(format_args!(
-                "CPU {logical} started before the VMs were built"
-            ))
+        CPU_INFO[logical].call_once(cpuinfo::read_host_cpu);
+        // Wait until the boot CPU has built the VMs.
+        let plan = loop {
+            if let Some(plan) = PLAN.get() {
+                break plan;
+            }
+            regs::wfe();
         };
-        info!("CPU {logical} up (MPIDR {:#x})", regs::read_mpidr_el1());
         run_this_cpu(plan, logical)
     }
 

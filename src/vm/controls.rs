@@ -109,14 +109,15 @@ pub struct IdRegs {
     pub mmfr2: u64,
 }
 
-/// How a VM's cache-identification registers are trapped (issue 5's policy).
+/// Which system-register accesses trap for the CPU model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SysRegTraps {
-    /// Only what Ferrovisor must see: no ID-register emulation yet.
+    /// Only what Ferrovisor must see: no ID-register emulation.
     Minimal,
-    /// The full CPU model: ID registers (TID3), cache identification (TID4 with
-    /// FEAT_EVT, else TID2), set/way maintenance (TSW).
-    CpuModel,
+    /// The full CPU model: ID registers (TID3, and TID1 for REVIDR/AIDR), cache
+    /// identification (`cache`: TID4 where FEAT_EVT lets CTR_EL0 stay
+    /// untrapped, else TID2), set/way maintenance (TSW).
+    CpuModel { cache: crate::sysreg::CacheTrap },
 }
 
 /// The EL2 control values for one VM.
@@ -146,8 +147,8 @@ pub struct El2Controls {
 /// - TACR: ACTLR_EL1 traps for the same reason.
 /// - TLOR: LORegion registers trap; FEAT_LOR is not offered.
 /// - TERR: RAS error records trap; RAS is not offered.
-/// - API/APK set: pointer authentication instructions and keys do not trap; the
-///   keys are the guest's own (one vCPU per physical CPU, no switching).
+/// - API/APK clear: pointer authentication traps; the CPU model hides it (its
+///   keys would have to be switched with the VM), so its use is UNDEFINED.
 pub fn el2_controls(features: &HostFeatures, traps: SysRegTraps) -> El2Controls {
     let mut hcr: FieldValue<u64, HCR_EL2::Register> = HCR_EL2::VM::Enable
         + HCR_EL2::RW::EL1IsAarch64
@@ -162,15 +163,12 @@ pub fn el2_controls(features: &HostFeatures, traps: SysRegTraps) -> El2Controls 
         + HCR_EL2::TIDCP::SET
         + HCR_EL2::TACR::SET
         + HCR_EL2::TLOR::SET
-        + HCR_EL2::TERR::SET
-        + HCR_EL2::API::DisableTrapPointerAuthInstToEl2
-        + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2;
-    if traps == SysRegTraps::CpuModel {
-        hcr += HCR_EL2::TID3::SET + HCR_EL2::TSW::SET;
-        hcr += if features.evt {
-            HCR_EL2::TID4::SET
-        } else {
-            HCR_EL2::TID2::SET
+        + HCR_EL2::TERR::SET;
+    if let SysRegTraps::CpuModel { cache } = traps {
+        hcr += HCR_EL2::TID3::SET + HCR_EL2::TID1::SET + HCR_EL2::TSW::SET;
+        hcr += match cache {
+            crate::sysreg::CacheTrap::Tid4 if features.evt => HCR_EL2::TID4::SET,
+            _ => HCR_EL2::TID2::SET,
         };
     }
     let mut hcr_reg = LocalRegisterCopy::<u64, HCR_EL2::Register>::new(0);
@@ -242,8 +240,6 @@ mod tests {
             (31, "RW"),
             (35, "TLOR"),
             (36, "TERR"),
-            (40, "APK"),
-            (41, "API"),
         ] {
             assert!(bit(h, n), "{name} (bit {n}) must be set in {h:#x}");
         }

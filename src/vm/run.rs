@@ -20,6 +20,7 @@ use crate::mm::PAGE_SIZE;
 use crate::mm::pagetable::{PageTable, S2Attrs, Stage2Geometry, vttbr_el2};
 use crate::platform::Conduit;
 use crate::psci::VcpuPower;
+use crate::sysreg::{self, HwAction, Outcome, UnknownLog, VcpuSysRegs, VmCpuModel};
 use crate::trap;
 use crate::vm::controls::{self, El2Controls, HostFeatures, SysRegTraps};
 use crate::vm::exit::{ExitContext, Next, SysRegResult};
@@ -43,6 +44,8 @@ pub struct VmSpec {
     pub dtb: Option<&'static [u8]>,
     pub bootargs: Option<String>,
     pub console: bool,
+    /// The CPU every vCPU sees.
+    pub model: VmCpuModel,
 }
 
 /// Why a VM could not be built.
@@ -123,8 +126,8 @@ pub struct Vm {
     vcpus: Mutex<Vec<VcpuSlot>>,
     state: Mutex<VmState>,
     cntvoff: AtomicU64,
-    /// Encodings already reported as unknown (logged once each).
-    unknown_sysregs: Mutex<Vec<crate::sysreg::SysReg>>,
+    /// Encodings already reported as UNDEFINED (logged once each).
+    unknown_sysregs: Mutex<UnknownLog>,
 }
 
 impl Vm {
@@ -168,7 +171,12 @@ impl Vm {
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
-            controls: controls::el2_controls(&host.features, SysRegTraps::Minimal),
+            controls: controls::el2_controls(
+                &host.features,
+                SysRegTraps::CpuModel {
+                    cache: sysreg::cache_trap(host.features.evt, spec.model.hw_ctr_matches()),
+                },
+            ),
             host,
             vmid,
             ram: Mutex::new(ram),
@@ -177,7 +185,7 @@ impl Vm {
             vcpus: Mutex::new(alloc::vec![idle; spec.vcpus]),
             state: Mutex::new(VmState::Running),
             cntvoff: AtomicU64::new(0),
-            unknown_sysregs: Mutex::new(Vec::new()),
+            unknown_sysregs: Mutex::new(UnknownLog::new()),
             pcpus,
             spec,
         };
@@ -290,7 +298,7 @@ impl Vm {
         regs::write_cnthctl_el2(c.cnthctl_el2);
         regs::write_cntvoff_el2(self.cntvoff.load(Ordering::SeqCst));
         regs::write_hstr_el2(0);
-        regs::write_vpidr_el2(regs::read_midr_el1());
+        regs::write_vpidr_el2(self.spec.model.midr_el1());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
         arch::reset_el1_state(controls::SCTLR_EL1_RESET);
         regs::isb();
@@ -332,6 +340,8 @@ impl Vm {
     /// Runs the loaded vCPU until it is turned off or the VM stops.
     fn run_until_off(&self, vcpu: usize, gprs: &mut GuestRegs) {
         let features = self.host.features.pstate();
+        let mut vsys_state = VcpuSysRegs::new(controls::vmpidr(vcpu), false);
+        let vsys = &mut vsys_state;
         loop {
             let cause = arch::enter_guest(gprs);
             if let VmState::Stopping(_) = self.state() {
@@ -352,20 +362,7 @@ impl Vm {
                     ram: self.spec.ram_base..self.spec.ram_base + self.spec.ram_size,
                 };
                 let mut bus = self.bus.lock();
-                let name = &self.spec.name;
-                let unknown = &self.unknown_sysregs;
-                let mut sysreg = |acc: trap::SysRegAccess, _v: u64| {
-                    let mut seen = unknown.lock();
-                    if !seen.contains(&acc.reg) {
-                        seen.push(acc.reg);
-                        warn!(
-                            "VM '{name}': {} of unknown system register {}: UNDEFINED to the guest",
-                            if acc.write { "write" } else { "read" },
-                            acc.reg
-                        );
-                    }
-                    SysRegResult::Undefined
-                };
+                let mut sysreg = |acc: trap::SysRegAccess, v: u64| self.sysreg(vsys, acc, v);
                 ExitContext {
                     gprs,
                     hw: &mut hw,
@@ -422,6 +419,50 @@ impl Vm {
                     regs::sev();
                     (self.host.kick)(self.pcpus[target]);
                 }
+            }
+        }
+    }
+
+    /// A trapped system-register access, through the CPU model.
+    fn sysreg(&self, vsys: &mut VcpuSysRegs, acc: trap::SysRegAccess, v: u64) -> SysRegResult {
+        let access = sysreg::Access {
+            reg: acc.reg,
+            write: acc.write.then_some(v),
+            sctlr_el1: regs::read_sctlr_el1(),
+        };
+        match sysreg::access(vsys, &self.spec.model, access) {
+            Outcome::Read(v) => SysRegResult::Read(v),
+            Outcome::Written(actions) => {
+                for action in actions.iter() {
+                    match action {
+                        HwAction::WriteHw { reg, value } => {
+                            if !regs::write_vm_control_reg(reg, value) {
+                                warn!("VM '{}': no hardware register for {reg}", self.spec.name);
+                            }
+                        }
+                        HwAction::CleanInvalidateVmMemory => {
+                            let ram = self.ram.lock();
+                            debug!(
+                                "VM '{}': set/way or cache toggle: flushing its RAM",
+                                self.spec.name
+                            );
+                            regs::dcache_clean_invalidate(ram.pa(), ram.len() as u64);
+                        }
+                        HwAction::SetTrapVm(on) => regs::set_trap_vm(on),
+                    }
+                }
+                SysRegResult::Done
+            }
+            Outcome::Undef(reason) => {
+                if self.unknown_sysregs.lock().first_time(acc.reg) {
+                    warn!(
+                        "VM '{}': {} of system register {} is UNDEFINED to the guest ({reason:?})",
+                        self.spec.name,
+                        if acc.write { "write" } else { "read" },
+                        acc.reg
+                    );
+                }
+                SysRegResult::Undefined
             }
         }
     }

@@ -4,8 +4,10 @@
 
 pub mod boot;
 pub mod console;
+pub mod cpuinfo;
 pub mod exception;
 pub mod firmware;
+pub mod gic;
 pub mod memory;
 pub mod percpu;
 pub mod regs;

@@ -283,3 +283,46 @@ pub fn reset_el1_state(sctlr_el1: u64) {
     }
     isb();
 }
+
+/// Writes one of the VM control registers HCR_EL2.TVM traps (Arm ARM D24.2.48,
+/// HCR_EL2.TVM): a trapped guest write must still take effect. Returns false
+/// for any other encoding.
+pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
+    use crate::sysreg::SysReg;
+    const SCTLR: SysReg = SysReg::new(3, 0, 1, 0, 0);
+    const TTBR0: SysReg = SysReg::new(3, 0, 2, 0, 0);
+    const TTBR1: SysReg = SysReg::new(3, 0, 2, 0, 1);
+    const TCR: SysReg = SysReg::new(3, 0, 2, 0, 2);
+    const AFSR0: SysReg = SysReg::new(3, 0, 5, 1, 0);
+    const AFSR1: SysReg = SysReg::new(3, 0, 5, 1, 1);
+    const ESR: SysReg = SysReg::new(3, 0, 5, 2, 0);
+    const FAR: SysReg = SysReg::new(3, 0, 6, 0, 0);
+    const MAIR: SysReg = SysReg::new(3, 0, 10, 2, 0);
+    const AMAIR: SysReg = SysReg::new(3, 0, 10, 3, 0);
+    const CONTEXTIDR: SysReg = SysReg::new(3, 0, 13, 0, 1);
+    let write: fn(u64) = match reg {
+        SCTLR => write_sctlr_el1,
+        TTBR0 => write_ttbr0_el1,
+        TTBR1 => write_ttbr1_el1,
+        TCR => write_tcr_el1,
+        AFSR0 => write_afsr0_el1,
+        AFSR1 => write_afsr1_el1,
+        ESR => write_esr_el1,
+        FAR => write_far_el1,
+        MAIR => write_mair_el1,
+        AMAIR => write_amair_el1,
+        CONTEXTIDR => write_contextidr_el1,
+        _ => return false,
+    };
+    write(value);
+    isb();
+    true
+}
+
+/// Sets or clears HCR_EL2.TVM on this CPU (trap the guest's VM control registers).
+pub fn set_trap_vm(on: bool) {
+    const TVM: u64 = 1 << 26;
+    let hcr = read_hcr_el2();
+    write_hcr_el2(if on { hcr | TVM } else { hcr & !TVM });
+    isb();
+}
