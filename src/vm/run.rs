@@ -299,6 +299,7 @@ impl Vm {
         regs::write_cntvoff_el2(self.cntvoff.load(Ordering::SeqCst));
         regs::write_hstr_el2(0);
         regs::write_vpidr_el2(self.spec.model.midr_el1());
+        arch::percpu::set_guest_ctr_el0(self.spec.model.ctr_el0());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
         arch::reset_el1_state(controls::SCTLR_EL1_RESET);
         regs::isb();

@@ -75,8 +75,11 @@ __fv_vectors:
     EL2_VECTOR 5
     EL2_VECTOR 6
     EL2_VECTOR 7
-    // Lower EL, AArch64: the guest.
-    GUEST_VECTOR 0
+    // Lower EL, AArch64: the guest. Synchronous exceptions first try the fast
+    // paths.
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    b       __fv_guest_sync
     GUEST_VECTOR 1
     GUEST_VECTOR 2
     GUEST_VECTOR 3
@@ -85,6 +88,68 @@ __fv_vectors:
     GUEST_VECTOR 1
     GUEST_VECTOR 2
     GUEST_VECTOR 3
+
+// Fast paths, answered with only x0-x2 touched (guest x0/x1 on the stack):
+// - HVC #0 with SMCCC_VERSION (0x8000_0000) in w0: x0 = 1.1, x1-x3 = 0, as the
+//   full path (psci::handle) answers it; the null call `make bench` measures.
+// - MRS Xt, CTR_EL0 trapped by HCR_EL2.TID2: Xt = the VM's CTR_EL0 (PerCpu), as
+//   the sysreg table answers it; PC steps over the MRS.
+// Anything else takes the full exit.
+__fv_guest_sync:
+    mrs     x0, esr_el2
+    lsr     x1, x0, #26
+    cmp     x1, #0x16
+    b.eq    10f
+    cmp     x1, #0x18
+    b.eq    20f
+1:  mov     x0, #0
+    b       __fv_guest_exit
+
+10: tst     x0, #0xffff             // HVC immediate must be 0
+    b.ne    1b
+    ldr     x1, [sp]                // guest x0
+    mov     w0, #0x80000000
+    cmp     w1, w0
+    b.ne    1b
+    mov     x0, #1
+    movk    x0, #1, lsl #16
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    add     sp, sp, #16
+    eret
+
+    // ISS of MRS CTR_EL0 without Rt: Op0=3 Op2=1 Op1=3 CRn=0 CRm=0 read.
+20: bic     x1, x0, #0x3e0
+    and     x1, x1, #0x1ffffff
+    sub     x1, x1, #0x32c, lsl #12
+    cmp     x1, #1
+    b.ne    1b
+    str     x2, [sp, #-16]!
+    ubfx    x1, x0, #5, #5          // Rt
+    mrs     x0, tpidr_el2
+    ldr     x0, [x0, #{ctr_off}]
+    adr     x2, 30f
+    add     x2, x2, x1, lsl #3
+    br      x2
+30: str     x0, [sp, #16]           // x0 (stacked)
+    b       40f
+    str     x0, [sp, #24]           // x1 (stacked)
+    b       40f
+    str     x0, [sp]                // x2 (stacked)
+    b       40f
+    .irp n, 3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mov     x\n, x0
+    b       40f
+    .endr
+    b       40f                     // XZR: the value is discarded
+    nop
+40: mrs     x1, elr_el2
+    add     x1, x1, #4
+    msr     elr_el2, x1
+    ldr     x2, [sp], #16
+    ldp     x0, x1, [sp], #16
+    eret
 
 // x0 = exit code; guest x0/x1 are on the stack above the frame.
 __fv_guest_exit:
@@ -152,7 +217,8 @@ __fv_enter_guest:
     eret
     dsb     nsh
     isb
-"#
+"#,
+    ctr_off = const super::percpu::GUEST_CTR_EL0_OFFSET,
 );
 
 unsafe extern "C" {

@@ -9,10 +9,21 @@ pub struct PerCpu {
     pub index: usize,
     /// MPIDR_EL1 of this CPU.
     pub mpidr: u64,
+    /// CTR_EL0 as the guest running here sees it: the vector's fast path
+    /// answers trapped CTR_EL0 reads (HCR_EL2.TID2) from it.
+    pub guest_ctr_el0: u64,
 }
 
-static mut PERCPU_AREA: [PerCpu; super::boot::MAX_CPUS] =
-    [const { PerCpu { index: 0, mpidr: 0 } }; super::boot::MAX_CPUS];
+/// Offset of `guest_ctr_el0`, for the vector code.
+pub const GUEST_CTR_EL0_OFFSET: usize = core::mem::offset_of!(PerCpu, guest_ctr_el0);
+
+static mut PERCPU_AREA: [PerCpu; super::boot::MAX_CPUS] = [const {
+    PerCpu {
+        index: 0,
+        mpidr: 0,
+        guest_ctr_el0: 0,
+    }
+}; super::boot::MAX_CPUS];
 
 /// Records this CPU's logical index in TPIDR_EL2.
 pub fn init_this_cpu(index: usize) {
@@ -33,4 +44,15 @@ pub fn current_index() -> usize {
     // SAFETY: TPIDR_EL2 is either 0 or the address of this CPU's PerCpu slot,
     // which lives for the whole run.
     unsafe { (*(p as *const PerCpu)).index }
+}
+
+/// Records the CTR_EL0 value the guest on this CPU sees (for the fast path).
+pub fn set_guest_ctr_el0(value: u64) {
+    let p = regs::read_tpidr_el2();
+    if p == 0 {
+        return;
+    }
+    // SAFETY: TPIDR_EL2 holds this CPU's own PerCpu slot, which only this CPU
+    // writes; the vector reads it on this CPU only.
+    unsafe { (*(p as *mut PerCpu)).guest_ctr_el0 = value };
 }
