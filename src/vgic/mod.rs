@@ -1,1 +1,618 @@
-//! vgic
+//! The virtual GICv3 a VM sees: an emulated distributor (GICD) and one emulated
+//! redistributor (GICR: RD_base + SGI_base frames) per vCPU on the MMIO bus, no
+//! LPIs and no ITS (GICD_TYPER.LPIS = 0, MBIS = 0), one Security state as a
+//! Non-secure guest sees it (GICD_CTLR.DS = 1, ARE RAO/WI), every interrupt
+//! Group 1 (IGROUPR RAO/WI). Interrupts reach the guest through the GICv3
+//! virtualization hardware: the list registers (ICH_LR<n>_EL2) of the virtual CPU
+//! interface, which the guest then drives with its own ICC_* system registers
+//! (really the ICV_* ones) without exits.
+//!
+//! Everything here is plain data and runs under `cargo test`; the hardware side
+//! (ICH_* accessors, physical GIC bring-up) is `crate::arch::aarch64::gic`, which
+//! implements [`ListRegisters`].
+//!
+//! Files: [`irq`] per-interrupt state, [`dist`] GICD registers, [`redist`] GICR
+//! registers, [`lr`] list-register encoding and the load/read-back logic, [`sgi`]
+//! SGI decoding, [`host`] pure values and decisions for the physical GIC,
+//! [`mmio`] the bus devices.
+//!
+//! # Integration (what the run loop does)
+//!
+//! One [`Vgic`] per VM, shared by its vCPUs as a [`SharedVgic`]
+//! (`Arc<spin::Mutex<Vgic>>`); [`mmio::attach`] puts the GICD and GICR windows on
+//! the VM's [`MmioBus`](crate::devices::MmioBus) at the guest's layout
+//! (`guest_fdt::VIRT_GICD`, `VIRT_GICR_BASE`). Build it with
+//! [`VgicConfig::new`]`(nr_vcpus, nr_spis)`, set `nr_lrs` from
+//! `gic::nr_list_registers()` (ICH_VTR_EL2.ListRegs + 1) and `priority_bits` from
+//! `gic::virtual_priority_bits()`. Link the hardware interrupts:
+//! `link_hw(Some(v), 27, 27)` for every vCPU `v` (the virtual timer, see
+//! [`crate::timer`]), `link_hw(None, vintid, pintid)` for each passthrough SPI.
+//!
+//! Per physical CPU, once at bring-up: `gic::init_cpu_interface()` (ICC_SRE_EL2 =
+//! SRE | Enable, ICC_CTLR_EL1.EOImode = 1, ICC_PMR_EL1 = 0xff, ICC_IGRPEN1_EL1 = 1),
+//! `gic::wake_redistributor(..)`, enable PPIs 25 (maintenance), 26 (EL2 physical
+//! timer, if the emulated CNTP is used), 27 (virtual timer) and SGI
+//! [`host::KICK_SGI`]; on the boot CPU `gic::init_distributor(..)` and the UART SPI
+//! routed to it. When a vCPU is (re)started on its CPU: `gic::reset_virtual_cpu_interface(
+//! host::ich_vmcr_reset(..))` (ICH_VMCR_EL2 reset value, ICH_AP0R/AP1R<n> zero, LRs
+//! zero) and ICC_SRE_EL1 = SRE.
+//!
+//! On every exit, before handling it: `vgic.lock().save(vcpu, &mut gic::IchRegs)`.
+//! That reads back the LRs this vCPU used, folds them into software state
+//! ([`lr::sync`]), clears them and writes ICH_HCR_EL2 = En, so no maintenance
+//! condition stays asserted while EL2 runs.
+//!
+//! Before every entry: `vgic.lock().restore(vcpu, &mut gic::IchRegs)`: chooses and
+//! writes the LRs and ICH_HCR_EL2 (UIE set when interrupts wait). Then drain
+//! `take_kicks()`: for every other vCPU index send the physical SGI
+//! [`host::KICK_SGI`] to the CPU it runs on (`gic::send_sgi(host::sgi1r_for(..))`),
+//! so it exits and reloads its LRs (or leaves WFI); and drain `take_actions()`
+//! ([`HwAction`]: deactivate or re-route a physical interrupt). Any exit handler
+//! that changes interrupt state goes through the same lock, and kicks are
+//! collected the same way.
+//!
+//! A physical IRQ (exit cause IRQ, or woken from the idle WFI): loop
+//! `gic::acknowledge()` (ICC_IAR1_EL1) until 1023, then [`host::classify`]:
+//! - 27, the virtual timer ([`host::PhysIrq::VirtualTimer`]): `gic::priority_drop`
+//!   (ICC_EOIR1_EL1) only; it stays active at the physical GIC. Then
+//!   `timer::on_virtual_timer_irq(&mut vgic, vcpu)`, which makes virtual PPI 27
+//!   pending, hardware-linked: the guest's deactivation deactivates the physical
+//!   interrupt (ICH_LR.HW = 1, pINTID 27).
+//! - a passthrough SPI ([`host::PhysIrq::Passthrough`]): likewise priority drop only
+//!   and `vgic.inject_hw(vcpu, vintid)`.
+//! - 25, maintenance: priority drop and `gic::deactivate` (ICC_DIR_EL1). Nothing
+//!   else: the `save` at this exit already read back the LRs, the next `restore`
+//!   refills them (underflow), and level interrupts whose EOI maintenance fired
+//!   are sampled again because their device state is current.
+//! - 26, the EL2 physical timer backing the emulated CNTP: drop + deactivate,
+//!   then `timer::EmulatedPhysTimer::sync(..)`.
+//! - the kick SGI: drop + deactivate; nothing else (its purpose, the exit, is
+//!   done).
+//! - the hypervisor's UART SPI 33 and anything else: drop + deactivate and give
+//!   it to its driver.
+//!
+//! Because ICC_CTLR_EL1.EOImode = 1 at EL2, priority drop and deactivation are
+//! separate (IHI 0069 12.2.x ICC_CTLR_EL1.EOImode), which is what allows a
+//! hardware-linked interrupt to be dropped at EL2 but deactivated by the guest.
+//!
+//! Emulated device interrupts: the device model (e.g. the PL011) calls
+//! `vgic.set_level(vcpu, intid, level)` whenever its output changes (at the end
+//! of the MMIO access that changed it, or when input arrives), then the kicks are
+//! drained as above.
+//!
+//! # Which guest system-register accesses trap
+//!
+//! With HCR_EL2.IMO = FMO = 1 (vm::controls), a guest's EL1 accesses to the
+//! ICC_* registers that have an ICV_* counterpart go to the virtual CPU interface
+//! in hardware and do not trap (IAR, EOIR, DIR, HPPIR, BPR, AP0R/AP1R, RPR, CTLR,
+//! PMR, IGRPEN0/1). They trap to EL2 only under ICH_HCR_EL2.TC (common
+//! registers: CTLR, DIR, PMR, RPR and the SGI registers), TALL0, TALL1, TDIR, or
+//! the fine-grained HFGRTR/HFGWTR_EL2 ICC_IGRPENn bits; this vGIC sets none of them.
+//!
+//! The SGI generation registers have no ICV_* counterpart: per their accessibility
+//! pseudocode in the Arm ARM (ICC_SGI1R_EL1, ICC_ASGI1R_EL1, ICC_SGI0R_EL1), an EL1
+//! write traps to EL2 (EC 0x18) when ICH_HCR_EL2.TC = 1, or HCR_EL2.IMO = 1
+//! (SGI1R, ASGI1R), or HCR_EL2.FMO = 1 (SGI0R). So with IMO = FMO = 1 all three
+//! always trap, and the integration must route EC 0x18 accesses to
+//! S3_0_C12_C11_5/6/7 to [`Vgic::trap_sysreg`] (which also answers an MRS of them,
+//! they are write-only: UNDEFINED). ICC_SRE_EL1 traps only if ICC_SRE_EL2.Enable
+//! = 0; `gic::init_cpu_interface` sets Enable = 1 so it does not. No other ICC
+//! access needs handling.
+
+pub mod dist;
+pub mod host;
+pub mod irq;
+pub mod lr;
+pub mod mmio;
+pub mod redist;
+pub mod sgi;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use tock_registers::{LocalRegisterCopy, register_bitfields};
+
+use crate::sysreg::SysReg;
+use crate::vm::exit::SysRegResult;
+use irq::{FIRST_SPI, Irq, MAX_SPI_INTID, NR_PRIVATE, Trigger};
+use lr::{Candidate, LrShadow};
+use sgi::SgiRegister;
+
+pub use mmio::{GicdMmio, GicrMmio};
+
+/// A VM's vGIC, shared by its vCPUs (each on its own physical CPU).
+pub type SharedVgic = Arc<spin::Mutex<Vgic>>;
+
+/// The shape of a VM's vGIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VgicConfig {
+    /// MPIDR of each vCPU, by index (`vm::controls::vmpidr`).
+    pub vcpu_mpidrs: Vec<u64>,
+    /// SPIs (a multiple of 32: INTIDs 32 .. 32 + nr_spis).
+    pub nr_spis: u32,
+    /// List registers of the virtual CPU interface (ICH_VTR_EL2.ListRegs + 1).
+    pub nr_lrs: usize,
+    /// Priority bits the virtual CPU interface implements (ICH_VTR_EL2.PRIbits + 1);
+    /// the emulated IPRIORITYR keep as many (IHI 0069 4.8: unimplemented low-order
+    /// priority bits are RAZ/WI).
+    pub priority_bits: u8,
+}
+
+impl VgicConfig {
+    /// `nr_vcpus` vCPUs with `vmpidr` MPIDRs, 4 LRs and 5 priority bits (the GICv3
+    /// minimum QEMU also has) until the hardware is asked.
+    pub fn new(nr_vcpus: usize, nr_spis: u32) -> Self {
+        VgicConfig {
+            vcpu_mpidrs: (0..nr_vcpus).map(crate::vm::controls::vmpidr).collect(),
+            nr_spis,
+            nr_lrs: 4,
+            priority_bits: 5,
+        }
+    }
+}
+
+/// A vGIC that cannot be built, or a link that cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VgicError {
+    NoVcpus,
+    /// SPIs not a multiple of 32 or beyond INTID 1019.
+    BadSpiCount(u32),
+    /// Not 1..=16 list registers.
+    BadLrCount(usize),
+    /// Not 4..=8 priority bits (GICv3 requires at least 16 levels; 5 bits for a
+    /// Non-secure view, 4 is allowed by ICH_VTR_EL2.PRIbits).
+    BadPriorityBits(u8),
+    /// No such interrupt (or a private one named without its vCPU).
+    NoSuchInterrupt(u32),
+}
+
+impl fmt::Display for VgicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VgicError::NoVcpus => write!(f, "a vGIC needs at least one vCPU"),
+            VgicError::BadSpiCount(n) => {
+                write!(f, "{n} SPIs: must be a multiple of 32, at most 960")
+            }
+            VgicError::BadLrCount(n) => write!(f, "{n} list registers: must be 1 to 16"),
+            VgicError::BadPriorityBits(n) => write!(f, "{n} priority bits: must be 4 to 8"),
+            VgicError::NoSuchInterrupt(i) => write!(f, "no interrupt with INTID {i}"),
+        }
+    }
+}
+
+/// A hardware effect a vGIC state change asks for (drained by the run loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwAction {
+    /// Deactivate physical interrupt `intid`, which the hypervisor acknowledged
+    /// for a hardware-linked virtual interrupt whose guest-side state was cleared
+    /// without a guest deactivation (ICPENDR/ICACTIVER writes, VM reset). For a
+    /// PPI, on vCPU `vcpu`'s CPU (GICR_ICACTIVER0 of its redistributor, or
+    /// ICC_DIR_EL1 there); for an SPI at the distributor (GICD_ICACTIVER).
+    DeactivatePhysical { vcpu: usize, intid: u32 },
+    /// The guest routed hardware-linked SPI `intid` (physical INTID) to `vcpu`:
+    /// route the physical SPI to that vCPU's CPU (GICD_IROUTER).
+    RoutePhysicalSpi { intid: u32, vcpu: usize },
+}
+
+/// The hardware side of the virtual CPU interface, as the arch layer gives it.
+pub trait ListRegisters {
+    fn read_lr(&self, n: usize) -> u64;
+    fn write_lr(&mut self, n: usize, value: u64);
+    fn write_hcr(&mut self, value: u64);
+}
+
+/// What one entry loads: LR values in order (LRs past them are left zero by
+/// `save`) and ICH_HCR_EL2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    pub lrs: Vec<u64>,
+    pub hcr: u64,
+}
+
+register_bitfields! [u64,
+    /// ICH_VMCR_EL2 (IHI 0069 12.5.x); aarch64-cpu names no fields for it.
+    pub ICH_VMCR_EL2 [
+        VPMR OFFSET(24) NUMBITS(8) [],
+        VBPR0 OFFSET(21) NUMBITS(3) [],
+        VBPR1 OFFSET(18) NUMBITS(3) [],
+        VEOIM OFFSET(9) NUMBITS(1) [],
+        VCBPR OFFSET(4) NUMBITS(1) [],
+        VFIQEn OFFSET(3) NUMBITS(1) [],
+        VAckCtl OFFSET(2) NUMBITS(1) [],
+        VENG1 OFFSET(1) NUMBITS(1) [],
+        VENG0 OFFSET(0) NUMBITS(1) [],
+    ],
+];
+
+/// A VM's virtual GICv3: distributor, redistributors, and per-vCPU interrupt
+/// state.
+pub struct Vgic {
+    cfg: VgicConfig,
+    /// GICD_CTLR.EnableGrp0 (DS = 1 view): stored, but no interrupt is Group 0.
+    enable_grp0: bool,
+    /// GICD_CTLR.EnableGrp1.
+    enable_grp1: bool,
+    /// SGIs and PPIs, per vCPU.
+    private: Vec<[Irq; NR_PRIVATE]>,
+    spis: Vec<Irq>,
+    /// GICR_WAKER.ProcessorSleep per vCPU.
+    processor_sleep: Vec<bool>,
+    /// What each vCPU's LRs were loaded with at its last entry.
+    lr_shadow: Vec<Vec<LrShadow>>,
+    kicks: Vec<bool>,
+    actions: Vec<HwAction>,
+}
+
+/// PPIs the hypervisor configures as level-sensitive: all of them (the generic
+/// timer PPIs 26, 27, 30, the PMU 23, maintenance 25 are level; IHI 0069 says PPI
+/// trigger configuration may be read-only, and it is here).
+const PPI_TRIGGER: Trigger = Trigger::Level;
+
+impl Vgic {
+    pub fn new(cfg: VgicConfig) -> Result<Vgic, VgicError> {
+        let n = cfg.vcpu_mpidrs.len();
+        if n == 0 {
+            return Err(VgicError::NoVcpus);
+        }
+        if !cfg.nr_spis.is_multiple_of(32) || FIRST_SPI + cfg.nr_spis > MAX_SPI_INTID + 1 {
+            return Err(VgicError::BadSpiCount(cfg.nr_spis));
+        }
+        if !(1..=16).contains(&cfg.nr_lrs) {
+            return Err(VgicError::BadLrCount(cfg.nr_lrs));
+        }
+        if !(4..=8).contains(&cfg.priority_bits) {
+            return Err(VgicError::BadPriorityBits(cfg.priority_bits));
+        }
+        let mut v = Vgic {
+            enable_grp0: false,
+            enable_grp1: false,
+            private: vec![[Irq::new(Trigger::Edge); NR_PRIVATE]; n],
+            spis: vec![Irq::new(Trigger::Level); cfg.nr_spis as usize],
+            processor_sleep: vec![true; n],
+            lr_shadow: vec![Vec::new(); n],
+            kicks: vec![false; n],
+            actions: Vec::new(),
+            cfg,
+        };
+        v.reset();
+        Ok(v)
+    }
+
+    pub fn config(&self) -> &VgicConfig {
+        &self.cfg
+    }
+
+    pub fn nr_vcpus(&self) -> usize {
+        self.cfg.vcpu_mpidrs.len()
+    }
+
+    /// Puts the GIC into its reset state (VM reset). Hardware-linked interrupts
+    /// the hypervisor left active at the physical GIC are handed back as
+    /// [`HwAction::DeactivatePhysical`]. Hardware links and emulated line levels
+    /// stay (they belong to the hypervisor and the devices).
+    pub fn reset(&mut self) {
+        let n = self.nr_vcpus();
+        for v in 0..n {
+            for i in 0..NR_PRIVATE {
+                let irq = &self.private[v][i];
+                if let Some(p) = irq.hw_intid.filter(|_| irq.hw_pending || irq.active_hw) {
+                    self.actions
+                        .push(HwAction::DeactivatePhysical { vcpu: v, intid: p });
+                }
+                let trigger = if i < 16 { Trigger::Edge } else { PPI_TRIGGER };
+                self.private[v][i].reset(trigger);
+                // GICR_IPRIORITYR<n> and GICD_IPRIORITYR<n> reset to 0 (IHI 0069
+                // 12.9/12.11: reset value 0 where architecturally defined).
+            }
+            self.processor_sleep[v] = true;
+            self.lr_shadow[v].clear();
+            self.kicks[v] = true;
+        }
+        for i in 0..self.spis.len() {
+            let irq = &self.spis[i];
+            if let Some(p) = irq.hw_intid.filter(|_| irq.hw_pending || irq.active_hw) {
+                let vcpu = irq.active_vcpu.or(irq.lr_vcpu).unwrap_or(0);
+                self.actions
+                    .push(HwAction::DeactivatePhysical { vcpu, intid: p });
+            }
+            self.spis[i].reset(Trigger::Level);
+        }
+        self.enable_grp0 = false;
+        self.enable_grp1 = false;
+    }
+
+    // ---- interrupt lookup ----
+
+    pub(crate) fn irq(&self, vcpu: Option<usize>, intid: u32) -> Option<&Irq> {
+        if (intid as usize) < NR_PRIVATE {
+            self.private.get(vcpu?)?.get(intid as usize)
+        } else {
+            self.spis.get((intid - FIRST_SPI) as usize)
+        }
+    }
+
+    pub(crate) fn irq_mut(&mut self, vcpu: Option<usize>, intid: u32) -> Option<&mut Irq> {
+        if (intid as usize) < NR_PRIVATE {
+            self.private.get_mut(vcpu?)?.get_mut(intid as usize)
+        } else {
+            self.spis.get_mut((intid - FIRST_SPI) as usize)
+        }
+    }
+
+    /// The vCPU an SPI's GICD_IROUTER names (IRM = 0: the PE whose affinity
+    /// matches; IHI 0069 12.9.x GICD_IROUTER: none if no PE matches, and the
+    /// interrupt is then not forwarded).
+    fn route_target(&self, route: u64) -> Option<usize> {
+        let aff = route_to_mpidr(route);
+        self.cfg
+            .vcpu_mpidrs
+            .iter()
+            .position(|m| m & MPIDR_AFF_MASK == aff)
+    }
+
+    /// The vCPU whose CPU interface an interrupt belongs to now: a private one's
+    /// own; an SPI's acknowledging vCPU while active, else its routing target.
+    fn owner(&self, vcpu: Option<usize>, intid: u32) -> Option<usize> {
+        if (intid as usize) < NR_PRIVATE {
+            return vcpu;
+        }
+        let irq = self.irq(None, intid)?;
+        if irq.active {
+            irq.active_vcpu.or_else(|| self.route_target(irq.route))
+        } else {
+            self.route_target(irq.route)
+        }
+    }
+
+    /// After a change to an interrupt: the vCPUs that must reload their LRs.
+    fn touch(&mut self, vcpu: Option<usize>, intid: u32) {
+        let lr_vcpu = self.irq(vcpu, intid).and_then(|i| i.lr_vcpu);
+        for v in [lr_vcpu, self.owner(vcpu, intid)].into_iter().flatten() {
+            if let Some(k) = self.kicks.get_mut(v) {
+                *k = true;
+            }
+        }
+    }
+
+    // ---- interrupt sources ----
+
+    /// Links virtual `intid` to physical `pintid`: its pending state then comes
+    /// from the physical GIC via [`Vgic::inject_hw`], and its LR is hardware-linked.
+    /// `vcpu` names the vCPU for a PPI; SPIs take `None`.
+    pub fn link_hw(
+        &mut self,
+        vcpu: Option<usize>,
+        intid: u32,
+        pintid: u32,
+    ) -> Result<(), VgicError> {
+        if intid < 16 {
+            // SGIs cannot be hardware-linked (ICH_LR<n>_EL2.pINTID: an SGI pINTID is
+            // UNPREDICTABLE).
+            return Err(VgicError::NoSuchInterrupt(intid));
+        }
+        let irq = self
+            .irq_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        irq.hw_intid = Some(pintid);
+        Ok(())
+    }
+
+    /// Drives the input line of an emulated interrupt (level: the device's output;
+    /// edge: a rising edge makes it pending). `vcpu` names the vCPU for a PPI.
+    pub fn set_level(
+        &mut self,
+        vcpu: Option<usize>,
+        intid: u32,
+        level: bool,
+    ) -> Result<(), VgicError> {
+        let irq = self
+            .irq_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        let before = irq.pending();
+        irq.set_line(level);
+        if irq.pending() != before {
+            self.touch(vcpu, intid);
+        }
+        Ok(())
+    }
+
+    /// A hardware-linked interrupt arrived at EL2 (acknowledged there and left
+    /// active at the physical GIC): make the virtual one pending.
+    pub fn inject_hw(&mut self, vcpu: Option<usize>, intid: u32) -> Result<(), VgicError> {
+        let irq = self
+            .irq_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        if irq.hw_intid.is_none() {
+            return Err(VgicError::NoSuchInterrupt(intid));
+        }
+        irq.hw_pending = true;
+        self.touch(vcpu, intid);
+        Ok(())
+    }
+
+    /// A trapped write to an SGI generation register by vCPU `sender`. Returns
+    /// the vCPUs the SGI was made pending on.
+    pub fn send_sgi(&mut self, sender: usize, reg: SgiRegister, value: u64) -> Vec<usize> {
+        if !reg.reaches_group1() {
+            return Vec::new();
+        }
+        let intid = sgi::sgi_intid(value);
+        let targets = sgi::sgi_targets(value, sender, &self.cfg.vcpu_mpidrs);
+        for &t in &targets {
+            self.private[t][intid as usize].pending_latch = true;
+            self.touch(Some(t), intid);
+        }
+        targets
+    }
+
+    /// Handles a trapped guest system-register access if it is one of the vGIC's
+    /// (the SGI generation registers); `None` otherwise.
+    pub fn trap_sysreg(
+        &mut self,
+        vcpu: usize,
+        reg: SysReg,
+        write: bool,
+        value: u64,
+    ) -> Option<SysRegResult> {
+        let kind = SgiRegister::from_sysreg(reg)?;
+        if !write {
+            // Write-only registers: MRS of them is UNDEFINED.
+            return Some(SysRegResult::Undefined);
+        }
+        self.send_sgi(vcpu, kind, value);
+        Some(SysRegResult::Done)
+    }
+
+    // ---- list registers ----
+
+    /// Folds the LR values read at exit (the first `lrs_in_use(vcpu)` LRs, in
+    /// order) into software state.
+    pub fn sync_lrs(&mut self, vcpu: usize, lrs: &[u64]) {
+        let shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
+        for (s, &value) in shadow.iter().zip(lrs) {
+            if let Some(irq) = self.irq_mut(Some(vcpu), s.vintid) {
+                lr::sync(irq, s, value, vcpu);
+            }
+        }
+    }
+
+    /// LRs loaded at this vCPU's last entry (the ones `sync_lrs` needs).
+    pub fn lrs_in_use(&self, vcpu: usize) -> usize {
+        self.lr_shadow[vcpu].len()
+    }
+
+    /// Whether a pending interrupt may be forwarded: its group (always Group 1)
+    /// enabled at the distributor (IHI 0069 GICD_CTLR.EnableGrp1).
+    fn forwarding(&self) -> bool {
+        self.enable_grp1
+    }
+
+    /// Chooses and builds the LRs for vCPU `vcpu`'s next entry.
+    pub fn flush_lrs(&mut self, vcpu: usize) -> EntryState {
+        let fwd = self.forwarding();
+        let mut candidates = Vec::new();
+        for (i, irq) in self.private[vcpu].iter().enumerate() {
+            if lr::wants_lr(irq, fwd) {
+                candidates.push(Candidate {
+                    intid: i as u32,
+                    active: irq.active,
+                    priority: irq.priority,
+                });
+            }
+        }
+        for (i, irq) in self.spis.iter().enumerate() {
+            let intid = FIRST_SPI + i as u32;
+            // Not in another vCPU's LRs (it reads them back at its next exit).
+            if irq.lr_vcpu.is_some_and(|v| v != vcpu) || !lr::wants_lr(irq, fwd) {
+                continue;
+            }
+            if self.owner(None, intid) == Some(vcpu) {
+                candidates.push(Candidate {
+                    intid,
+                    active: irq.active,
+                    priority: irq.priority,
+                });
+            }
+        }
+        let (chosen, overflow) = lr::choose(&mut candidates, self.cfg.nr_lrs);
+        let mut lrs = Vec::with_capacity(chosen.len());
+        let mut shadow = Vec::with_capacity(chosen.len());
+        for intid in chosen {
+            let irq = self
+                .irq_mut(Some(vcpu), intid)
+                .expect("candidate INTIDs exist");
+            let (value, s) = lr::load(irq, intid, fwd, vcpu);
+            lrs.push(value);
+            shadow.push(s);
+        }
+        self.lr_shadow[vcpu] = shadow;
+        self.kicks[vcpu] = false;
+        EntryState {
+            lrs,
+            hcr: lr::hcr_for_entry(overflow),
+        }
+    }
+
+    /// At exit: read back the LRs, clear them, quiesce ICH_HCR_EL2.
+    pub fn save<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
+        let n = self.lrs_in_use(vcpu);
+        let mut values = [0u64; 16];
+        for (i, v) in values.iter_mut().enumerate().take(n) {
+            *v = hw.read_lr(i);
+        }
+        self.sync_lrs(vcpu, &values[..n]);
+        for i in 0..n {
+            hw.write_lr(i, 0);
+        }
+        hw.write_hcr(lr::hcr_at_exit());
+    }
+
+    /// Before entry: load the LRs and ICH_HCR_EL2.
+    pub fn restore<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
+        let e = self.flush_lrs(vcpu);
+        for (i, v) in e.lrs.iter().enumerate() {
+            hw.write_lr(i, *v);
+        }
+        hw.write_hcr(e.hcr);
+    }
+
+    /// vCPUs whose interrupt state changed since their last entry (and that are
+    /// not the caller, which reloads anyway): send each a kick.
+    pub fn take_kicks(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, k) in self.kicks.iter_mut().enumerate() {
+            if *k {
+                *k = false;
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// Hardware effects asked for since the last call.
+    pub fn take_actions(&mut self) -> Vec<HwAction> {
+        core::mem::take(&mut self.actions)
+    }
+
+    /// Whether vCPU `vcpu`, idle in WFI, has an interrupt that would wake it: one
+    /// pending, enabled and forwarded, with priority above the guest's priority
+    /// mask, with Group 1 enabled at its virtual CPU interface (`vmcr` is its
+    /// ICH_VMCR_EL2, read on its CPU), or one already in its LRs pending.
+    pub fn wake_pending(&self, vcpu: usize, vmcr: u64) -> bool {
+        let vmcr = LocalRegisterCopy::<u64, ICH_VMCR_EL2::Register>::new(vmcr);
+        if !vmcr.is_set(ICH_VMCR_EL2::VENG1) || !self.forwarding() {
+            return false;
+        }
+        let pmr = vmcr.read(ICH_VMCR_EL2::VPMR) as u8;
+        let wakes = |irq: &Irq| irq.pending() && irq.enabled && !irq.active && irq.priority < pmr;
+        self.private[vcpu].iter().any(wakes)
+            || self
+                .spis
+                .iter()
+                .enumerate()
+                .any(|(i, irq)| wakes(irq) && self.owner(None, FIRST_SPI + i as u32) == Some(vcpu))
+    }
+
+    /// The mask of implemented priority bits.
+    fn priority_mask(&self) -> u8 {
+        !(0xffu8 >> self.cfg.priority_bits)
+    }
+
+    fn kick_all(&mut self) {
+        self.kicks.iter_mut().for_each(|k| *k = true);
+    }
+}
+
+/// MPIDR affinity fields Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0 [7:0].
+pub(crate) const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
+
+/// GICD_IROUTER<n> affinity (Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0
+/// [7:0]: the same positions as MPIDR_EL1's, IHI 0069 12.9.x).
+pub(crate) fn route_to_mpidr(route: u64) -> u64 {
+    route & MPIDR_AFF_MASK
+}

@@ -1,0 +1,134 @@
+//! Software-generated interrupts: decoding a guest's trapped write to
+//! ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 / ICC_SGI0R_EL1, and the value the hypervisor
+//! writes to its own ICC_SGI1R_EL1 to interrupt another physical CPU.
+//!
+//! The three registers share one layout (IHI 0069 12.2.x, ICC_SGI1R_EL1):
+//! TargetList [15:0], Aff1 [23:16], INTID [27:24], Aff2 [39:32], IRM [40],
+//! RS [47:44], Aff3 [55:48]. With IRM = 0 the SGI goes to every PE whose MPIDR has
+//! Aff3.Aff2.Aff1 as given and Aff0 = RS * 16 + n for each bit n of TargetList;
+//! with IRM = 1 to every PE except the sender.
+
+use alloc::vec::Vec;
+use tock_registers::{LocalRegisterCopy, register_bitfields};
+
+use crate::sysreg::SysReg;
+
+register_bitfields! [u64,
+    /// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (IHI 0069 12.2.x).
+    pub ICC_SGIR [
+        Aff3 OFFSET(48) NUMBITS(8) [],
+        RS OFFSET(44) NUMBITS(4) [],
+        IRM OFFSET(40) NUMBITS(1) [],
+        Aff2 OFFSET(32) NUMBITS(8) [],
+        INTID OFFSET(24) NUMBITS(4) [],
+        Aff1 OFFSET(16) NUMBITS(8) [],
+        TargetList OFFSET(0) NUMBITS(16) [],
+    ],
+];
+
+/// ICC_SGI1R_EL1: S3_0_C12_C11_5.
+pub const ICC_SGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 5);
+/// ICC_ASGI1R_EL1: S3_0_C12_C11_6.
+pub const ICC_ASGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 6);
+/// ICC_SGI0R_EL1: S3_0_C12_C11_7.
+pub const ICC_SGI0R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 7);
+
+/// Which SGI generation register the guest wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiRegister {
+    /// ICC_SGI1R_EL1: a Group 1 SGI for the current Security state.
+    Sgi1r,
+    /// ICC_ASGI1R_EL1: a Group 1 SGI for the other Security state.
+    Asgi1r,
+    /// ICC_SGI0R_EL1: a Group 0 SGI.
+    Sgi0r,
+}
+
+impl SgiRegister {
+    pub fn from_sysreg(reg: SysReg) -> Option<SgiRegister> {
+        match reg {
+            ICC_SGI1R_EL1 => Some(SgiRegister::Sgi1r),
+            ICC_ASGI1R_EL1 => Some(SgiRegister::Asgi1r),
+            ICC_SGI0R_EL1 => Some(SgiRegister::Sgi0r),
+            _ => None,
+        }
+    }
+
+    /// Whether an SGI written this way reaches a target whose SGI is configured
+    /// Group 1 (every SGI of this vGIC: its IGROUPR are RAO/WI), in the
+    /// single-Security-state view the guest has (GICD_CTLR.DS = 1).
+    ///
+    /// IHI 0069 12.2.x (ICC_SGI0R_EL1 / ICC_ASGI1R_EL1) and the table "Forwarding
+    /// an SGI to a target PE": ICC_SGI0R_EL1 generates Group 0 SGIs only, so a
+    /// Group 1 target does not get it. With DS = 1 there is no other Security state,
+    /// so ICC_ASGI1R_EL1 has no "alternate" Group 1 to generate and does not reach
+    /// a Group 1 (Non-secure) target either (KVM reasons the same way). Only
+    /// ICC_SGI1R_EL1 reaches Group 1 SGIs.
+    pub fn reaches_group1(self) -> bool {
+        self == SgiRegister::Sgi1r
+    }
+}
+
+/// The MPIDR affinity fields an SGI matches: Aff3 [39:32], Aff2 [23:16],
+/// Aff1 [15:8], Aff0 [7:0] (Arm ARM D24.2.xx MPIDR_EL1).
+const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
+
+fn mpidr_of(aff3: u64, aff2: u64, aff1: u64, aff0: u64) -> u64 {
+    (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | aff0
+}
+
+/// The SGI number (INTID 0-15) a write asks for.
+pub fn sgi_intid(value: u64) -> u32 {
+    LocalRegisterCopy::<u64, ICC_SGIR::Register>::new(value).read(ICC_SGIR::INTID) as u32
+}
+
+/// The vCPUs (indices into `vcpu_mpidrs`) an SGI register write targets.
+/// `self_index` is the writer (excluded only by IRM = 1: an explicit target list
+/// may name the writer itself).
+pub fn sgi_targets(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> Vec<usize> {
+    let r = LocalRegisterCopy::<u64, ICC_SGIR::Register>::new(value);
+    if r.is_set(ICC_SGIR::IRM) {
+        return (0..vcpu_mpidrs.len())
+            .filter(|&i| i != self_index)
+            .collect();
+    }
+    let targets = r.read(ICC_SGIR::TargetList);
+    let rs = r.read(ICC_SGIR::RS);
+    let base = mpidr_of(
+        r.read(ICC_SGIR::Aff3),
+        r.read(ICC_SGIR::Aff2),
+        r.read(ICC_SGIR::Aff1),
+        0,
+    );
+    vcpu_mpidrs
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            let m = **m & MPIDR_AFF_MASK;
+            let aff0 = m & 0xff;
+            // Aff0 = RS * 16 + n for TargetList bit n.
+            m & !0xff == base && aff0 / 16 == rs && targets & (1 << (aff0 % 16)) != 0
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The ICC_SGI1R_EL1 value that sends SGI `intid` to the one PE with affinity
+/// `target_mpidr` (for the hypervisor's own cross-CPU kicks). `None` when the
+/// INTID is not an SGI.
+pub fn sgi1r_for(intid: u32, target_mpidr: u64) -> Option<u64> {
+    if intid > 15 {
+        return None;
+    }
+    let aff0 = target_mpidr & 0xff;
+    let mut r = LocalRegisterCopy::<u64, ICC_SGIR::Register>::new(0);
+    r.modify(
+        ICC_SGIR::Aff3.val((target_mpidr >> 32) & 0xff)
+            + ICC_SGIR::Aff2.val((target_mpidr >> 16) & 0xff)
+            + ICC_SGIR::Aff1.val((target_mpidr >> 8) & 0xff)
+            + ICC_SGIR::RS.val(aff0 / 16)
+            + ICC_SGIR::TargetList.val(1 << (aff0 % 16))
+            + ICC_SGIR::INTID.val(intid as u64),
+    );
+    Some(r.get())
+}
