@@ -25,7 +25,7 @@
 //! GIC interface for the vCPU), which does not apply with one vCPU per CPU.
 //!
 //! [`virtual_timer_asserted`] reads the same condition from CNTV_CTL_EL0 (ENABLE =
-//! 1, IMASK = 0, ISTATUS = 1: Arm ARM D12.x "the timer interrupt is asserted"). It
+//! 1, IMASK = 0, ISTATUS = 1: Arm ARM, "the timer interrupt is asserted"). It
 //! is for decisions, not delivery: an idle vCPU (trapped WFI) whose timer is
 //! asserted must not sleep, since its physical PPI 27 is pending at EL2 and the
 //! run loop wants to take it.
@@ -69,7 +69,7 @@ pub const CNTP_CVAL_EL0: SysReg = SysReg::new(3, 3, 14, 2, 2);
 type TimerCtl = LocalRegisterCopy<u64, CNTV_CTL_EL0::Register>;
 
 /// Whether a timer control value says its interrupt is asserted: enabled,
-/// condition met, not masked (Arm ARM D12.x, CNTV_CTL_EL0.ISTATUS/IMASK).
+/// condition met, not masked (Arm ARM, CNTV_CTL_EL0.ISTATUS/IMASK).
 pub fn virtual_timer_asserted(cntv_ctl: u64) -> bool {
     let c = TimerCtl::new(cntv_ctl);
     c.is_set(CNTV_CTL_EL0::ENABLE)
@@ -82,6 +82,19 @@ pub fn virtual_timer_asserted(cntv_ctl: u64) -> bool {
 /// `link_hw(Some(vcpu), 27, 27)`.
 pub fn on_virtual_timer_irq(vgic: &mut Vgic, vcpu: usize) -> Result<(), VgicError> {
     vgic.inject_hw(Some(vcpu), VIRTUAL_TIMER_INTID)
+}
+
+/// On exit (after `Vgic::save`), with the guest's CNTV_CTL_EL0 read on its CPU:
+/// a virtual timer interrupt that is pending but no longer asserted (the guest
+/// masked, disabled or re-armed the timer before taking it) is withdrawn, and
+/// physical PPI 27 is handed back for deactivation, as KVM resamples its timer
+/// line on exit. This spares the guest a spurious timer interrupt.
+pub fn resample_virtual_timer(
+    vgic: &mut Vgic,
+    vcpu: usize,
+    cntv_ctl: u64,
+) -> Result<(), VgicError> {
+    vgic.resample_hw(vcpu, VIRTUAL_TIMER_INTID, virtual_timer_asserted(cntv_ctl))
 }
 
 /// Links every vCPU's virtual PPI 27 to physical PPI 27.
@@ -109,7 +122,7 @@ impl EmulatedPhysTimer {
         TimerCtl::new(self.ctl)
     }
 
-    /// The timer condition: CNTPCT - CVAL >= 0 as unsigned counts (Arm ARM D12.x
+    /// The timer condition: CNTPCT - CVAL >= 0 as unsigned counts (Arm ARM
     /// "the timer condition is met when the counter value is greater than or
     /// equal to the compare value").
     fn condition_met(&self, now: u64) -> bool {
@@ -164,7 +177,7 @@ impl EmulatedPhysTimer {
                 SysRegResult::Done
             }
             // TVAL reads as the low 32 bits of CVAL - count, a signed value
-            // (Arm ARM D24.x CNTP_TVAL_EL0; bits [63:32] RES0).
+            // (Arm ARM, CNTP_TVAL_EL0; bits [63:32] RES0).
             (CNTP_TVAL_EL0, false) => SysRegResult::Read(self.cval.wrapping_sub(now) & 0xffff_ffff),
             // A write sets CVAL = count + SignExtend(TVAL[31:0]).
             (CNTP_TVAL_EL0, true) => {

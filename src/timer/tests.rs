@@ -1,5 +1,6 @@
 use super::*;
 use crate::vgic::{Vgic, VgicConfig};
+use alloc::vec;
 
 const ENABLE: u64 = 1;
 const IMASK: u64 = 2;
@@ -125,5 +126,35 @@ fn virtual_timer_is_hardware_linked() {
     assert_eq!(
         (s.vintid, s.pending, s.active, s.hw),
         (27, true, false, Some(27))
+    );
+}
+
+#[test]
+fn virtual_timer_resampled_on_exit() {
+    let mut v = vgic();
+    link_virtual_timer(&mut v).unwrap();
+    on_virtual_timer_irq(&mut v, 1).unwrap();
+    // Still asserted: stays pending, nothing to give back.
+    resample_virtual_timer(&mut v, 1, ENABLE | ISTATUS).unwrap();
+    assert!(v.take_actions().is_empty());
+    // The guest masked the timer before taking the interrupt.
+    resample_virtual_timer(&mut v, 1, ENABLE | ISTATUS | IMASK).unwrap();
+    assert_eq!(
+        v.take_actions(),
+        vec![crate::vgic::HwAction::DeactivatePhysical { vcpu: 1, intid: 27 }]
+    );
+    assert!(v.flush_lrs(1).lrs.is_empty());
+    // Once the guest has acknowledged it, the guest's deactivation handles it.
+    on_virtual_timer_irq(&mut v, 1).unwrap();
+    let e = v.flush_lrs(1);
+    let mut s = crate::vgic::lr::decode(e.lrs[0]);
+    s.pending = false;
+    s.active = true;
+    v.sync_lrs(1, &[crate::vgic::lr::encode(&s)]);
+    resample_virtual_timer(&mut v, 1, 0).unwrap();
+    assert!(v.take_actions().is_empty());
+    assert!(
+        resample_virtual_timer(&mut v, 0, 0).is_ok(),
+        "vCPU 0 is linked too"
     );
 }

@@ -1,7 +1,7 @@
-//! The emulated distributor (GICD), IHI 0069 12.9, and the per-INTID register
+//! The emulated distributor (GICD) of IHI 0069, and the per-INTID register
 //! families it shares with the redistributors' SGI_base frame.
 //!
-//! Access sizes (IHI 0069 12.1.x "GIC memory-mapped register access"): 32-bit
+//! Access sizes (IHI 0069, "GIC memory-mapped register access"): 32-bit
 //! registers take word accesses; IPRIORITYR also bytes; IROUTER and GICR_TYPER
 //! 64-bit or either 32-bit half. Other sizes read as zero and are ignored (the
 //! architecture leaves them UNPREDICTABLE).
@@ -12,7 +12,7 @@ use super::irq::{FIRST_SPI, NR_PRIVATE};
 use super::{HwAction, Vgic};
 
 register_bitfields! [u32,
-    /// GICD_CTLR with GICD_CTLR.DS = 1 (IHI 0069 12.9.4, the single-Security-state
+    /// GICD_CTLR with GICD_CTLR.DS = 1 (IHI 0069, the single-Security-state
     /// layout).
     pub GICD_CTLR [
         RWP OFFSET(31) NUMBITS(1) [],
@@ -22,7 +22,7 @@ register_bitfields! [u32,
         EnableGrp1 OFFSET(1) NUMBITS(1) [],
         EnableGrp0 OFFSET(0) NUMBITS(1) [],
     ],
-    /// GICD_TYPER (IHI 0069 12.9.38).
+    /// GICD_TYPER (IHI 0069).
     pub GICD_TYPER [
         ESPI_range OFFSET(27) NUMBITS(5) [],
         RSS OFFSET(26) NUMBITS(1) [],
@@ -39,14 +39,14 @@ register_bitfields! [u32,
         CPUNumber OFFSET(5) NUMBITS(3) [],
         ITLinesNumber OFFSET(0) NUMBITS(5) [],
     ],
-    /// GICD_IIDR / GICR_IIDR (IHI 0069 12.9.x).
+    /// GICD_IIDR / GICR_IIDR (IHI 0069).
     pub GIC_IIDR [
         ProductID OFFSET(24) NUMBITS(8) [],
         Variant OFFSET(16) NUMBITS(4) [],
         Revision OFFSET(12) NUMBITS(4) [],
         Implementer OFFSET(0) NUMBITS(12) [],
     ],
-    /// GICD_PIDR2 / GICR_PIDR2 (IHI 0069 12.9.x, 12.10.x).
+    /// GICD_PIDR2 / GICR_PIDR2 (IHI 0069).
     pub GIC_PIDR2 [
         ArchRev OFFSET(4) NUMBITS(4) [],
         JEDEC OFFSET(3) NUMBITS(1) [],
@@ -79,7 +79,7 @@ pub fn iidr() -> u32 {
     r.get()
 }
 
-/// GICD_PIDR2 / GICR_PIDR2: ArchRev 3 = GICv3 (IHI 0069 12.9.x); the JEP106
+/// GICD_PIDR2 / GICR_PIDR2: ArchRev 3 = GICv3 (IHI 0069); the JEP106
 /// bits give Arm's identity code bits [6:4] (0b011) with JEDEC = 1, as 0x3B.
 pub fn pidr2() -> u32 {
     let mut r = LocalRegisterCopy::<u32, GIC_PIDR2::Register>::new(0);
@@ -133,7 +133,7 @@ impl Frame {
     }
     /// Whether `intid` is reached through this frame: with affinity routing
     /// (ARE = 1), INTIDs 0-31 only through the redistributor, and the GICD's
-    /// registers for them are RAZ/WI (IHI 0069 12.9, e.g. GICD_ISENABLER<n>: "When
+    /// registers for them are RAZ/WI (IHI 0069, e.g. GICD_ISENABLER<n>: "When
     /// affinity routing is enabled, GICD_ISENABLER0 is RAZ/WI").
     fn serves(self, intid: u32) -> bool {
         match self {
@@ -187,7 +187,7 @@ impl Vgic {
                 BitReg::ClearEnable => irq.enabled = false,
                 BitReg::SetPending => irq.pending_latch = true,
                 BitReg::ClearPending => {
-                    // GICv3 4.1.2: clears a software-set pending state; a level
+                    // IHI 0069, GICD_ISPENDR<n>/GICD_ICPENDR<n>: clears a software-set pending state; a level
                     // interrupt whose line is asserted stays pending.
                     irq.pending_latch = false;
                     if irq.hw_pending {
@@ -252,7 +252,7 @@ impl Vgic {
         }
     }
 
-    /// ICFGR: two bits per INTID, Int_config[1] = 1 for edge (IHI 0069 12.9.x
+    /// ICFGR: two bits per INTID, Int_config[1] = 1 for edge (IHI 0069,
     /// GICD_ICFGR<n>); Int_config[0] is RES0. SGIs are edge and PPIs level, both
     /// read-only here (configurable PPIs are IMPLEMENTATION DEFINED).
     pub(crate) fn icfgr_read(&self, frame: Frame, word: u64) -> u32 {
@@ -299,7 +299,7 @@ impl Vgic {
     fn gicd_ctlr(&self) -> u32 {
         let mut r = LocalRegisterCopy::<u32, GICD_CTLR::Register>::new(0);
         // ARE and DS are RAO/WI: affinity routing always on, one Security state
-        // (IHI 0069 12.9.4: with DS = 1, ARE is the single ARE bit at [4]).
+        // (IHI 0069: with DS = 1, ARE is the single ARE bit at [4]).
         r.modify(GICD_CTLR::ARE::SET + GICD_CTLR::DS::SET);
         if self.enable_grp0 {
             r.modify(GICD_CTLR::EnableGrp0::SET);

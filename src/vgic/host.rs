@@ -20,11 +20,11 @@ pub const VIRTUAL_TIMER_INTID: u32 = 27;
 /// WFI). SGIs 0-7 are the Non-secure world's; 8-15 may belong to Secure firmware
 /// (Arm's convention, which Linux also follows).
 pub const KICK_SGI: u32 = 1;
-/// INTIDs 1020-1023 are special; 1023 is "no pending interrupt" (IHI 0069 2.2.1).
+/// INTIDs 1020-1023 are special; 1023 is "no pending interrupt" (IHI 0069, "Special INTIDs").
 pub const SPURIOUS_INTID: u32 = 1023;
 
 register_bitfields! [u64,
-    /// ICC_CTLR_EL1 (IHI 0069 12.2.x); aarch64-cpu names only ExtRange.
+    /// ICC_CTLR_EL1 (IHI 0069); aarch64-cpu names only ExtRange.
     pub ICC_CTLR_EL1 [
         RSS OFFSET(18) NUMBITS(1) [],
         PRIbits OFFSET(8) NUMBITS(3) [],
@@ -32,13 +32,13 @@ register_bitfields! [u64,
         EOImode OFFSET(1) NUMBITS(1) [],
         CBPR OFFSET(0) NUMBITS(1) [],
     ],
-    /// ICC_SRE_EL1 (IHI 0069 12.2.x).
+    /// ICC_SRE_EL1 (IHI 0069).
     pub ICC_SRE_EL1 [
         DIB OFFSET(2) NUMBITS(1) [],
         DFB OFFSET(1) NUMBITS(1) [],
         SRE OFFSET(0) NUMBITS(1) [],
     ],
-    /// ICH_MISR_EL2 (IHI 0069 12.5.x): why the maintenance interrupt is asserted.
+    /// ICH_MISR_EL2 (IHI 0069): why the maintenance interrupt is asserted.
     pub ICH_MISR_EL2 [
         VGrp1D OFFSET(7) NUMBITS(1) [],
         VGrp1E OFFSET(6) NUMBITS(1) [],
@@ -54,7 +54,7 @@ register_bitfields! [u64,
 register_bitfields! [u32,
     /// The physical GICD_CTLR bits the hypervisor sets. The Non-secure view with
     /// DS = 0 has EnableGrp1 [0], EnableGrp1A [1], ARE_NS [4]; the DS = 1 view has
-    /// EnableGrp0 [0], EnableGrp1 [1], ARE [4] (IHI 0069 12.9.4). Setting bits 0, 1
+    /// EnableGrp0 [0], EnableGrp1 [1], ARE [4] (IHI 0069). Setting bits 0, 1
     /// and 4 enables affinity routing and Non-secure Group 1 in either view.
     pub GICD_CTLR_HOST [
         RWP OFFSET(31) NUMBITS(1) [],
@@ -127,7 +127,7 @@ pub fn redistributor_is_last(typer: u64) -> bool {
 }
 
 /// The distance to the next redistributor: two 64 KiB frames, four when the
-/// redistributor has the GICv4 VLPI frames (GICR_TYPER.VLPIS, IHI 0069 9.x).
+/// redistributor has the GICv4 VLPI frames (GICR_TYPER.VLPIS, IHI 0069).
 pub fn redistributor_stride(typer: u64) -> u64 {
     if LocalRegisterCopy::<u64, GICR_TYPER::Register>::new(typer).is_set(GICR_TYPER::VLPIS) {
         2 * GICR_STRIDE
@@ -148,7 +148,7 @@ pub fn virtual_priority_bits(vtr: u64) -> u8 {
 }
 
 /// ICH_AP0R<n>_EL2 / ICH_AP1R<n>_EL2 registers implemented: 1, 2 or 4 for 5, 6
-/// or 7 preemption bits (IHI 0069 12.5.x: the others are UNDEFINED to access).
+/// or 7 preemption bits (IHI 0069: the others are UNDEFINED to access).
 pub fn nr_active_priority_registers(vtr: u64) -> usize {
     let pre_bits =
         LocalRegisterCopy::<u64, ICH_VTR_EL2::Register>::new(vtr).read(ICH_VTR_EL2::PREbits) + 1;
@@ -164,7 +164,7 @@ pub fn gicd_interrupt_lines(typer: u32) -> u32 {
 
 /// ICH_VMCR_EL2 for a vCPU at reset: priority mask 0 (everything masked), both
 /// groups disabled, EOImode 0, and the binary points at their minimum values,
-/// which is what ICC_BPR0/1_EL1 reset to (IHI 0069 12.2.x ICC_BPR0_EL1: the
+/// which is what ICC_BPR0/1_EL1 reset to (IHI 0069, ICC_BPR0_EL1: the
 /// minimum is 7 - preemption bits; ICC_BPR1_EL1's is one more).
 pub fn ich_vmcr_reset(vtr: u64) -> u64 {
     let pre_bits =
@@ -187,7 +187,7 @@ pub struct PassthroughSpi {
 /// What a physical interrupt acknowledged at EL2 is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PhysIrq {
-    /// 1020-1023: nothing to do (no EOI either; IHI 0069 2.2.1).
+    /// 1020-1023: nothing to do (no EOI either; IHI 0069, "Special INTIDs").
     Spurious,
     Maintenance,
     /// The guest's virtual timer on this CPU: inject, hardware-linked.

@@ -1,4 +1,4 @@
-//! The software state of one virtual interrupt (GICv3 4.1, "Interrupt states":
+//! The software state of one virtual interrupt (IHI 0069, "Interrupt states":
 //! inactive, pending, active, active and pending) plus the configuration the
 //! distributor and redistributors hold for it.
 
@@ -9,7 +9,7 @@ pub enum Trigger {
     Edge,
 }
 
-/// The first SPI (GICv3 2.2, "INTIDs": 0-15 SGI, 16-31 PPI, 32-1019 SPI).
+/// The first SPI (IHI 0069, "INTIDs": 0-15 SGI, 16-31 PPI, 32-1019 SPI).
 pub const FIRST_SPI: u32 = 32;
 /// SGIs and PPIs: banked per vCPU.
 pub const NR_PRIVATE: usize = 32;
@@ -19,7 +19,7 @@ pub const MAX_SPI_INTID: u32 = 1019;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Irq {
     pub enabled: bool,
-    /// Pending set by an edge, an SGI, or a write to ISPENDR (GICv3 4.1.2: for a
+    /// Pending set by an edge, an SGI, or a write to ISPENDR (IHI 0069, GICD_ISPENDR<n>/GICD_ICPENDR<n>: for a
     /// level-sensitive interrupt a software-set pending state stays until the
     /// interrupt is acknowledged or ICPENDR is written, whatever the line does).
     pub pending_latch: bool,
@@ -66,7 +66,7 @@ impl Irq {
         }
     }
 
-    /// GICv3 4.1: the pending state as the distributor sees it.
+    /// IHI 0069: the pending state as the distributor sees it.
     pub fn pending(&self) -> bool {
         self.pending_latch || self.hw_pending || (self.trigger == Trigger::Level && self.line_level)
     }

@@ -22,7 +22,10 @@
 //!   lost). So active interrupts are placed first and never evicted.
 //! - ICH_HCR_EL2.UIE: a maintenance interrupt while at most one LR is valid: set
 //!   when pending interrupts did not fit, so the guest exits to have them loaded
-//!   once it has drained the LRs.
+//!   once it has drained the LRs. NPIE (no pending LR) is not used: when the
+//!   LRs hold only active interrupts and more wait, NPIE would fire at once and
+//!   again after every entry (active interrupts are never evicted), a livelock;
+//!   UIE waits until the guest has deactivated all but one.
 
 use aarch64_cpu::registers::{ICH_HCR_EL2, ICH_LR0_EL2};
 use alloc::vec::Vec;
@@ -119,7 +122,7 @@ pub(crate) fn sync(irq: &mut Irq, shadow: &LrShadow, value: u64, vcpu: usize) {
     } else {
         // A pending latch moved into the LR comes back if the guest has not
         // acknowledged it; acknowledging consumes it (an edge, an SGI, or an
-        // ISPENDR-set level interrupt: GICv3 4.1.2).
+        // ISPENDR-set level interrupt: IHI 0069, GICD_ISPENDR<n>/GICD_ICPENDR<n>).
         if s.pending && shadow.latch_moved {
             irq.pending_latch = true;
         }
@@ -139,7 +142,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// Active first (they must keep an LR), then by priority (lower value is
-    /// higher priority, GICv3 4.8), then by INTID for a stable order.
+    /// higher priority, IHI 0069, "Interrupt prioritization"), then by INTID for a stable order.
     fn key(&self) -> (bool, u8, u32) {
         (!self.active, self.priority, self.intid)
     }

@@ -7,7 +7,7 @@ use super::SharedVgic;
 use super::redist::GICR_STRIDE;
 use crate::devices::{MmioAccess, MmioBus, MmioDevice, OverlapError};
 
-/// The distributor's 64 KiB window (IHI 0069 12.9: GICD is one 64 KiB frame).
+/// The distributor's 64 KiB window (IHI 0069: GICD is one 64 KiB frame).
 pub const GICD_SIZE: u64 = 0x1_0000;
 
 /// The GICD window of a VM.

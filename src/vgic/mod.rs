@@ -72,7 +72,7 @@
 //!   it to its driver.
 //!
 //! Because ICC_CTLR_EL1.EOImode = 1 at EL2, priority drop and deactivation are
-//! separate (IHI 0069 12.2.x ICC_CTLR_EL1.EOImode), which is what allows a
+//! separate (IHI 0069, ICC_CTLR_EL1.EOImode), which is what allows a
 //! hardware-linked interrupt to be dropped at EL2 but deactivated by the guest.
 //!
 //! Emulated device interrupts: the device model (e.g. the PL011) calls
@@ -138,7 +138,7 @@ pub struct VgicConfig {
     /// List registers of the virtual CPU interface (ICH_VTR_EL2.ListRegs + 1).
     pub nr_lrs: usize,
     /// Priority bits the virtual CPU interface implements (ICH_VTR_EL2.PRIbits + 1);
-    /// the emulated IPRIORITYR keep as many (IHI 0069 4.8: unimplemented low-order
+    /// the emulated IPRIORITYR keep as many (IHI 0069, "Interrupt prioritization": unimplemented low-order
     /// priority bits are RAZ/WI).
     pub priority_bits: u8,
 }
@@ -215,7 +215,7 @@ pub struct EntryState {
 }
 
 register_bitfields! [u64,
-    /// ICH_VMCR_EL2 (IHI 0069 12.5.x); aarch64-cpu names no fields for it.
+    /// ICH_VMCR_EL2 (IHI 0069); aarch64-cpu names no fields for it.
     pub ICH_VMCR_EL2 [
         VPMR OFFSET(24) NUMBITS(8) [],
         VBPR0 OFFSET(21) NUMBITS(3) [],
@@ -345,7 +345,7 @@ impl Vgic {
     }
 
     /// The vCPU an SPI's GICD_IROUTER names (IRM = 0: the PE whose affinity
-    /// matches; IHI 0069 12.9.x GICD_IROUTER: none if no PE matches, and the
+    /// matches; IHI 0069, GICD_IROUTER: none if no PE matches, and the
     /// interrupt is then not forwarded).
     fn route_target(&self, route: u64) -> Option<usize> {
         let aff = route_to_mpidr(route);
@@ -432,6 +432,41 @@ impl Vgic {
         }
         irq.hw_pending = true;
         self.touch(vcpu, intid);
+        Ok(())
+    }
+
+    /// Re-reads the line of a hardware-linked interrupt whose pending state is
+    /// held in software but not yet in an LR: if the source is no longer asserted
+    /// (e.g. the guest masked or re-armed its timer before taking the interrupt),
+    /// the pending state is dropped and the physical interrupt handed back
+    /// ([`HwAction::DeactivatePhysical`]) so it can be signalled again later. Call
+    /// after [`Vgic::save`]. An asserted line needs nothing: the physical
+    /// interrupt already carried it.
+    pub fn resample_hw(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        asserted: bool,
+    ) -> Result<(), VgicError> {
+        let private = (intid as usize) < NR_PRIVATE;
+        let owner = if private {
+            vcpu
+        } else {
+            self.owner(None, intid).unwrap_or(vcpu)
+        };
+        let irq = self
+            .irq_mut(private.then_some(vcpu), intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        let Some(p) = irq.hw_intid else {
+            return Err(VgicError::NoSuchInterrupt(intid));
+        };
+        if !asserted && irq.hw_pending && !irq.active_hw && irq.lr_vcpu.is_none() {
+            irq.hw_pending = false;
+            self.actions.push(HwAction::DeactivatePhysical {
+                vcpu: owner,
+                intid: p,
+            });
+        }
         Ok(())
     }
 
@@ -612,7 +647,7 @@ impl Vgic {
 pub(crate) const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
 
 /// GICD_IROUTER<n> affinity (Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0
-/// [7:0]: the same positions as MPIDR_EL1's, IHI 0069 12.9.x).
+/// [7:0]: the same positions as MPIDR_EL1's, IHI 0069).
 pub(crate) fn route_to_mpidr(route: u64) -> u64 {
     route & MPIDR_AFF_MASK
 }

@@ -1,4 +1,4 @@
-//! The emulated redistributors (GICR), IHI 0069 12.10/12.11: per vCPU an RD_base
+//! The emulated redistributors (GICR) of IHI 0069: per vCPU an RD_base
 //! frame (control, identification, power) and an SGI_base frame (its SGIs and
 //! PPIs), 64 KiB each, 0x2_0000 per vCPU in one contiguous region. No LPIs:
 //! GICR_TYPER.PLPIS = VLPIS = 0, so GICR_CTLR.EnableLPIs, PROPBASER and PENDBASER
@@ -10,7 +10,7 @@ use super::Vgic;
 use super::dist::{BitReg, Frame, GIC_PIDR2_OFF, iidr, pidr2};
 
 register_bitfields! [u64,
-    /// GICR_TYPER (IHI 0069 12.11.x).
+    /// GICR_TYPER (IHI 0069).
     pub GICR_TYPER [
         Affinity_Value OFFSET(32) NUMBITS(32) [],
         PPInum OFFSET(27) NUMBITS(5) [],
@@ -29,14 +29,14 @@ register_bitfields! [u64,
 ];
 
 register_bitfields! [u32,
-    /// GICR_WAKER (IHI 0069 12.11.x).
+    /// GICR_WAKER (IHI 0069).
     pub GICR_WAKER [
         ChildrenAsleep OFFSET(2) NUMBITS(1) [],
         ProcessorSleep OFFSET(1) NUMBITS(1) [],
     ],
 ];
 
-/// One redistributor: RD_base then SGI_base (IHI 0069 12.10).
+/// One redistributor: RD_base then SGI_base (IHI 0069).
 pub const GICR_STRIDE: u64 = 0x2_0000;
 pub const GICR_SGI_BASE: u64 = 0x1_0000;
 
@@ -50,7 +50,7 @@ pub const GICR_ICFGR0: u64 = 0x0C00;
 impl Vgic {
     /// GICR_TYPER of vCPU `vcpu`'s redistributor: its affinity (MPIDR Aff3..Aff0
     /// as Affinity_Value [63:32]), Processor_Number = its index, Last on the final
-    /// frame of the region (IHI 0069 12.11.x: Last marks the highest redistributor
+    /// frame of the region (IHI 0069: Last marks the highest redistributor
     /// in a contiguous region, which is where Linux's scan stops).
     pub fn gicr_typer(&self, vcpu: usize) -> u64 {
         let m = self.cfg.vcpu_mpidrs[vcpu];

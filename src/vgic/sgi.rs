@@ -2,7 +2,7 @@
 //! ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 / ICC_SGI0R_EL1, and the value the hypervisor
 //! writes to its own ICC_SGI1R_EL1 to interrupt another physical CPU.
 //!
-//! The three registers share one layout (IHI 0069 12.2.x, ICC_SGI1R_EL1):
+//! The three registers share one layout (IHI 0069, ICC_SGI1R_EL1):
 //! TargetList [15:0], Aff1 [23:16], INTID [27:24], Aff2 [39:32], IRM [40],
 //! RS [47:44], Aff3 [55:48]. With IRM = 0 the SGI goes to every PE whose MPIDR has
 //! Aff3.Aff2.Aff1 as given and Aff0 = RS * 16 + n for each bit n of TargetList;
@@ -14,7 +14,7 @@ use tock_registers::{LocalRegisterCopy, register_bitfields};
 use crate::sysreg::SysReg;
 
 register_bitfields! [u64,
-    /// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (IHI 0069 12.2.x).
+    /// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (IHI 0069).
     pub ICC_SGIR [
         Aff3 OFFSET(48) NUMBITS(8) [],
         RS OFFSET(44) NUMBITS(4) [],
@@ -58,7 +58,7 @@ impl SgiRegister {
     /// Group 1 (every SGI of this vGIC: its IGROUPR are RAO/WI), in the
     /// single-Security-state view the guest has (GICD_CTLR.DS = 1).
     ///
-    /// IHI 0069 12.2.x (ICC_SGI0R_EL1 / ICC_ASGI1R_EL1) and the table "Forwarding
+    /// IHI 0069 (ICC_SGI0R_EL1, ICC_ASGI1R_EL1) and the table "Forwarding
     /// an SGI to a target PE": ICC_SGI0R_EL1 generates Group 0 SGIs only, so a
     /// Group 1 target does not get it. With DS = 1 there is no other Security state,
     /// so ICC_ASGI1R_EL1 has no "alternate" Group 1 to generate and does not reach
@@ -70,7 +70,7 @@ impl SgiRegister {
 }
 
 /// The MPIDR affinity fields an SGI matches: Aff3 [39:32], Aff2 [23:16],
-/// Aff1 [15:8], Aff0 [7:0] (Arm ARM D24.2.xx MPIDR_EL1).
+/// Aff1 [15:8], Aff0 [7:0] (Arm ARM, MPIDR_EL1).
 const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
 
 fn mpidr_of(aff3: u64, aff2: u64, aff1: u64, aff0: u64) -> u64 {

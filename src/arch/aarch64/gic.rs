@@ -4,7 +4,7 @@
 //!
 //! Thin on purpose: every register value and decision comes from
 //! `crate::vgic::host` (tested on the host); this file only reads and writes.
-//! Register names and offsets are IHI 0069 (GICv3/v4) chapter 12.
+//! Register names and offsets are IHI 0069 (GICv3/v4), cited by register name.
 
 use core::arch::asm;
 
@@ -61,7 +61,7 @@ gic_sysreg!(read read_ich_eisr_el2, "S3_4_C12_C11_3");
 gic_sysreg!(read read_ich_elrsr_el2, "S3_4_C12_C11_5");
 
 register_structs! {
-    /// The distributor (IHI 0069 12.9), the parts the hypervisor uses.
+    /// The distributor (IHI 0069), the parts the hypervisor uses.
     pub GicdRegs {
         (0x0000 => ctlr: ReadWrite<u32>),
         (0x0004 => typer: ReadOnly<u32>),
@@ -84,7 +84,7 @@ register_structs! {
 }
 
 register_structs! {
-    /// A redistributor's RD_base frame (IHI 0069 12.10).
+    /// A redistributor's RD_base frame (IHI 0069).
     pub GicrRdRegs {
         (0x0000 => ctlr: ReadWrite<u32>),
         (0x0004 => iidr: ReadOnly<u32>),
@@ -97,7 +97,7 @@ register_structs! {
 }
 
 register_structs! {
-    /// A redistributor's SGI_base frame (IHI 0069 12.11).
+    /// A redistributor's SGI_base frame (IHI 0069).
     pub GicrSgiRegs {
         (0x0000 => _reserved0),
         (0x0080 => igroupr0: ReadWrite<u32>),
@@ -126,7 +126,7 @@ register_structs! {
 /// never runs with interrupts unmasked, so preemption does not arise).
 const HOST_PRIORITY: u8 = 0xA0;
 
-/// GICR_WAKER.ProcessorSleep / ChildrenAsleep (IHI 0069 12.11.x).
+/// GICR_WAKER.ProcessorSleep / ChildrenAsleep (IHI 0069).
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 
@@ -159,7 +159,7 @@ impl Distributor {
 
     /// Brings the distributor up: every SPI Group 1, disabled, inactive, not
     /// pending, level, routed to `boot_mpidr`; then affinity routing and Group 1
-    /// on (IHI 0069 4.x "Distributor initialization").
+    /// on (IHI 0069, "Distributor initialization").
     pub fn init(&self, boot_mpidr: u64) {
         let r = self.regs();
         r.ctlr.set(0);
@@ -210,7 +210,7 @@ pub struct Redistributor {
 
 impl Redistributor {
     /// Finds the redistributor of the PE with `mpidr` in the GICR regions
-    /// `(base, size)` by GICR_TYPER.Affinity_Value (IHI 0069 12.11.x).
+    /// `(base, size)` by GICR_TYPER.Affinity_Value (IHI 0069).
     ///
     /// # Safety
     /// The regions are the device tree's GICR regions, identity-mapped as Device
@@ -240,7 +240,7 @@ impl Redistributor {
     }
 
     fn sgi(&self) -> &GicrSgiRegs {
-        // SAFETY: the SGI_base frame follows RD_base (IHI 0069 12.10).
+        // SAFETY: the SGI_base frame follows RD_base (IHI 0069).
         unsafe { &*((self.rd_base + 0x1_0000) as *const GicrSgiRegs) }
     }
 
@@ -297,7 +297,7 @@ pub fn init_cpu_interface() {
 pub fn acknowledge() -> u32 {
     let v = read_icc_iar1_el1() as u32 & 0xff_ffff;
     // The acknowledge must complete before the handler's effects (IHI 0069
-    // 12.2.x ICC_IAR1_EL1: a context synchronization event orders it).
+    // ICC_IAR1_EL1: a context synchronization event orders it).
     dsb_sy();
     v
 }
