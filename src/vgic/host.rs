@@ -62,6 +62,12 @@ register_bitfields! [u32,
         Bit1 OFFSET(1) NUMBITS(1) [],
         Bit0 OFFSET(0) NUMBITS(1) [],
     ],
+    /// GICR_CTLR (IHI 0069).
+    pub GICR_CTLR_HOST [
+        UWP OFFSET(31) NUMBITS(1) [],
+        RWP OFFSET(3) NUMBITS(1) [],
+        EnableLPIs OFFSET(0) NUMBITS(1) [],
+    ],
 ];
 
 /// ICC_SRE_EL2: system-register interface at EL2 (SRE), EL1 may use its own
@@ -101,10 +107,16 @@ pub fn gicd_ctlr_enable() -> u32 {
     r.get()
 }
 
-/// Whether a GICD_CTLR / GICR_CTLR read says a register write is still in
-/// progress (RWP, bit 31 in both).
+/// Whether a GICD_CTLR read says a register write is still in progress
+/// (GICD_CTLR.RWP, bit 31).
 pub fn rwp(ctlr: u32) -> bool {
     LocalRegisterCopy::<u32, GICD_CTLR_HOST::Register>::new(ctlr).is_set(GICD_CTLR_HOST::RWP)
+}
+
+/// Whether a GICR_CTLR read says a write (to GICR_ICENABLER0 or the LPI
+/// controls) is still in progress (GICR_CTLR.RWP, bit 3; bit 31 is UWP).
+pub fn gicr_rwp(ctlr: u32) -> bool {
+    LocalRegisterCopy::<u32, GICR_CTLR_HOST::Register>::new(ctlr).is_set(GICR_CTLR_HOST::RWP)
 }
 
 /// GICD_IROUTER<n> that routes an SPI to the one PE `mpidr` (IRM = 0, Aff3 at

@@ -715,6 +715,10 @@ fn physical_register_values() {
     );
     assert_eq!(host::gicd_ctlr_enable(), 0b1_0011);
     assert!(host::rwp(1 << 31) && !host::rwp(0x13));
+    assert!(
+        host::gicr_rwp(1 << 3) && !host::gicr_rwp(1 << 31),
+        "GICR_CTLR.RWP is bit 3"
+    );
     assert_eq!(host::irouter_for(0x8100_0203), 0x0203);
     assert_eq!(host::irouter_for(0x1_8000_0203), 0x1_0000_0203);
     // QEMU's ICH_VTR_EL2 for cortex-a57/max: PRIbits 4 (5 bits), PREbits 4, 4 LRs.

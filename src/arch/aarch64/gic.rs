@@ -259,7 +259,7 @@ impl Redistributor {
         for p in s.ipriorityr.iter() {
             p.set(HOST_PRIORITY);
         }
-        while host::rwp(w.ctlr.get()) {}
+        while host::gicr_rwp(w.ctlr.get()) {}
     }
 
     /// Enables SGI or PPI `intid` on this PE.
@@ -269,7 +269,7 @@ impl Redistributor {
 
     pub fn disable_private(&self, intid: u32) {
         self.sgi().icenabler0.set(1 << intid);
-        while host::rwp(self.rd().ctlr.get()) {}
+        while host::gicr_rwp(self.rd().ctlr.get()) {}
     }
 
     /// Clears a PPI's active state from any CPU (a hardware-linked interrupt given
