@@ -10,7 +10,8 @@
 #   2. runs the bench guest twice under Ferrovisor and twice on bare QEMU at EL1,
 #      all with `-icount shift=0,sleep=off` (guest time advances 1 ns per executed
 #      instruction and never with host time, so figures repeat exactly; sleep=off
-#      keeps idle host time out of the guest's clock);
+#      keeps idle host time out of the guest's clock; dtb-randomness=off keeps
+#      random seeds out of the device tree);
 #   3. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
 #      from `make linux`), boots it A/B/A/B under Ferrovisor and directly
 #      (tests/bench/linux_boot.py);
@@ -75,9 +76,9 @@ run() {
   fi
 }
 
-hyp_args=(-M virt,virtualization=on,gic-version=3 -cpu max -smp 4 -m 1G -nographic -no-reboot
+hyp_args=(-M virt,virtualization=on,gic-version=3,dtb-randomness=off -cpu max -smp 4 -m 1G -nographic -no-reboot
   "${icount[@]}" -kernel "$hyp" -initrd "$bundle")
-bare_args=(-M virt,gic-version=3 -cpu max -smp 4 -m 1G -nographic -no-reboot
+bare_args=(-M virt,gic-version=3,dtb-randomness=off -cpu max -smp 4 -m 1G -nographic -no-reboot
   "${icount[@]}" -kernel "$guest")
 for i in 1 2; do
   run "ferrovisor-$i" "${hyp_args[@]}"

@@ -8,11 +8,19 @@ For each boot it records
     /init prints (FERROVISOR-LINUX-USERSPACE-UP). Noisy: it depends on what else
     the machine is doing.
   - uptime_s: the guest kernel's own /proc/uptime, which /init prints on the next
-    line (`LINUX-INFO uptime_s=...`). QEMU runs with `-icount shift=0,sleep=off`,
-    so guest time advances exactly 1 ns per executed instruction (the
-    hypervisor's included, nothing from the host's load): this is the repeatable
-    figure. It counts from the kernel's timekeeping start, so it leaves out what
-    runs before the kernel (Ferrovisor's own boot is a row of the bench guest).
+    line (`LINUX-INFO uptime_s=...`, 10 ms resolution). QEMU runs with
+    `-icount shift=0,sleep=off`, so guest time advances exactly 1 ns per executed
+    instruction (the hypervisor's included, nothing from the host's load): this
+    is the repeatable figure.
+  - run_init_s: the kernel's printk timestamp (1 us resolution) of
+    "Run /init as init process", the same clock a few ms before the marker.
+Both count from the kernel's timekeeping start: they leave out the kernel's
+earliest boot (before its clock runs) and, under Ferrovisor, the hypervisor's own
+boot (a row of the bench guest). `dtb-randomness=off` keeps QEMU from putting
+random kaslr/rng seeds in the device tree, which would vary the boot path.
+Even so two boots differ by a few microseconds of guest time: without QEMU's
+record/replay, icount does not pin where interrupts land in the instruction
+stream exactly. The JSON keeps every boot's figures so the spread is visible.
 
 Writes a JSON object (see `summary` below) to --out; logs go to --logdir.
 Standard library only.
@@ -29,7 +37,12 @@ import sys
 import time
 
 MARKER = "FERROVISOR-LINUX-USERSPACE-UP"
+TAG = re.compile(r"^\([^)]*\) ")  # the hypervisor console's "(vm) " prefix
 UPTIME = re.compile(r"LINUX-INFO uptime_s=([0-9.]+)")
+RUN_INIT = re.compile(r"^\[\s*([0-9]+\.[0-9]+)\] Run /init as init process")
+# Serial lines kept in a log: the first and the last ones (a guest stuck in a
+# loop of warnings can print megabytes).
+LOG_HEAD, LOG_TAIL = 5000, 1000
 
 
 def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
@@ -40,8 +53,8 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     buf = b""
-    lines: list[str] = []
-    result = {"reached": False, "wall_s": None, "uptime_s": None}
+    lines = {"head": [], "tail": [], "dropped": 0}
+    result = {"reached": False, "wall_s": None, "uptime_s": None, "run_init_s": None}
     after_marker_deadline = None
     try:
         while True:
@@ -65,7 +78,10 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
             *complete, buf = buf.split(b"\n")
             for raw in complete:
                 line = raw.decode("utf-8", "replace").replace("\r", "")
-                lines.append(line)
+                keep(lines, line)
+                m = RUN_INIT.search(TAG.sub("", line))
+                if m:
+                    result["run_init_s"] = float(m.group(1))
                 if not result["reached"] and marker in line:
                     result["reached"] = True
                     result["wall_s"] = round(time.monotonic() - start, 3)
@@ -82,10 +98,13 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
         proc.wait()
         sel.close()
         if buf:
-            lines.append(buf.decode("utf-8", "replace").replace("\r", ""))
+            keep(lines, buf.decode("utf-8", "replace").replace("\r", ""))
         with open(log_path, "w") as f:
             f.write("$ " + " ".join(args) + "\n")
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines["head"]) + "\n")
+            if lines["dropped"]:
+                f.write(f"... {lines['dropped']} lines not kept ...\n")
+            f.write("\n".join(lines["tail"]) + "\n")
     result["log"] = log_path
     if not result["reached"]:
         if exit_status is None:
@@ -93,6 +112,16 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
         else:
             result["error"] = f"QEMU exited ({exit_status}) before '{marker}' (see {log_path})"
     return result
+
+
+def keep(lines: dict, line: str) -> None:
+    if len(lines["head"]) < LOG_HEAD:
+        lines["head"].append(line)
+        return
+    lines["tail"].append(line)
+    if len(lines["tail"]) > LOG_TAIL:
+        lines["tail"].pop(0)
+        lines["dropped"] += 1
 
 
 def median(values):
@@ -120,11 +149,14 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
-    icount = ["-icount", "shift=0,sleep=off"]
+    # The RTC follows guest time from a fixed date, so the wall-clock date the
+    # kernel reads at boot is the same every run.
+    icount = ["-icount", "shift=0,sleep=off", "-rtc", "base=2025-01-01T00:00:00,clock=vm"]
     common = ["-cpu", a.cpu, "-smp", str(a.smp), "-nographic", "-no-reboot"] + icount
-    under = [a.qemu, "-M", "virt,virtualization=on,gic-version=3", "-m", a.host_memory,
+    under = [a.qemu, "-M", "virt,virtualization=on,gic-version=3,dtb-randomness=off",
+             "-m", a.host_memory,
              *common, "-kernel", a.hypervisor, "-initrd", a.bundle]
-    direct = [a.qemu, "-M", "virt,gic-version=3", "-m", a.vm_memory, *common,
+    direct = [a.qemu, "-M", "virt,gic-version=3,dtb-randomness=off", "-m", a.vm_memory, *common,
               "-kernel", a.kernel, "-initrd", a.initrd]
     if a.append:
         direct += ["-append", a.append]
@@ -141,7 +173,8 @@ def main() -> int:
             res["round"] = r
             runs[name].append(res)
             print(f"linux boot {name} #{r}: " +
-                  (f"userspace after {res['wall_s']} s wall, uptime {res['uptime_s']} s"
+                  (f"userspace after {res['wall_s']} s wall, uptime {res['uptime_s']} s, "
+                   f"Run /init at {res['run_init_s']} s"
                    if res["reached"] else res["error"]), file=sys.stderr)
             # A Ferrovisor that cannot boot Linux fails the same way every time:
             # don't spend the time budget on it again.
@@ -164,8 +197,11 @@ def main() -> int:
             "wall_s_median": median(x["wall_s"] for x in ok),
             "uptime_s_median": median(x["uptime_s"] for x in ok),
             "uptime_s_all": [x["uptime_s"] for x in ok],
+            "run_init_s_median": median(x["run_init_s"] for x in ok),
+            "run_init_s_all": [x["run_init_s"] for x in ok],
+            "wall_s_all": [x["wall_s"] for x in ok],
         }
-    for key in ("wall_s_median", "uptime_s_median"):
+    for key in ("wall_s_median", "uptime_s_median", "run_init_s_median"):
         f, d = summary["ferrovisor"][key], summary["direct"][key]
         summary[key.replace("_median", "_ratio")] = round(f / d, 3) if f and d else None
     with open(a.out, "w") as f:
