@@ -3,8 +3,8 @@
 //! software state after an exit.
 //!
 //! The model is "the LRs are a cache, written whole at entry and read back whole
-//! at exit": [`sync`] runs first on every exit (so software state is the only
-//! truth while the hypervisor runs), [`plan`] chooses what goes into the LRs just
+//! at exit": `sync` runs first on every exit (so software state is the only
+//! truth while the hypervisor runs), [`choose`] and `load` decide what goes into the LRs just
 //! before entry. Between the two the LRs are cleared, which also removes every
 //! maintenance-interrupt condition they could raise while the hypervisor runs.
 //!

@@ -18,67 +18,89 @@
 //!
 //! # Integration (what the run loop does)
 //!
-//! One [`Vgic`] per VM, shared by its vCPUs as a [`SharedVgic`]
-//! (`Arc<spin::Mutex<Vgic>>`); [`mmio::attach`] puts the GICD and GICR windows on
+//! Build: one [`Vgic`] per VM, shared by its vCPUs as a [`SharedVgic`]
+//! (`Arc<spin::Mutex<Vgic>>`), from [`VgicConfig::new`]`(nr_vcpus, nr_spis)` with
+//! `nr_lrs = gic::nr_list_registers()` and `priority_bits =
+//! gic::virtual_priority_bits()` (both from ICH_VTR_EL2; take the smallest over
+//! the CPUs if they differ). [`mmio::attach`] puts the GICD and GICR windows on
 //! the VM's [`MmioBus`](crate::devices::MmioBus) at the guest's layout
-//! (`guest_fdt::VIRT_GICD`, `VIRT_GICR_BASE`). Build it with
-//! [`VgicConfig::new`]`(nr_vcpus, nr_spis)`, set `nr_lrs` from
-//! `gic::nr_list_registers()` (ICH_VTR_EL2.ListRegs + 1) and `priority_bits` from
-//! `gic::virtual_priority_bits()`. Link the hardware interrupts:
-//! `link_hw(Some(v), 27, 27)` for every vCPU `v` (the virtual timer, see
-//! [`crate::timer`]), `link_hw(None, vintid, pintid)` for each passthrough SPI.
+//! (`guest_fdt::VIRT_GICD.base`, `VIRT_GICR_BASE`). Link the hardware interrupts:
+//! [`crate::timer::link_virtual_timer`] (virtual PPI 27 to physical PPI 27 on
+//! every vCPU), `link_hw(None, vintid, pintid)` for each passthrough SPI (and
+//! route the physical SPI to the CPU of the vCPU the guest routes it to:
+//! [`HwAction::RoutePhysicalSpi`]). The guest's device tree must offer at least
+//! `nr_spis` SPIs' worth of INTIDs for its devices (the UART is SPI 1 = INTID 33).
 //!
-//! Per physical CPU, once at bring-up: `gic::init_cpu_interface()` (ICC_SRE_EL2 =
-//! SRE | Enable, ICC_CTLR_EL1.EOImode = 1, ICC_PMR_EL1 = 0xff, ICC_IGRPEN1_EL1 = 1),
-//! `gic::wake_redistributor(..)`, enable PPIs 25 (maintenance), 26 (EL2 physical
-//! timer, if the emulated CNTP is used), 27 (virtual timer) and SGI
-//! [`host::KICK_SGI`]; on the boot CPU `gic::init_distributor(..)` and the UART SPI
-//! routed to it. When a vCPU is (re)started on its CPU: `gic::reset_virtual_cpu_interface(
-//! host::ich_vmcr_reset(..))` (ICH_VMCR_EL2 reset value, ICH_AP0R/AP1R<n> zero, LRs
-//! zero) and ICC_SRE_EL1 = SRE.
+//! Physical GIC bring-up (`crate::arch::aarch64::gic`): on the boot CPU,
+//! `Distributor::new(gicd).init(boot_mpidr)` (every SPI Group 1, disabled, routed
+//! to the boot CPU; ARE and Group 1 on). On every CPU: `Redistributor::find(
+//! regions, mpidr)` then `.init()` (wakes it: GICR_WAKER.ProcessorSleep = 0, waits
+//! for ChildrenAsleep = 0; SGIs/PPIs Group 1, disabled), `.enable_private(..)` for
+//! 25 (maintenance), 27 (virtual timer), [`host::KICK_SGI`], and 26 (EL2 timer) if
+//! the emulated CNTP is used; `gic::init_cpu_interface()` (ICC_SRE_EL2 = SRE |
+//! Enable | DIB | DFB, ICC_PMR_EL1 = 0xff, ICC_BPR1_EL1 = 0, ICC_CTLR_EL1.EOImode =
+//! 1, ICC_IGRPEN1_EL1 = 1). When a vCPU (re)starts on its CPU:
+//! `gic::reset_virtual_cpu_interface()` (LRs and ICH_AP0R/AP1R<n> zero,
+//! ICH_VMCR_EL2 = [`host::ich_vmcr_reset`], ICC_SRE_EL1 = SRE, ICH_HCR_EL2 = En),
+//! and on VM reset `Vgic::reset()` plus its [`HwAction`]s.
 //!
 //! On every exit, before handling it: `vgic.lock().save(vcpu, &mut gic::IchRegs)`.
 //! That reads back the LRs this vCPU used, folds them into software state
-//! ([`lr::sync`]), clears them and writes ICH_HCR_EL2 = En, so no maintenance
-//! condition stays asserted while EL2 runs.
+//! (`lr::sync`), clears them and writes ICH_HCR_EL2 = En, so no maintenance
+//! condition stays asserted while EL2 runs (EL2 idles in WFI with IRQs masked; a
+//! level maintenance interrupt left asserted would wake it for ever). Then
+//! `timer::resample_virtual_timer(&mut vgic, vcpu, read_cntv_ctl_el0())` and, if
+//! the CNTP emulation is used, `ptimer.sync(&mut vgic, vcpu, cntpct)`.
 //!
 //! Before every entry: `vgic.lock().restore(vcpu, &mut gic::IchRegs)`: chooses and
 //! writes the LRs and ICH_HCR_EL2 (UIE set when interrupts wait). Then drain
-//! `take_kicks()`: for every other vCPU index send the physical SGI
-//! [`host::KICK_SGI`] to the CPU it runs on (`gic::send_sgi(host::sgi1r_for(..))`),
-//! so it exits and reloads its LRs (or leaves WFI); and drain `take_actions()`
-//! ([`HwAction`]: deactivate or re-route a physical interrupt). Any exit handler
-//! that changes interrupt state goes through the same lock, and kicks are
-//! collected the same way.
+//! `take_kicks()`: for each vCPU index other than this one, send the physical SGI
+//! [`host::KICK_SGI`] to the CPU it runs on (`gic::send_sgi(host::sgi1r_for(
+//! KICK_SGI, that_cpu_mpidr))`), so it exits and reloads its LRs (or leaves WFI);
+//! and drain `take_actions()`: `DeactivatePhysical` of a PPI is
+//! `Redistributor::deactivate_private` on that vCPU's CPU's redistributor (any CPU
+//! may write it), of an SPI `Distributor::deactivate_spi`; `RoutePhysicalSpi` is
+//! `Distributor::route_spi`. Every exit handler that changes interrupt state
+//! (MMIO to GICD/GICR, SGI traps, device models) runs under the same lock and
+//! leaves its kicks in the same place.
+//!
+//! Idle (trapped WFI, PSCI CPU_SUSPEND): `wfi` at EL2 while
+//! `!vgic.wake_pending(vcpu, gic::read_ich_vmcr())` and the virtual timer is not
+//! asserted, taking physical IRQs as below after each wake-up.
 //!
 //! A physical IRQ (exit cause IRQ, or woken from the idle WFI): loop
-//! `gic::acknowledge()` (ICC_IAR1_EL1) until 1023, then [`host::classify`]:
-//! - 27, the virtual timer ([`host::PhysIrq::VirtualTimer`]): `gic::priority_drop`
-//!   (ICC_EOIR1_EL1) only; it stays active at the physical GIC. Then
+//! `gic::acknowledge()` (ICC_IAR1_EL1) until 1023; for each,
+//! `let k = host::classify(intid, &passthrough)`, act on it, then
+//! `gic::complete(intid, k.completion())`:
+//! - 27, the virtual timer ([`host::PhysIrq::VirtualTimer`]): priority drop only
+//!   (ICC_EOIR1_EL1); it stays active at the physical GIC. Then
 //!   `timer::on_virtual_timer_irq(&mut vgic, vcpu)`, which makes virtual PPI 27
 //!   pending, hardware-linked: the guest's deactivation deactivates the physical
 //!   interrupt (ICH_LR.HW = 1, pINTID 27).
-//! - a passthrough SPI ([`host::PhysIrq::Passthrough`]): likewise priority drop only
-//!   and `vgic.inject_hw(vcpu, vintid)`.
-//! - 25, maintenance: priority drop and `gic::deactivate` (ICC_DIR_EL1). Nothing
-//!   else: the `save` at this exit already read back the LRs, the next `restore`
-//!   refills them (underflow), and level interrupts whose EOI maintenance fired
-//!   are sampled again because their device state is current.
-//! - 26, the EL2 physical timer backing the emulated CNTP: drop + deactivate,
-//!   then `timer::EmulatedPhysTimer::sync(..)`.
-//! - the kick SGI: drop + deactivate; nothing else (its purpose, the exit, is
-//!   done).
-//! - the hypervisor's UART SPI 33 and anything else: drop + deactivate and give
-//!   it to its driver.
+//! - a passthrough SPI ([`host::PhysIrq::Passthrough`]): likewise priority drop only,
+//!   then `vgic.inject_hw(None, vintid)` on that VM's vGIC.
+//! - 25, maintenance: drop and deactivate (ICC_DIR_EL1), nothing else: the `save`
+//!   at this exit already read the LRs back, the next `restore` refills them
+//!   (underflow), and a level interrupt whose EOI maintenance fired is loaded
+//!   again if its device still asserts it. `gic::read_ich_misr()` says why, for
+//!   logs ([`host::misr_reasons`]); read it before `save` clears the cause.
+//! - 26, the EL2 physical timer backing the emulated CNTP: drop and deactivate,
+//!   then `EmulatedPhysTimer::sync`, and reprogram CNTHP from
+//!   `hyp_timer_setting` before entry.
+//! - the kick SGI: drop and deactivate; nothing else (the exit was the point).
+//! - the hypervisor's own (its UART, SPI 33 on `virt`) and anything else: drop,
+//!   deactivate, and hand it to its driver.
 //!
 //! Because ICC_CTLR_EL1.EOImode = 1 at EL2, priority drop and deactivation are
 //! separate (IHI 0069, ICC_CTLR_EL1.EOImode), which is what allows a
 //! hardware-linked interrupt to be dropped at EL2 but deactivated by the guest.
 //!
-//! Emulated device interrupts: the device model (e.g. the PL011) calls
-//! `vgic.set_level(vcpu, intid, level)` whenever its output changes (at the end
-//! of the MMIO access that changed it, or when input arrives), then the kicks are
-//! drained as above.
+//! Emulated device interrupts: the device model (e.g. the PL011 on SPI 33) calls
+//! `vgic.set_level(None, 33, level)` (an SPI; a PPI names its vCPU) whenever its
+//! output changes: at the end of the MMIO access that changed it, or when input
+//! arrives for it (then kick the SPI's target). Level interrupts are loaded with
+//! ICH_LR.EOI = 1, so the guest's deactivation exits and the line is looked at
+//! again.
 //!
 //! # Which guest system-register accesses trap
 //!
@@ -98,6 +120,10 @@
 //! they are write-only: UNDEFINED). ICC_SRE_EL1 traps only if ICC_SRE_EL2.Enable
 //! = 0; `gic::init_cpu_interface` sets Enable = 1 so it does not. No other ICC
 //! access needs handling.
+//!
+//! The timers add CNTP_CTL_EL0, CNTP_CVAL_EL0 and CNTP_TVAL_EL0 (S3_3_C14_C2_1/2/0,
+//! trapped by CNTHCTL_EL2.EL1PCEN = 0): route them to
+//! [`crate::timer::EmulatedPhysTimer::trap`] with the current CNTPCT_EL0.
 
 pub mod dist;
 pub mod host;
