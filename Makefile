@@ -50,9 +50,13 @@ run: hypervisor bundle
 linux: setup
 	bash tests/linux/fetch.sh $(BUILD)/linux
 
+# A disk U-Boot boots CONFIG from: $(BUILD)/uboot/<config>.img, boot.scr beside it (boards/qemu-virt/uboot/README.md).
+uboot-image: hypervisor bundle
+	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
+
 test: hypervisor guests fvconfig
 	bash tests/bundles.sh $(BUILD)
-	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test
+	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test --features tools
 
 bench: hypervisor guests fvconfig
 	bash tests/bench.sh $(BUILD)

@@ -19,8 +19,8 @@ mod hyp {
     use alloc::vec::Vec;
     use ferrovisor::arch::boot::MAX_CPUS;
     use ferrovisor::arch::{console as uart, cpuinfo, firmware, memory, percpu, regs};
-    use ferrovisor::config::SystemConfig;
     use ferrovisor::config::bundle::Bundle;
+    use ferrovisor::config::{HostFacts, SystemConfig};
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
@@ -157,6 +157,39 @@ mod hyp {
         let config = SystemConfig::parse(text, "ferrovisor.toml")
             .unwrap_or_else(|e| halt(format_args!("{e}")));
 
+        // What the config asks of the machine: CPUs, RAM, devices to pass
+        // through (not the UART or GIC, which the hypervisor keeps), and the
+        // files it names (present in the bundle, each image fitting its VM).
+        let kept: Vec<(u64, u64)> = platform
+            .uart
+            .iter()
+            .map(|u| (u.base, u.size))
+            .chain(platform.gic.iter().flat_map(|g| {
+                core::iter::once(&g.gicd)
+                    .chain(g.gicr.iter())
+                    .map(|m| (m.base, m.size))
+            }))
+            .collect();
+        let facts = HostFacts {
+            cpus,
+            devices: platform
+                .devices
+                .iter()
+                .flat_map(|d| d.regs.iter().map(|m| (m.base, m.size)))
+                .filter(|r| !kept.iter().any(|k| r.0 < k.0 + k.1 && k.0 < r.0 + r.1))
+                .collect(),
+            ram_bytes: memory::free_bytes(),
+        };
+        config
+            .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
+        for vmc in &config.vms {
+            if let Some(kernel) = bundle.file(&vmc.kernel.path) {
+                if let Err(e) = config.plan_kernel(vmc, kernel) {
+                    halt(format_args!("{e}"));
+                }
+            }
+        }
         let assignment = config
             .cpu_assignment(cpus)
             .unwrap_or_else(|e| halt(format_args!("{e}")));
@@ -212,6 +245,18 @@ mod hyp {
         }
         if vms.is_empty() {
             halt(format_args!("no VM could be started"));
+        }
+        console::configure(
+            config.console.switch_key,
+            config.console.switch_presses,
+            config.console.input.unwrap_or(0),
+        );
+        if vms.len() > 1 {
+            info!(
+                "console: keyboard input goes to VM '{}'; press the switch key {} times to move it",
+                config.vms[config.console.input.unwrap_or(0)].name,
+                config.console.switch_presses
+            );
         }
         let plan = PLAN.call_once(|| Plan { vms, work });
 

@@ -14,9 +14,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-/// Ctrl-a.
+/// Ctrl-a: the default key that switches the input focus.
 pub const SWITCH_KEY: u8 = 0x01;
-/// How many Ctrl-a in a row switch the input focus.
+/// How many presses in a row switch the input focus, by default.
 pub const SWITCH_PRESSES: u8 = 3;
 /// Keyboard bytes kept per VM before the oldest are dropped.
 const INPUT_LIMIT: usize = 4096;
@@ -35,7 +35,10 @@ pub struct Mux {
     focus: usize,
     last: Option<Source>,
     at_line_start: bool,
+    /// Presses of the switch key seen in a row.
     switch_presses: u8,
+    switch_key: u8,
+    switch_needed: u8,
 }
 
 impl Default for Mux {
@@ -53,6 +56,18 @@ impl Mux {
             last: None,
             at_line_start: true,
             switch_presses: 0,
+            switch_key: SWITCH_KEY,
+            switch_needed: SWITCH_PRESSES,
+        }
+    }
+
+    /// Sets the switch key, how many presses switch, and the VM that has the
+    /// keyboard first.
+    pub fn configure(&mut self, key: u8, presses: u8, focus: usize) {
+        self.switch_key = key;
+        self.switch_needed = presses.max(1);
+        if focus < self.names.len() {
+            self.focus = focus;
         }
     }
 
@@ -112,14 +127,14 @@ impl Mux {
     /// Takes one keyboard byte. Returns the index of the newly focused VM when
     /// the byte completed the switch sequence.
     pub fn keyboard(&mut self, byte: u8, out: &mut dyn FnMut(&[u8])) -> Option<usize> {
-        if byte == SWITCH_KEY && !self.names.is_empty() {
+        if byte == self.switch_key && !self.names.is_empty() {
             self.switch_presses += 1;
-            if self.switch_presses == SWITCH_PRESSES {
+            if self.switch_presses >= self.switch_needed {
                 self.switch_presses = 0;
                 self.focus = (self.focus + 1) % self.names.len();
                 let mut msg = String::from("[console] input now goes to VM '");
                 msg.push_str(&self.names[self.focus]);
-                msg.push_str("' (Ctrl-a three times to switch)\n");
+                msg.push_str("'\n");
                 self.output(Source::Hypervisor, msg.as_bytes(), out);
                 return Some(self.focus);
             }
@@ -127,7 +142,7 @@ impl Mux {
         }
         // An unfinished switch sequence belongs to the VM after all.
         for _ in 0..core::mem::take(&mut self.switch_presses) {
-            self.push_input(SWITCH_KEY);
+            self.push_input(self.switch_key);
         }
         self.push_input(byte);
         None
@@ -173,6 +188,11 @@ pub fn init(physical: Physical) {
 /// Registers a VM's console.
 pub fn add_vm(name: &str) -> usize {
     MUX.lock().add_vm(name)
+}
+
+/// Applies the config's console settings (after every VM is registered).
+pub fn configure(key: u8, presses: u8, focus: usize) {
+    MUX.lock().configure(key, presses, focus)
 }
 
 /// Emits bytes from `src` on the physical console.
@@ -295,6 +315,29 @@ mod tests {
         assert_eq!(m.take_input(1), Some(b'z'));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("input now goes to VM 'b'"), "{text}");
+    }
+
+    #[test]
+    fn configured_key_and_first_focus() {
+        let mut m = Mux::new();
+        m.add_vm("a");
+        m.add_vm("b");
+        m.configure(0x02, 2, 1);
+        let mut sink = |_: &[u8]| {};
+        m.keyboard(b'q', &mut sink);
+        assert_eq!(
+            m.take_input(1),
+            Some(b'q'),
+            "input starts at the configured VM"
+        );
+        m.keyboard(SWITCH_KEY, &mut sink);
+        assert_eq!(
+            m.take_input(1),
+            Some(SWITCH_KEY),
+            "Ctrl-a is an ordinary key now"
+        );
+        assert_eq!(m.keyboard(0x02, &mut sink), None);
+        assert_eq!(m.keyboard(0x02, &mut sink), Some(0), "two presses switch");
     }
 
     #[test]

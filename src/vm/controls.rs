@@ -250,6 +250,8 @@ mod tests {
             (22, "TSW"),
             (27, "TGE"),
             (34, "E2H"),
+            (40, "APK"),
+            (41, "API"),
             (49, "TID4"),
         ] {
             assert!(!bit(h, n), "{name} (bit {n}) must be clear in {h:#x}");
@@ -258,15 +260,30 @@ mod tests {
 
     #[test]
     fn cache_id_trap_follows_feat_evt() {
+        use crate::sysreg::CacheTrap;
         let mut f = HostFeatures::default();
-        let h = el2_controls(&f, SysRegTraps::CpuModel).hcr_el2;
-        assert!(bit(h, 17) && !bit(h, 49), "no FEAT_EVT: TID2");
-        assert!(bit(h, 18) && bit(h, 22), "TID3 and TSW");
+        let tid4 = SysRegTraps::CpuModel {
+            cache: CacheTrap::Tid4,
+        };
+        let h = el2_controls(&f, tid4).hcr_el2;
+        assert!(
+            bit(h, 17) && !bit(h, 49),
+            "no FEAT_EVT: TID2 even if TID4 asked"
+        );
+        assert!(bit(h, 18) && bit(h, 22) && bit(h, 16), "TID3, TSW, TID1");
         f.evt = true;
-        let h = el2_controls(&f, SysRegTraps::CpuModel).hcr_el2;
+        let h = el2_controls(&f, tid4).hcr_el2;
         assert!(
             !bit(h, 17) && bit(h, 49),
             "FEAT_EVT: TID4, CTR_EL0 untrapped"
+        );
+        let tid2 = SysRegTraps::CpuModel {
+            cache: CacheTrap::Tid2,
+        };
+        let h = el2_controls(&f, tid2).hcr_el2;
+        assert!(
+            bit(h, 17) && !bit(h, 49),
+            "a CTR_EL0 that differs in hardware: TID2"
         );
     }
 
