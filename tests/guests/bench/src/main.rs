@@ -6,7 +6,7 @@
 //! of the per-operation cost. Under `-icount shift=0` QEMU's virtual clock advances
 //! 1 ns per executed instruction (the guest's and the hypervisor's alike), so
 //! `CNTVCT_EL0` ticks convert exactly to instructions: `1e9 / CNTFRQ_EL0` of them
-//! per tick (`tests/bench.sh` does the conversion; this guest only reports ticks).
+//! per tick (`tests/bench/report.py` converts; this guest only reports ticks).
 //! Batching keeps the figure exact when a tick spans many instructions (16 at
 //! 62.5 MHz) and spreads the fixed cost of the two counter reads over the batch;
 //! the `loop_floor` row (the same structure around a `nop`) shows what is left of
@@ -76,8 +76,9 @@ struct Sample {
 /// `PMCCNTR_EL0`; extra operands for the body follow.
 ///
 /// Window: `isb; mrs cntvct; <BATCH x body>; isb; mrs cntvct`. The ISBs keep the
-/// counter reads from being reordered around the operations (Arm ARM D12.1.2:
-/// counter reads are not ordered by themselves).
+/// counter reads from being reordered around the operations (Arm ARM, the Generic
+/// Timer chapter: a read of CNTVCT_EL0 may be performed out of order with respect
+/// to other instructions unless an ISB precedes it).
 macro_rules! measure {
     ($pmu:expr, [$($body:literal),+ $(,)?] $(, $($operands:tt)*)?) => {{
         let t0: u64;
@@ -285,7 +286,7 @@ fn read_midr() -> u64 {
 
 /// Enables the cycle counter at EL1 if the PMU is there and not trapped.
 ///
-/// `ID_AA64DFR0_EL1.PMUVer` (bits [11:8], Arm ARM D23.2.60) says whether PMUv3
+/// `ID_AA64DFR0_EL1.PMUVer` (bits [11:8], Arm ARM: ID_AA64DFR0_EL1) says whether PMUv3
 /// exists; each access then runs under exception capture because a hypervisor may
 /// trap it (MDCR_EL2.TPM/TPMCR) and make it UNDEFINED. Every access is a separate
 /// capture: one capture must see at most one exception.
@@ -308,8 +309,8 @@ fn pmu_enable() -> Result<(), &'static str> {
         v
     })
     .map_err(|_| "PMCR_EL0 access is UNDEFINED (PMU trapped by the hypervisor)")?;
-    // PMCCFILTR_EL0 = 0: count at EL1 and EL0 (Arm ARM D23.5.x; NSH = 0 leaves EL2
-    // uncounted, which only matters when there is an EL2 to count).
+    // PMCCFILTR_EL0 = 0: count at EL1 and EL0 (Arm ARM: PMCCFILTR_EL0.P/U = 0;
+    // NSH = 0 leaves EL2 uncounted, which only matters when there is an EL2).
     catch_exception(|| {
         // SAFETY: configures the cycle counter's filter; no memory effects.
         unsafe { asm!("msr pmccfiltr_el0, xzr", options(nomem, nostack)) };
@@ -355,8 +356,8 @@ fn pick_hyp_call() -> Option<u32> {
 
 fn set_csselr_l1d() {
     // CSSELR_EL1 = 0: level 1, data/unified cache, so CCSIDR_EL1 describes a cache
-    // that exists (Arm ARM D23.2.x: CCSIDR_EL1 is UNKNOWN for a CSSELR value that
-    // selects no cache). May trap under a hypervisor (HCR_EL2.TID2/TID4); it must
+    // that exists (Arm ARM: CCSIDR_EL1 is UNKNOWN when CSSELR_EL1 selects a cache
+    // that is not implemented). May trap under a hypervisor (HCR_EL2.TID2/TID4); it must
     // still be accepted.
     let _ = catch_exception(|| {
         // SAFETY: selects the cache CCSIDR_EL1 describes; no memory effects.
