@@ -19,6 +19,7 @@ missing_pkgs=()
 have_qemu || missing_pkgs+=(qemu-system-arm)
 [ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || missing_pkgs+=(u-boot-qemu)
 command -v mkimage >/dev/null 2>&1 || missing_pkgs+=(u-boot-tools)
+command -v mformat >/dev/null 2>&1 || missing_pkgs+=(mtools)  # the U-Boot test's FAT disk
 command -v dtc >/dev/null 2>&1 || missing_pkgs+=(device-tree-compiler)
 command -v cpio >/dev/null 2>&1 || missing_pkgs+=(cpio)
 

@@ -1,8 +1,11 @@
-//! fvconfig: check a Ferrovisor system config and pack its boot bundle (a host tool).
+//! fvconfig: check a Ferrovisor system config, pack its boot bundle and write its U-Boot
+//! boot script (a host tool).
 //!
 //! ```text
 //! fvconfig check CONFIG [-L DIR]... [HOST]
 //! fvconfig pack  CONFIG -o BUNDLE.cpio [-L DIR]... [HOST]
+//! fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
+//!                [--device "IFACE DEV:PART"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]
 //!
 //! HOST:  --board qemu-virt   the devices of QEMU's virt board (the default)
 //!        --dtb FILE          CPUs, RAM and devices read from a device tree blob
@@ -17,6 +20,12 @@
 //! `pack` then writes the boot bundle: a cpio newc archive whose first member is the
 //! config as `ferrovisor.toml`, followed by each file under the path the config writes.
 //!
+//! `uboot` checks the config the same way, then writes the U-Boot script that loads the
+//! hypervisor Image and the bundle from the boot medium and starts the hypervisor with
+//! `booti` (see [`UBootScript`] and `boards/qemu-virt/uboot/README.md`). The output is
+//! a script image as `mkimage -A arm64 -T script -C none` makes it, ready for `source`
+//! and for distro boot's scan for `boot.scr`; `--text` writes the plain script instead.
+//!
 //! Errors print as `error: FILE:LINE:COL: FIELD: REASON` and the exit status is 1; a
 //! usage error exits with 2.
 
@@ -27,7 +36,9 @@ use ferrovisor::config::bundle::{CONFIG_NAME, write_bundle};
 use ferrovisor::config::{HostFacts, SystemConfig};
 
 const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
-       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]";
+       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
+       fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
+                [--device \"IFACE DEV:PART\"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]";
 
 /// The devices of QEMU's virt board (hw/arm/virt.c memory map) a guest may be given: all
 /// but the GIC and UART0, which the hypervisor keeps.
@@ -49,7 +60,15 @@ const QEMU_VIRT_DEVICES: &[(&str, u64, u64)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
     Check,
-    Pack { output: PathBuf },
+    Pack {
+        output: PathBuf,
+    },
+    UBoot {
+        output: PathBuf,
+        script: UBootScript,
+        /// Write the plain script, not the `mkimage` script image.
+        text: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +114,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut board = Board::QemuVirt;
     let mut cpus = None;
     let mut ram = None;
+    // `uboot` only.
+    let mut text = false;
+    let mut bundle = None;
+    let mut hypervisor = None;
+    let mut device = None;
+    let mut fdt = None;
     while let Some(arg) = it.next() {
         let mut value = |what: &str| {
             it.next()
@@ -120,6 +145,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 let n = value("a size")?;
                 ram = Some(parse_size(&n).ok_or_else(|| format!("--ram: `{n}` is not a size"))?);
             }
+            "--text" => text = true,
+            "--bundle" => bundle = Some(file_name("--bundle", value("a file name")?)?),
+            "--hypervisor" => hypervisor = Some(file_name("--hypervisor", value("a file name")?)?),
+            "--device" => device = Some(medium(value("\"IFACE DEV:PART\"")?)?),
+            "--fdt" => fdt = Some(Fdt::Address(fdt_address(value("an address")?)?)),
+            "--fdt-file" => fdt = Some(Fdt::File(file_name("--fdt-file", value("a file name")?)?)),
             s if s.starts_with("-L") && s.len() > 2 => search.push(PathBuf::from(&s[2..])),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             s if config.is_none() => config = Some(PathBuf::from(s)),
@@ -127,6 +158,18 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         }
     }
     let config = config.ok_or("no CONFIG file given")?;
+    let uboot_only = [
+        (text, "--text"),
+        (bundle.is_some(), "--bundle"),
+        (hypervisor.is_some(), "--hypervisor"),
+        (device.is_some(), "--device"),
+        (fdt.is_some(), "--fdt/--fdt-file"),
+    ];
+    if command != "uboot"
+        && let Some((_, option)) = uboot_only.iter().find(|(given, _)| *given)
+    {
+        return Err(format!("{option} is for `uboot`"));
+    }
     let command = match command.as_str() {
         "check" => {
             if output.is_some() {
@@ -136,6 +179,26 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         }
         "pack" => Command::Pack {
             output: output.ok_or("pack needs -o BUNDLE")?,
+        },
+        "uboot" => Command::UBoot {
+            output: output.ok_or("uboot needs -o SCRIPT")?,
+            script: UBootScript {
+                hypervisor: hypervisor.unwrap_or_else(|| DEFAULT_HYPERVISOR.into()),
+                // As the Makefile names a config's bundle: build/<config stem>.cpio.
+                bundle: match bundle {
+                    Some(name) => name,
+                    None => file_name(
+                        "--bundle",
+                        format!(
+                            "{}.cpio",
+                            config.file_stem().unwrap_or_default().to_string_lossy()
+                        ),
+                    )?,
+                },
+                device,
+                fdt: fdt.unwrap_or_else(|| Fdt::Address(DEFAULT_FDT.into())),
+            },
+            text,
         },
         other => return Err(format!("unknown command `{other}`")),
     };
@@ -147,6 +210,232 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         cpus,
         ram,
     })
+}
+
+/// The hypervisor Image's file name on the boot medium unless `--hypervisor` says.
+const DEFAULT_HYPERVISOR: &str = "ferrovisor.bin";
+/// The device tree handed on unless `--fdt`/`--fdt-file` says: `fdt_addr` is where the
+/// board's firmware (on QEMU: QEMU itself, at the DRAM base) left the device tree U-Boot
+/// was given.
+const DEFAULT_FDT: &str = "${fdt_addr}";
+
+/// The device tree `booti` hands to the hypervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fdt {
+    /// Already in memory at this address: a hex number or a `${variable}`.
+    Address(String),
+    /// A file on the boot medium, loaded to `${fdt_addr_r}` first.
+    File(String),
+}
+
+/// What the U-Boot boot script loads, and from where.
+///
+/// The script loads the hypervisor Image to `${kernel_addr_r}` and the boot bundle to
+/// `${ramdisk_addr_r}`, then runs `booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize}
+/// FDT`. `booti` moves the Image to DRAM base + text_offset (its header's flags bit 3 is
+/// 0: "2 MiB aligned base near the start of DRAM", Linux booting.rst), where it is
+/// linked to run; the bundle reaches the hypervisor as the initrd, through the device
+/// tree's `/chosen` `linux,initrd-start`/`-end` that `booti` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UBootScript {
+    /// The hypervisor Image's file name on the boot medium.
+    hypervisor: String,
+    /// The boot bundle's file name on the boot medium.
+    bundle: String,
+    /// `Some("mmc 0:1")`: load from there. `None`: from where distro boot found the
+    /// script (`${devtype} ${devnum}:${distro_bootpart}`, under `${prefix}`), or from
+    /// `virtio 0:1` when it is run by hand.
+    device: Option<String>,
+    /// The device tree handed on.
+    fdt: Fdt,
+}
+
+/// A file name that can stand unquoted in a U-Boot command: no blanks, quotes, `$`, `;`
+/// or `#`, which U-Boot's shell would read as syntax.
+fn file_name(option: &str, name: String) -> Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-+/".contains(c);
+    if name.is_empty() || !name.chars().all(plain) {
+        return Err(format!(
+            "{option}: `{name}` is not a plain file name (letters, digits, `._-+/`)"
+        ));
+    }
+    Ok(name)
+}
+
+/// `IFACE DEV[:PART]` as U-Boot's `load` takes it: `mmc 0:1`, `virtio 0:1`, `usb 0`.
+fn medium(text: String) -> Result<String, String> {
+    let bad = || format!("--device: `{text}` is not \"IFACE DEV:PART\" (e.g. \"mmc 0:1\")");
+    let (iface, dev_part) = text.split_once(' ').ok_or_else(bad)?;
+    let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+    let (dev, part) = dev_part.split_once(':').unwrap_or((dev_part, "0"));
+    let iface_ok = !iface.is_empty()
+        && iface
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !iface_ok || !hex(dev) || !hex(part) {
+        return Err(bad());
+    }
+    Ok(text)
+}
+
+/// An address for `--fdt`: a hex number (`0x4000_0000` without the underscores, or
+/// U-Boot's bare hex) or one `${variable}`.
+fn fdt_address(text: String) -> Result<String, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(&text);
+    let number = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit());
+    let variable = text
+        .strip_prefix("${")
+        .and_then(|t| t.strip_suffix('}'))
+        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if number || variable {
+        Ok(text)
+    } else {
+        Err(format!(
+            "--fdt: `{text}` is neither a hex address nor a ${{variable}}"
+        ))
+    }
+}
+
+impl UBootScript {
+    /// The plain script for the config named `config_name` whose VMs `summary` lists.
+    fn text(&self, config_name: &str, summary: &str) -> String {
+        let (dev, prefix, from) = match &self.device {
+            Some(device) => (device.clone(), "", device.clone()),
+            None => (
+                "${devtype} ${devnum}:${distro_bootpart}".to_string(),
+                "${prefix}",
+                "where distro boot found this script (run by hand: virtio 0:1)".to_string(),
+            ),
+        };
+        let mut s = format!(
+            "# Ferrovisor boot script for {config_name}, written by `fvconfig uboot`:\n\
+             # change the config and run it again rather than editing this file.\n\
+             #   VMs: {summary}\n\
+             #\n\
+             # Loads from {from}:\n\
+             #   {hyp}: the hypervisor, an arm64 Image, to ${{kernel_addr_r}}; booti moves\n\
+             #     it to DRAM base + text_offset (2 MiB), where it is linked to run;\n\
+             #   {bundle}: the boot bundle (the config and every image it names), to\n\
+             #     ${{ramdisk_addr_r}}; booti hands it on as the initrd.\n\
+             # Then starts the hypervisor at EL2 with booti.\n",
+            hyp = self.hypervisor,
+            bundle = self.bundle,
+        );
+        if self.device.is_none() {
+            // Distro boot sets these (as shell variables) before it sources a script.
+            s.push_str(
+                "if test -z \"${devtype}\"; then setenv devtype virtio; setenv devnum 0; \
+                 setenv distro_bootpart 1; fi\n",
+            );
+        }
+        let mut loads = Vec::new();
+        let fdt = match &self.fdt {
+            Fdt::Address(address) => address.clone(),
+            Fdt::File(file) => {
+                loads.push(format!("load {dev} ${{fdt_addr_r}} {prefix}{file}"));
+                "${fdt_addr_r}".to_string()
+            }
+        };
+        loads.push(format!(
+            "load {dev} ${{kernel_addr_r}} {prefix}{}",
+            self.hypervisor
+        ));
+        // Last, so that ${filesize} is the bundle's.
+        loads.push(format!(
+            "load {dev} ${{ramdisk_addr_r}} {prefix}{}",
+            self.bundle
+        ));
+        s.push_str(&format!(
+            "echo \"Ferrovisor: loading {} and {} from {dev}\"\n",
+            self.hypervisor, self.bundle
+        ));
+        // Each step only if the one before worked: a failed bundle load would
+        // otherwise leave ${filesize} at the Image's size.
+        for (depth, load) in loads.iter().enumerate() {
+            s.push_str(&format!("{}if {load}; then\n", "  ".repeat(depth)));
+        }
+        s.push_str(&format!(
+            "{}booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} {fdt}\n",
+            "  ".repeat(loads.len())
+        ));
+        for depth in (0..loads.len()).rev() {
+            s.push_str(&format!("{}fi\n", "  ".repeat(depth)));
+        }
+        // booti returns only when it could not start the Image.
+        s.push_str("echo \"Ferrovisor: not started (see the messages above)\"\n");
+        s
+    }
+}
+
+/// U-Boot's legacy image header (U-Boot include/image.h, `struct legacy_img_hdr`): 64
+/// bytes, big-endian fields.
+const IH_MAGIC: u32 = 0x2705_1956;
+const IH_OS_LINUX: u8 = 5;
+const IH_ARCH_ARM64: u8 = 22;
+const IH_TYPE_SCRIPT: u8 = 6;
+const IH_COMP_NONE: u8 = 0;
+const IH_NMLEN: usize = 32;
+const IH_HEADER_SIZE: usize = 64;
+
+/// CRC-32 as zlib's `crc32()`, which mkimage uses: IEEE 802.3, reflected, polynomial
+/// 0xEDB8_8320, initial and final value all ones.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The script image `mkimage -A arm64 -O linux -T script -C none -n NAME -d SCRIPT`
+/// writes, made at `time` (seconds since 1970): the legacy header, then the data of a
+/// multi-file image with one file, the script: its length as a big-endian u32, a zero
+/// u32 ending the length table, and the script's bytes.
+fn script_image(script: &[u8], name: &str, time: u32) -> Vec<u8> {
+    let mut data = Vec::with_capacity(8 + script.len());
+    data.extend_from_slice(&(script.len() as u32).to_be_bytes());
+    data.extend_from_slice(&0u32.to_be_bytes());
+    data.extend_from_slice(script);
+
+    let mut header = [0u8; IH_HEADER_SIZE];
+    header[0..4].copy_from_slice(&IH_MAGIC.to_be_bytes());
+    // [4..8] ih_hcrc: the header's CRC with this field zero, filled in below.
+    header[8..12].copy_from_slice(&time.to_be_bytes());
+    header[12..16].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    // [16..20] ih_load and [20..24] ih_ep: 0, unused for scripts.
+    header[24..28].copy_from_slice(&crc32(&data).to_be_bytes());
+    header[28] = IH_OS_LINUX;
+    header[29] = IH_ARCH_ARM64;
+    header[30] = IH_TYPE_SCRIPT;
+    header[31] = IH_COMP_NONE;
+    let name = &name.as_bytes()[..name.len().min(IH_NMLEN)];
+    header[32..32 + name.len()].copy_from_slice(name);
+    let hcrc = crc32(&header);
+    header[4..8].copy_from_slice(&hcrc.to_be_bytes());
+
+    let mut image = header.to_vec();
+    image.extend_from_slice(&data);
+    image
+}
+
+/// The script image's time stamp: `SOURCE_DATE_EPOCH` when set (reproducible builds, as
+/// mkimage does), else now.
+fn image_time() -> u32 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as u32)
+        })
 }
 
 /// Where the file a config path names is: absolute as is; else next to the config, then
@@ -338,6 +627,36 @@ fn run(args: &Args) -> Result<String, String> {
                 output.display(),
                 bundle.len(),
                 members.len()
+            ))
+        }
+        Command::UBoot {
+            output,
+            script,
+            text: plain,
+        } => {
+            let script_text = script.text(&config_name, &summary);
+            let stem = args
+                .config
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy();
+            let bytes = if *plain {
+                script_text.into_bytes()
+            } else {
+                script_image(
+                    script_text.as_bytes(),
+                    &format!("ferrovisor {stem}"),
+                    image_time(),
+                )
+            };
+            std::fs::write(output, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            Ok(format!(
+                "{}: U-Boot {}, loads {} and {}: {summary}",
+                output.display(),
+                if *plain { "script" } else { "script image" },
+                script.hypervisor,
+                script.bundle
             ))
         }
     }
@@ -650,5 +969,274 @@ mod tests {
         assert_eq!(parse_size("1MiB"), Some(1 << 20));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("2X"), None);
+    }
+
+    fn uboot(args: &[&str]) -> Result<(PathBuf, UBootScript, bool), String> {
+        match parse_args(&strings(args))?.command {
+            Command::UBoot {
+                output,
+                script,
+                text,
+            } => Ok((output, script, text)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn uboot_command_line() {
+        let (output, script, text) =
+            uboot(&["uboot", "boards/qemu-virt/two-vm.toml", "-o", "boot.scr"]).unwrap();
+        assert_eq!(output, PathBuf::from("boot.scr"));
+        assert!(!text);
+        assert_eq!(
+            script,
+            UBootScript {
+                hypervisor: "ferrovisor.bin".into(),
+                bundle: "two-vm.cpio".into(),
+                device: None,
+                fdt: Fdt::Address("${fdt_addr}".into()),
+            }
+        );
+        let (_, script, text) = uboot(&[
+            "uboot",
+            "c.toml",
+            "-o",
+            "boot.txt",
+            "--text",
+            "--bundle",
+            "boot/system.cpio",
+            "--hypervisor",
+            "fv.bin",
+            "--device",
+            "mmc 0:1",
+            "--fdt-file",
+            "board.dtb",
+            "-L",
+            "build",
+        ])
+        .unwrap();
+        assert!(text);
+        assert_eq!(
+            script,
+            UBootScript {
+                hypervisor: "fv.bin".into(),
+                bundle: "boot/system.cpio".into(),
+                device: Some("mmc 0:1".into()),
+                fdt: Fdt::File("board.dtb".into()),
+            }
+        );
+        for fdt in ["0x48000000", "${fdtcontroladdr}"] {
+            let (_, script, _) = uboot(&["uboot", "c.toml", "-o", "x", "--fdt", fdt]).unwrap();
+            assert_eq!(script.fdt, Fdt::Address(fdt.into()));
+        }
+        for bad in [
+            &["uboot", "c.toml"][..],
+            &["uboot", "c.toml", "-o", "x", "--bundle", "a b.cpio"],
+            &["uboot", "c.toml", "-o", "x", "--bundle", "x;reset"],
+            &["uboot", "c.toml", "-o", "x", "--hypervisor", "${evil}"],
+            &["uboot", "c.toml", "-o", "x", "--bundle", ""],
+            &["uboot", "c.toml", "-o", "x", "--device", "mmc"],
+            &["uboot", "c.toml", "-o", "x", "--device", "mmc x:1"],
+            &["uboot", "c.toml", "-o", "x", "--device", "MMC 0:1"],
+            &["uboot", "c.toml", "-o", "x", "--device", "mmc 0:1;reset"],
+            &["uboot", "c.toml", "-o", "x", "--fdt", "fdt_addr"],
+            &["uboot", "c.toml", "-o", "x", "--fdt", "${a b}"],
+            &["uboot", "c.toml", "-o", "x", "--fdt-file", "a#b"],
+            // The U-Boot options belong to `uboot` only.
+            &["check", "c.toml", "--bundle", "x.cpio"],
+            &["pack", "c.toml", "-o", "x", "--text"],
+            &["check", "c.toml", "--device", "mmc 0:1"],
+        ] {
+            assert!(parse_args(&strings(bad)).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            uboot(&["uboot", "c.toml", "-o", "x", "--device", "usb 0"])
+                .unwrap()
+                .1
+                .device
+                .as_deref(),
+            Some("usb 0")
+        );
+    }
+
+    /// The script's non-comment lines, trimmed.
+    fn commands(script: &str) -> Vec<&str> {
+        script
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    }
+
+    #[test]
+    fn uboot_script_loads_from_where_distro_boot_found_it() {
+        let script = UBootScript {
+            hypervisor: "ferrovisor.bin".into(),
+            bundle: "demo.cpio".into(),
+            device: None,
+            fdt: Fdt::Address("${fdt_addr}".into()),
+        };
+        let text = script.text("boards/qemu-virt/demo.toml", "demo (1 vCPU, 128 MiB)");
+        assert!(text.starts_with(
+            "# Ferrovisor boot script for boards/qemu-virt/demo.toml, written by `fvconfig uboot`"
+        ));
+        assert!(text.contains("#   VMs: demo (1 vCPU, 128 MiB)\n"), "{text}");
+        let dev = "${devtype} ${devnum}:${distro_bootpart}";
+        assert_eq!(
+            commands(&text),
+            [
+                "if test -z \"${devtype}\"; then setenv devtype virtio; setenv devnum 0; \
+                 setenv distro_bootpart 1; fi",
+                &format!("echo \"Ferrovisor: loading ferrovisor.bin and demo.cpio from {dev}\""),
+                &format!("if load {dev} ${{kernel_addr_r}} ${{prefix}}ferrovisor.bin; then"),
+                &format!("if load {dev} ${{ramdisk_addr_r}} ${{prefix}}demo.cpio; then"),
+                "booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}",
+                "fi",
+                "fi",
+                "echo \"Ferrovisor: not started (see the messages above)\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn uboot_script_with_a_fixed_device_and_a_device_tree_file() {
+        let script = UBootScript {
+            hypervisor: "fv.bin".into(),
+            bundle: "sys.cpio".into(),
+            device: Some("mmc 1:2".into()),
+            fdt: Fdt::File("board.dtb".into()),
+        };
+        let text = script.text("sys.toml", "a (1 vCPU, 64 MiB)");
+        assert!(!text.contains("${devtype}") && !text.contains("${prefix}"));
+        assert_eq!(
+            commands(&text),
+            [
+                "echo \"Ferrovisor: loading fv.bin and sys.cpio from mmc 1:2\"",
+                "if load mmc 1:2 ${fdt_addr_r} board.dtb; then",
+                "if load mmc 1:2 ${kernel_addr_r} fv.bin; then",
+                // The bundle last: booti's ramdisk size is ${filesize}.
+                "if load mmc 1:2 ${ramdisk_addr_r} sys.cpio; then",
+                "booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr_r}",
+                "fi",
+                "fi",
+                "fi",
+                "echo \"Ferrovisor: not started (see the messages above)\"",
+            ]
+        );
+        // Indented by depth, so the nesting reads.
+        assert!(text.contains("\n      booti "), "{text}");
+    }
+
+    #[test]
+    fn crc32_is_zlibs() {
+        // The CRC-32 check value (the CRC of "123456789"), and the empty input.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"a"), 0xE8B7_BE43);
+    }
+
+    #[test]
+    fn script_image_layout() {
+        let image = script_image(b"echo hi\n", "ferrovisor demo", 1_700_000_000);
+        assert_eq!(image.len(), 64 + 8 + 8);
+        let be = |at: usize| u32::from_be_bytes(image[at..at + 4].try_into().unwrap());
+        assert_eq!(be(0), IH_MAGIC);
+        assert_eq!(be(8), 1_700_000_000);
+        assert_eq!(be(12), 16, "data: length table (8) + script (8)");
+        assert_eq!((be(16), be(20)), (0, 0), "load, entry");
+        assert_eq!(be(24), crc32(&image[64..]));
+        assert_eq!(&image[28..32], &[5, 22, 6, 0], "linux, arm64, script, none");
+        assert_eq!(&image[32..47], b"ferrovisor demo");
+        assert!(image[47..64].iter().all(|&b| b == 0));
+        let mut header = image[..64].to_vec();
+        header[4..8].fill(0);
+        assert_eq!(be(4), crc32(&header));
+        assert_eq!(
+            (be(64), be(68)),
+            (8, 0),
+            "one file of 8 bytes, then the end"
+        );
+        assert_eq!(&image[72..], b"echo hi\n");
+        // A name longer than 32 bytes is cut, as mkimage's strncpy does.
+        let long = script_image(b"x", &"n".repeat(40), 0);
+        assert_eq!(&long[32..64], "n".repeat(32).as_bytes());
+    }
+
+    /// fvconfig's script image is byte for byte what `mkimage -A arm64 -O linux -T
+    /// script -C none -n NAME -d SCRIPT` writes (with its time stamp fixed by
+    /// SOURCE_DATE_EPOCH), so U-Boot's `source` takes it as it takes mkimage's.
+    #[test]
+    fn script_image_equals_mkimage_output() {
+        let dir = scratch("mkimage");
+        let script = UBootScript {
+            hypervisor: "ferrovisor.bin".into(),
+            bundle: "demo.cpio".into(),
+            device: None,
+            fdt: Fdt::Address("${fdt_addr}".into()),
+        }
+        .text("demo.toml", "demo (1 vCPU, 128 MiB)");
+        // Lengths that are no multiple of 4 too: mkimage pads nothing after the last
+        // (only) file. (It refuses an empty script.)
+        for (i, text) in [script.as_str(), "echo 1\n", "ab", "x"].iter().enumerate() {
+            let txt = dir.join(format!("boot{i}.txt"));
+            let scr = dir.join(format!("boot{i}.scr"));
+            write(&txt, text.as_bytes());
+            let made = std::process::Command::new("mkimage")
+                .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
+                .args(["-n", "ferrovisor demo", "-d"])
+                .arg(&txt)
+                .arg(&scr)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .output()
+                .expect("mkimage (Debian package u-boot-tools, installed by `make setup`) is needed for this test");
+            assert!(made.status.success(), "{made:?}");
+            assert_eq!(
+                script_image(text.as_bytes(), "ferrovisor demo", 1_700_000_000),
+                std::fs::read(&scr).unwrap(),
+                "script {i}: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn uboot_checks_the_config_then_writes_the_script() {
+        let dir = scratch("uboot");
+        let config = dir.join("demo.toml");
+        write(&config, DEMO.as_bytes());
+        let out = dir.join("boot.scr");
+        let command = |text: bool| Command::UBoot {
+            output: out.clone(),
+            script: UBootScript {
+                hypervisor: "ferrovisor.bin".into(),
+                bundle: "demo.cpio".into(),
+                device: None,
+                fdt: Fdt::Address("${fdt_addr}".into()),
+            },
+            text,
+        };
+        // The config is checked first: its kernel is missing, nothing is written.
+        let e = run(&args(command(false), &config, &[])).unwrap_err();
+        assert!(
+            e.contains("vm.demo.kernel: cannot read `guests/demo.bin`"),
+            "{e}"
+        );
+        assert!(!out.exists());
+        write(&dir.join("guests/demo.bin"), &arm64_image(4096, 8192));
+        let summary = run(&args(command(false), &config, &[])).unwrap();
+        assert!(
+            summary.ends_with(
+                "U-Boot script image, loads ferrovisor.bin and demo.cpio: demo (1 vCPU, 128 MiB)"
+            ),
+            "{summary}"
+        );
+        let image = std::fs::read(&out).unwrap();
+        assert_eq!(&image[0..4], &IH_MAGIC.to_be_bytes());
+        assert_eq!(&image[32..47], b"ferrovisor demo");
+        let text = std::str::from_utf8(&image[72..]).unwrap();
+        assert!(text.contains(&format!("script for {}", config.display())));
+        assert!(text.contains("booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}"));
+        // --text: the same script, plain.
+        run(&args(command(true), &config, &[])).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
     }
 }
