@@ -39,6 +39,7 @@ import time
 MARKER = "FERROVISOR-LINUX-USERSPACE-UP"
 TAG = re.compile(r"^\([^)]*\) ")  # the hypervisor console's "(vm) " prefix
 UPTIME = re.compile(r"LINUX-INFO uptime_s=([0-9.]+)")
+PANIC = re.compile(r"Kernel panic - not syncing: (.*)")
 RUN_INIT = re.compile(r"^\[\s*([0-9]+\.[0-9]+)\] Run /init as init process")
 # Serial lines kept in a log: the first and the last ones (a guest stuck in a
 # loop of warnings can print megabytes).
@@ -79,6 +80,12 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
             for raw in complete:
                 line = raw.decode("utf-8", "replace").replace("\r", "")
                 keep(lines, line)
+                m = PANIC.search(line)
+                if m and "panic" not in result:
+                    # No userspace after this: stop soon instead of at the timeout
+                    # (a guest panic leaves QEMU running under a hypervisor).
+                    result["panic"] = m.group(1).strip()
+                    after_marker_deadline = time.monotonic() + 2
                 m = RUN_INIT.search(TAG.sub("", line))
                 if m:
                     result["run_init_s"] = float(m.group(1))
@@ -107,7 +114,9 @@ def boot(args: list[str], marker: str, timeout: float, log_path: str) -> dict:
             f.write("\n".join(lines["tail"]) + "\n")
     result["log"] = log_path
     if not result["reached"]:
-        if exit_status is None:
+        if "panic" in result:
+            result["error"] = f"guest kernel panic: {result['panic']} (see {log_path})"
+        elif exit_status is None:
             result["error"] = f"no '{marker}' line within {timeout:.0f} s (killed; see {log_path})"
         else:
             result["error"] = f"QEMU exited ({exit_status}) before '{marker}' (see {log_path})"
