@@ -1,0 +1,700 @@
+//! Issue 4, items 4 and 5: VMs side by side stay isolated and have their own
+//! lifecycle. Two configs, each booted on a 4-CPU QEMU under the hypervisor:
+//!
+//! - `boards/qemu-virt/isolation.toml`: the hostile guest (tests/guests/hostile)
+//!   reaches for everything that is not its own and checks each attempt aborts, then
+//!   crashes itself into an exception loop; meanwhile the victim guest
+//!   (tests/guests/victim) re-verifies a memory pattern and prints heartbeats.
+//! - `boards/qemu-virt/lifecycle.toml`: the resetter VM resets itself once with
+//!   PSCI SYSTEM_RESET and then powers itself off with SYSTEM_OFF while the victim
+//!   VM runs on; the machine powers off when the victim, the last VM, stops.
+//!
+//! # How a run ends
+//! The hostile VM never powers off (it ends in an exception loop on purpose), so the
+//! isolation machine never powers off either: the hypervisor turns the machine off
+//! only when the last VM stops. The harness therefore drives the run: once the
+//! hostile guest has printed its results and "crashing now", and the victim has
+//! printed heartbeats after that, it types `q` on the console (the victim has the
+//! keyboard); the victim reports and powers its VM off; the harness checks QEMU is
+//! still running (the hostile VM keeps the machine on) and kills it.
+//!
+//! In the lifecycle run nothing in the resetting VM survives its reset, so the guest
+//! cannot count its own boots. The harness decides instead, by typing on the
+//! resetter's console: `r` at its first prompt (SYSTEM_RESET), `o` at its second
+//! (SYSTEM_OFF). It then moves the keyboard to the victim (Ctrl-a three times, the
+//! console's switch sequence) and types `q`; the victim powers off, and QEMU must
+//! exit by itself with status 0.
+//!
+//! # Reading the console
+//! VM output reaches the shared UART a byte at a time, and the console multiplexer
+//! ends a VM's unfinished line when another source writes, continuing it later on a
+//! new tagged line. A guest ends its lines with `\r\n` (tests/guests/rt), a forced
+//! break is a bare `\n`, and the hypervisor's UART driver may turn every `\n` into
+//! `\r\n` (its own log lines show whether it does), so a VM line is complete when it
+//! ends with one `\r` more than the driver adds. [`Transcript`] joins the pieces of
+//! each VM's lines back together from the raw bytes on that rule. The hypervisor's
+//! own log lines are written whole.
+//!
+//! Needs what `make test` builds: `build/ferrovisor.bin`, `build/isolation.cpio`,
+//! `build/lifecycle.cpio` (tests/bundles.sh).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Run, hypervisor_args, qemu_binary};
+
+/// The CPU models the runs use: everything QEMU has, and a plain Armv8.0.
+const CPUS: [&str; 2] = ["max", "cortex-a57"];
+/// Each config pins its VMs to physical CPUs 0 and 1; QEMU has four, like `make run`.
+const HOST_CPUS: u32 = 4;
+/// How long any one step may take (TCG on a loaded CI machine).
+const STEP: Duration = Duration::from_secs(120);
+
+/// The hostile guest's checks (tests/guests/hostile/src/main.rs): own memory 3,
+/// beyond RAM 2, not emulable 6, devices 12, high IPAs 6, table walks 2, wild
+/// jumps 4, EL2 from EL1 4, PSCI 4. Both CPU models have a PA range above 40 bits,
+/// so every high-IPA check runs.
+const HOSTILE_CHECKS: usize = 43;
+
+const VICTIM_BANNER: &str = "Ferrovisor victim guest: guarding";
+const HOSTILE_BANNER: &str = "Ferrovisor hostile guest: reaching for what is not mine";
+const HOSTILE_CRASH: &str = "hostile: crashing now";
+const RESETTER_BANNER: &str = "Ferrovisor lifecycle guest: role=resetter";
+const RESETTER_PROMPT: &str = "lifecycle: command?";
+const HEARTBEAT: &str = "victim: heartbeat";
+/// The console's input switch: Ctrl-a three times (src/devices/console.rs).
+const SWITCH_INPUT: &[u8] = &[0x01, 0x01, 0x01];
+
+/// One complete line of console output: from a VM (its name) or the hypervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Line {
+    vm: Option<String>,
+    text: String,
+}
+
+/// The console output as complete lines, in the order they were completed.
+#[derive(Debug, Default)]
+struct Transcript {
+    lines: Vec<Line>,
+}
+
+impl Transcript {
+    /// Parses raw console bytes (with `\r`). A trailing piece without `\n` is still
+    /// being written and is left out.
+    fn parse(raw: &str) -> Transcript {
+        let mut partial: Vec<(String, String)> = Vec::new();
+        let mut lines = Vec::new();
+        let mut pieces: Vec<&str> = raw.split('\n').collect();
+        pieces.pop();
+        // Whether the UART driver adds a `\r` before each `\n`: its log lines say.
+        let driver_cr = usize::from(
+            pieces
+                .iter()
+                .find(|p| p.starts_with('['))
+                .is_some_and(|p| p.ends_with('\r')),
+        );
+        for piece in pieces {
+            let tagged = piece
+                .strip_prefix('(')
+                .and_then(|rest| rest.split_once(") "))
+                .filter(|(name, _)| {
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                });
+            match tagged {
+                Some((name, text)) => {
+                    let slot = match partial.iter().position(|(n, _)| n == name) {
+                        Some(i) => i,
+                        None => {
+                            partial.push((name.to_string(), String::new()));
+                            partial.len() - 1
+                        }
+                    };
+                    let crs = text.len() - text.trim_end_matches('\r').len();
+                    partial[slot].1.push_str(text.trim_end_matches('\r'));
+                    if crs > driver_cr {
+                        lines.push(Line {
+                            vm: Some(name.to_string()),
+                            text: core::mem::take(&mut partial[slot].1),
+                        });
+                    }
+                }
+                None => lines.push(Line {
+                    vm: None,
+                    text: piece.trim_end_matches('\r').to_string(),
+                }),
+            }
+        }
+        Transcript { lines }
+    }
+
+    /// Positions and texts of `vm`'s lines (`None`: the hypervisor's).
+    fn of<'a>(&'a self, vm: Option<&str>) -> impl Iterator<Item = (usize, &'a str)> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(move |(_, l)| l.vm.as_deref() == vm)
+            .map(|(i, l)| (i, l.text.as_str()))
+    }
+
+    /// Position of the first line of `vm` satisfying `pred`.
+    fn find(&self, vm: Option<&str>, pred: impl Fn(&str) -> bool) -> Option<usize> {
+        self.of(vm).find(|(_, t)| pred(t)).map(|(i, _)| i)
+    }
+
+    fn count(&self, vm: Option<&str>, pred: impl Fn(&str) -> bool) -> usize {
+        self.of(vm).filter(|(_, t)| pred(t)).count()
+    }
+
+    /// `vm`'s lines that are `FAIL:` lines.
+    fn failures(&self, vm: &str) -> Vec<&str> {
+        self.of(Some(vm))
+            .map(|(_, t)| t)
+            .filter(|t| t.starts_with("FAIL:"))
+            .collect()
+    }
+
+    /// `vm`'s last `N passed, M failed` line.
+    fn summary(&self, vm: &str) -> Option<(u32, u32)> {
+        self.of(Some(vm))
+            .filter_map(|(_, t)| common::parse_summary(t))
+            .last()
+    }
+}
+
+/// A hypervisor log line about VM `name` containing `what`.
+fn hyp_says(name: &str, what: &str) -> impl Fn(&str) -> bool {
+    let vm = format!("VM '{name}'");
+    let what = what.to_string();
+    move |t: &str| t.contains(&vm) && t.contains(&what)
+}
+
+/// A QEMU run the test talks to: console output collected, keyboard input sent.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+    label: String,
+}
+
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    })
+}
+
+impl Session {
+    /// Boots the hypervisor with `build/<bundle>` on CPU model `cpu`.
+    fn start(cpu: &str, bundle: &str) -> Session {
+        let mut args = hypervisor_args(cpu, HOST_CPUS, bundle);
+        // QEMU's own console escape key away from Ctrl-a, so the console switch
+        // sequence reaches the hypervisor (as boards/qemu-virt/board.mk does).
+        args.extend(["-echr".to_string(), "0x1d".to_string()]);
+        let qemu = qemu_binary();
+        let mut child = Command::new(&qemu)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {qemu} ({e}): run `make test`"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain(child.stdout.take().expect("piped"), Arc::clone(&stdout)),
+            drain(child.stderr.take().expect("piped"), Arc::clone(&stderr)),
+        ];
+        Session {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            readers,
+            label: format!("{bundle} on -cpu {cpu}"),
+        }
+    }
+
+    fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    fn transcript(&self) -> Transcript {
+        Transcript::parse(&self.raw())
+    }
+
+    fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .expect("wait for QEMU")
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Waits until `done` holds for the transcript; panics with the console output
+    /// if QEMU exits first, the hypervisor panics, or `STEP` passes.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&Transcript) -> bool) {
+        let start = Instant::now();
+        loop {
+            let t = self.transcript();
+            if done(&t) {
+                return;
+            }
+            if self.raw().contains("PANIC") {
+                self.fail(&format!("the hypervisor panicked while waiting for {what}"));
+            }
+            if let Some(code) = self.exited() {
+                // Let the readers catch the last output before reporting.
+                thread::sleep(Duration::from_millis(100));
+                if done(&self.transcript()) {
+                    return;
+                }
+                self.fail(&format!(
+                    "QEMU exited (status {code}) while waiting for {what}"
+                ));
+            }
+            if start.elapsed() > STEP {
+                self.fail(&format!("timed out after {STEP:?} waiting for {what}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `bytes` on the console.
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(bytes).expect("write to QEMU's stdin");
+        stdin.flush().expect("flush QEMU's stdin");
+    }
+
+    /// Waits for QEMU to exit by itself; its status.
+    fn wait_exit(&mut self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(code) = self.exited() {
+                return code;
+            }
+            if start.elapsed() > STEP {
+                self.fail("timed out waiting for QEMU to exit (the machine never powered off)");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops QEMU and collects everything it wrote.
+    fn finish(mut self) -> (Run, String) {
+        let status = self.exited();
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        drop(self.stdin.take());
+        for r in self.readers.drain(..) {
+            r.join().expect("pipe reader");
+        }
+        let raw = self.raw();
+        let run = Run {
+            output: raw.replace('\r', ""),
+            stderr: String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned(),
+            status,
+            timed_out: false,
+        };
+        (run, raw)
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        thread::sleep(Duration::from_millis(100));
+        let raw = self.raw();
+        let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        panic!("{}: {why}\n{}", self.label, excerpt(&raw, &stderr));
+    }
+}
+
+/// The console output for a failure message: its start and end (a crashing guest
+/// can make the hypervisor log a great deal in between).
+fn excerpt(raw: &str, stderr: &str) -> String {
+    const HEAD: usize = 150;
+    const TAIL: usize = 150;
+    let lines: Vec<&str> = raw.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let body = if lines.len() <= HEAD + TAIL {
+        lines.join("\n")
+    } else {
+        format!(
+            "{}\n[... {} lines left out ...]\n{}",
+            lines[..HEAD].join("\n"),
+            lines.len() - HEAD - TAIL,
+            lines[lines.len() - TAIL..].join("\n")
+        )
+    };
+    format!("--- serial output ---\n{body}\n--- QEMU stderr ---\n{stderr}")
+}
+
+/// Asserts `cond`, printing the console excerpt if it does not hold.
+macro_rules! check {
+    ($label:expr, $raw:expr, $stderr:expr, $cond:expr, $($msg:tt)+) => {
+        assert!($cond, "{}: {}\n{}", $label, format!($($msg)+), excerpt($raw, $stderr))
+    };
+}
+
+/// The isolation run: see the module documentation.
+fn isolation(cpu: &str) {
+    let mut s = Session::start(cpu, "isolation.cpio");
+    s.wait_for("the hostile guest to crash itself", |t| {
+        t.find(Some("hostile"), |l| l.starts_with(HOSTILE_CRASH))
+            .is_some()
+    });
+    // The victim must keep running while the hostile VM spins in its exception loop.
+    s.wait_for("two victim heartbeats after the hostile crash", |t| {
+        let crash = t
+            .find(Some("hostile"), |l| l.starts_with(HOSTILE_CRASH))
+            .unwrap_or(usize::MAX);
+        t.of(Some("victim"))
+            .filter(|(i, l)| *i > crash && l.starts_with(HEARTBEAT))
+            .count()
+            >= 2
+    });
+    s.send(b"q");
+    s.wait_for("the victim VM to power off", |t| {
+        t.find(None, hyp_says("victim", "is off")).is_some()
+    });
+    // The hostile VM is still there, so the machine must stay on.
+    thread::sleep(Duration::from_millis(500));
+    let still_running = s.exited().is_none();
+    let label = s.label.clone();
+    let (run, raw) = s.finish();
+    let t = Transcript::parse(&raw);
+    let (raw, err) = (raw.as_str(), run.stderr.as_str());
+
+    check!(
+        label,
+        raw,
+        err,
+        !raw.contains("PANIC"),
+        "the hypervisor panicked"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        still_running,
+        "QEMU stopped after the victim powered off, though the hostile VM never stopped"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(None, |l| l.contains("all VMs are off")).is_none(),
+        "the hypervisor reported all VMs off while the hostile VM was still running"
+    );
+
+    // The victim: started once, never disturbed, reported intact memory.
+    check!(
+        label,
+        raw,
+        err,
+        t.count(Some("victim"), |l| l.starts_with(VICTIM_BANNER)) == 1,
+        "the victim's banner should appear exactly once (a restart would repeat it)"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.failures("victim").is_empty(),
+        "the victim reported failures: {:?}",
+        t.failures("victim")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l == "PASS: victim memory intact")
+            .is_some(),
+        "no `PASS: victim memory intact`"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.summary("victim") == Some((1, 0)),
+        "the victim's summary: {:?}",
+        t.summary("victim")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l.starts_with("victim: q received"))
+            .is_some(),
+        "the victim never got the `q` typed on the console (it stopped at its time limit)"
+    );
+
+    // The hostile guest: every attempt aborted, then it crashed itself.
+    let hostile_passes = t.count(Some("hostile"), |l| l.starts_with("PASS: "));
+    check!(
+        label,
+        raw,
+        err,
+        t.count(Some("hostile"), |l| l == HOSTILE_BANNER) == 1,
+        "the hostile guest's banner should appear exactly once"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.failures("hostile").is_empty(),
+        "the hostile guest got through: {:?}",
+        t.failures("hostile")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        hostile_passes == HOSTILE_CHECKS
+            && t.summary("hostile") == Some((HOSTILE_CHECKS as u32, 0)),
+        "expected {HOSTILE_CHECKS} hostile PASS lines and `{HOSTILE_CHECKS} passed, 0 failed`, \
+         got {hostile_passes} and {:?}",
+        t.summary("hostile")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(None, hyp_says("hostile", "off")).is_none(),
+        "the hostile VM was stopped; it should have been left spinning"
+    );
+}
+
+#[test]
+fn hostile_guest_cannot_touch_the_victim_on_cpu_max() {
+    isolation(CPUS[0]);
+}
+
+#[test]
+fn hostile_guest_cannot_touch_the_victim_on_cortex_a57() {
+    isolation(CPUS[1]);
+}
+
+/// The lifecycle run: see the module documentation.
+fn lifecycle(cpu: &str) {
+    let prompts = |t: &Transcript| t.count(Some("resetter"), |l| l.starts_with(RESETTER_PROMPT));
+    let mut s = Session::start(cpu, "lifecycle.cpio");
+    s.wait_for("the resetter's first prompt and a victim heartbeat", |t| {
+        prompts(t) >= 1
+            && t.find(Some("victim"), |l| l.starts_with(HEARTBEAT))
+                .is_some()
+    });
+    s.send(b"r");
+    // The victim must run on through the resetter's reset.
+    s.wait_for(
+        "the resetter's second prompt and a victim heartbeat after the reset",
+        |t| {
+            let reset = t
+                .find(None, hyp_says("resetter", "resets"))
+                .unwrap_or(usize::MAX);
+            prompts(t) >= 2
+                && t.of(Some("victim"))
+                    .any(|(i, l)| i > reset && l.starts_with(HEARTBEAT))
+        },
+    );
+    s.send(b"o");
+    s.wait_for("the resetter VM to power off", |t| {
+        t.find(None, hyp_says("resetter", "is off")).is_some()
+    });
+    s.wait_for("two victim heartbeats after the resetter is off", |t| {
+        let off = t
+            .find(None, hyp_says("resetter", "is off"))
+            .unwrap_or(usize::MAX);
+        t.of(Some("victim"))
+            .filter(|(i, l)| *i > off && l.starts_with(HEARTBEAT))
+            .count()
+            >= 2
+    });
+    s.send(SWITCH_INPUT);
+    s.send(b"q");
+    let status = s.wait_exit();
+    let label = s.label.clone();
+    let (run, raw) = s.finish();
+    let t = Transcript::parse(&raw);
+    let (raw, err) = (raw.as_str(), run.stderr.as_str());
+
+    check!(
+        label,
+        raw,
+        err,
+        !raw.contains("PANIC"),
+        "the hypervisor panicked"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        status == 0,
+        "QEMU's exit status {status}: the machine should power off when the last VM stops"
+    );
+
+    // The resetter: two boots, each from the original image, one reset, one power-off.
+    let boots = t.count(Some("resetter"), |l| l == RESETTER_BANNER);
+    check!(
+        label,
+        raw,
+        err,
+        boots == 2,
+        "the resetter booted {boots} times, expected 2"
+    );
+    for check in [
+        "PASS: lifecycle: .data holds its load-time value (image reloaded)",
+        "PASS: lifecycle: the device tree is whole (magic 0xd00dfeed)",
+    ] {
+        let n = t.count(Some("resetter"), |l| l == check);
+        check!(
+            label,
+            raw,
+            err,
+            n == 2,
+            "`{check}` {n} times, expected once per boot"
+        );
+    }
+    check!(
+        label,
+        raw,
+        err,
+        t.failures("resetter").is_empty(),
+        "the resetter reported failures: {:?}",
+        t.failures("resetter")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.summary("resetter") == Some((2, 0)),
+        "the resetter's summary before SYSTEM_OFF: {:?}",
+        t.summary("resetter")
+    );
+    let resets = t.count(None, hyp_says("resetter", "resets"));
+    check!(
+        label,
+        raw,
+        err,
+        resets == 1,
+        "the hypervisor logged {resets} resets of 'resetter', expected 1"
+    );
+
+    // The victim: one boot, alive across the resetter's reset and after its
+    // power-off, memory intact, and it stopped the machine as the last VM.
+    check!(
+        label,
+        raw,
+        err,
+        t.count(Some("victim"), |l| l.starts_with(VICTIM_BANNER)) == 1,
+        "the victim's banner should appear exactly once (the resetter's reset must not restart it)"
+    );
+    let reset_at = t
+        .find(None, hyp_says("resetter", "resets"))
+        .unwrap_or(usize::MAX);
+    let off_at = t
+        .find(None, hyp_says("resetter", "is off"))
+        .unwrap_or(usize::MAX);
+    let victim_off = t.find(None, hyp_says("victim", "is off"));
+    let all_off = t.find(None, |l| l.contains("all VMs are off"));
+    check!(
+        label,
+        raw,
+        err,
+        t.of(Some("victim"))
+            .any(|(i, l)| i < reset_at && l.starts_with(HEARTBEAT))
+            && t.of(Some("victim"))
+                .any(|(i, l)| i > reset_at && i < off_at && l.starts_with(HEARTBEAT)),
+        "the victim should beat before the resetter's reset and between the reset and the resetter's power-off"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.failures("victim").is_empty(),
+        "the victim reported failures: {:?}",
+        t.failures("victim")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l == "PASS: victim memory intact")
+            .is_some(),
+        "no `PASS: victim memory intact`"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l.starts_with("victim: q received"))
+            .is_some(),
+        "the victim never got the `q` typed after Ctrl-a x3 (the console switch)"
+    );
+    check!(
+        label,
+        raw,
+        err,
+        matches!((victim_off, all_off), (Some(v), Some(a)) if off_at < v && v < a),
+        "expected the resetter off, then the victim off, then all VMs off: {off_at}, {victim_off:?}, {all_off:?}"
+    );
+}
+
+#[test]
+fn per_vm_reset_and_power_off_on_cpu_max() {
+    lifecycle(CPUS[0]);
+}
+
+#[test]
+fn per_vm_reset_and_power_off_on_cortex_a57() {
+    lifecycle(CPUS[1]);
+}
+
+/// The transcript joins a VM line the console split around another source's output
+/// and keeps lines in completion order.
+#[test]
+fn transcript_joins_split_vm_lines() {
+    let raw = "[INFO  cpu0] boot\n(victim) Fe\n(hostile) PASS: a\r\n(victim) rrovisor\r\n\
+               [WARN  cpu1] x\n(hostile) PA\n[INFO  cpu0] y\n(hostile) SS: b\r\n(victim) partial";
+    let t = Transcript::parse(raw);
+    let texts: Vec<(Option<&str>, &str)> = t
+        .lines
+        .iter()
+        .map(|l| (l.vm.as_deref(), l.text.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (None, "[INFO  cpu0] boot"),
+            (Some("hostile"), "PASS: a"),
+            (Some("victim"), "Ferrovisor"),
+            (None, "[WARN  cpu1] x"),
+            (None, "[INFO  cpu0] y"),
+            (Some("hostile"), "PASS: b"),
+        ]
+    );
+    assert_eq!(t.count(Some("hostile"), |l| l.starts_with("PASS: ")), 2);
+    assert_eq!(t.find(None, |l| l.ends_with(" y")), Some(4));
+
+    // The same with a UART driver that sends every `\n` as `\r\n`.
+    let crlf = raw.replace('\n', "\r\n");
+    let t2 = Transcript::parse(&crlf);
+    assert_eq!(t2.lines, t.lines);
+}
