@@ -18,7 +18,7 @@ mod hyp {
     use alloc::string::String;
     use alloc::vec::Vec;
     use ferrovisor::arch::boot::MAX_CPUS;
-    use ferrovisor::arch::{console as uart, cpuinfo, firmware, memory, percpu, regs};
+    use ferrovisor::arch::{console as uart, cpuinfo, firmware, hostgic, memory, percpu, regs};
     use ferrovisor::config::bundle::Bundle;
     use ferrovisor::config::{HostFacts, SystemConfig};
     use ferrovisor::devices::console;
@@ -70,7 +70,11 @@ mod hyp {
         let bundle_range = platform.initrd;
         init_frames(&platform, dtb, bundle_range);
 
-        let firmware = platform.psci.map(|p| p.method).unwrap_or(Conduit::Smc);
+        let firmware = platform
+            .psci
+            .as_ref()
+            .map(|p| p.method)
+            .unwrap_or(Conduit::Smc);
         let stage2 = Stage2Geometry::from_pa_range(features.parange)
             .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
         info!(
@@ -84,7 +88,8 @@ mod hyp {
             features,
             stage2,
             firmware,
-            kick: |_cpu| {},
+            kick: hostgic::kick,
+            console_input: wake_console_focus,
         };
 
         // Every physical CPU reports what it is (ID registers, caches) before
@@ -113,6 +118,12 @@ mod hyp {
                 dt
             }
         };
+        init_gic(&platform);
+        if !hostgic::init_this_cpu(0) {
+            halt(format_args!(
+                "no GIC redistributor for the boot CPU in the device tree"
+            ));
+        }
         CPU_INFO[0].call_once(cpuinfo::read_host_cpu);
         for dt in 0..cpus {
             let logical = logical_of(dt);
@@ -272,6 +283,43 @@ mod hyp {
     }
 
     static PLAN: spin::Once<Plan> = spin::Once::new();
+
+    /// Brings the physical GIC up (boot CPU, before the others start). Only a
+    /// GICv3 host is supported so far.
+    fn init_gic(p: &Platform) {
+        let Some(g) = &p.gic else {
+            halt(format_args!(
+                "the device tree describes no interrupt controller"
+            ))
+        };
+        if g.version != platform::GicVersion::V3 {
+            halt(format_args!(
+                "the host's interrupt controller is a GICv2 (GIC-400); this build drives GICv3 only (QEMU: -M virt,gic-version=3)"
+            ));
+        }
+        let gicr: Vec<(u64, u64)> = g.gicr.iter().map(|r| (r.base, r.size)).collect();
+        // The console UART's interrupt brings keyboard input in.
+        let uart_intid = p.uart.as_ref().and_then(|u| u.irq);
+        hostgic::init_boot(g.gicd.base, &gicr, uart_intid);
+        info!(
+            "GICv3: {} list registers, {} virtual priority bits",
+            ferrovisor::arch::gic::nr_list_registers(),
+            ferrovisor::arch::gic::virtual_priority_bits()
+        );
+    }
+
+    /// Keyboard input arrived: kick the CPUs of the VM that has the focus so
+    /// its console interrupt is raised.
+    fn wake_console_focus() {
+        if let Some(plan) = PLAN.get() {
+            let focus = console::focus();
+            if let Some(vm) = plan.vms.iter().find(|v| v.spec.index == focus) {
+                for &cpu in vm.pcpus() {
+                    hostgic::kick(cpu);
+                }
+            }
+        }
+    }
 
     /// What each CPU (by logical index) read of itself at boot.
     static CPU_INFO: [spin::Once<HostCpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
@@ -478,6 +526,12 @@ mod hyp {
     extern "C" fn fv_secondary_main(logical: u64) -> ! {
         let logical = logical as usize;
         percpu::init_this_cpu(logical);
+        if !hostgic::init_this_cpu(logical) {
+            error!("CPU {logical}: no GIC redistributor in the device tree; it stays parked");
+            loop {
+                regs::wfe();
+            }
+        }
         CPU_INFO[logical].call_once(cpuinfo::read_host_cpu);
         // Wait until the boot CPU has built the VMs.
         let plan = loop {

@@ -224,6 +224,11 @@ pub fn has_input(vm: usize) -> bool {
     MUX.lock().has_input(vm)
 }
 
+/// The VM that has the keyboard.
+pub fn focus() -> usize {
+    MUX.lock().focus()
+}
+
 /// Drops `vm`'s queued input.
 pub fn clear_input(vm: usize) {
     MUX.lock().clear_input(vm)

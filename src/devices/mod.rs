@@ -24,6 +24,10 @@ pub trait MmioDevice: Send {
     fn name(&self) -> &str;
     fn read(&mut self, access: MmioAccess) -> u64;
     fn write(&mut self, access: MmioAccess, value: u64);
+    /// The device's interrupt output, if it has one: its INTID and level.
+    fn irq_line(&self) -> Option<(u32, bool)> {
+        None
+    }
 }
 
 /// A device placed at `[base, base + size)` of guest-physical space.
@@ -97,6 +101,14 @@ impl MmioBus {
             }
             None => false,
         }
+    }
+
+    /// The interrupt outputs of the devices that have one: (INTID, level).
+    pub fn irq_lines(&self) -> Vec<(u32, bool)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.device.irq_line())
+            .collect()
     }
 
     /// The devices, for the boot log.

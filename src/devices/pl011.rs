@@ -49,6 +49,8 @@ const ID_BYTES: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// The register file of one emulated PL011.
 pub struct Pl011 {
     port: Box<dyn ConsolePort>,
+    /// The interrupt the UART drives (INTID; QEMU virt's is SPI 1 = 33).
+    intid: u32,
     ilpr: u32,
     ibrd: u32,
     fbrd: u32,
@@ -62,9 +64,10 @@ pub struct Pl011 {
 }
 
 impl Pl011 {
-    pub fn new(port: Box<dyn ConsolePort>) -> Self {
+    pub fn new(port: Box<dyn ConsolePort>, intid: u32) -> Self {
         Pl011 {
             port,
+            intid,
             ilpr: 0,
             ibrd: 0,
             fbrd: 0,
@@ -95,6 +98,10 @@ impl Pl011 {
 impl MmioDevice for Pl011 {
     fn name(&self) -> &str {
         "pl011"
+    }
+
+    fn irq_line(&self) -> Option<(u32, bool)> {
+        Some((self.intid, self.irq_level()))
     }
 
     fn read(&mut self, a: MmioAccess) -> u64 {
@@ -192,7 +199,7 @@ mod tests {
 
     fn uart() -> (Pl011, Arc<Mutex<Wire>>) {
         let w = Arc::new(Mutex::new(Wire::default()));
-        (Pl011::new(Box::new(TestPort(w.clone()))), w)
+        (Pl011::new(Box::new(TestPort(w.clone())), 33), w)
     }
     fn acc(offset: u64) -> MmioAccess {
         MmioAccess { offset, size: 4 }
@@ -212,10 +219,12 @@ mod tests {
     fn receive_and_interrupt_level() {
         let (mut u, w) = uart();
         assert!(!u.irq_level(), "all interrupts masked at reset");
+        assert_eq!(u.irq_line(), Some((33, false)));
         u.write(acc(UARTIMSC), (INT_RX | INT_RT) as u64);
         assert!(!u.irq_level());
         w.lock().input.push_back(b'k');
         assert!(u.irq_level());
+        assert_eq!(u.irq_line(), Some((33, true)));
         assert_eq!(u.read(acc(UARTFR)) & FR_RXFE, 0);
         assert_eq!(u.read(acc(UARTMIS)) as u32 & INT_RX, INT_RX);
         assert_eq!(u.read(acc(UARTDR)), b'k' as u64);

@@ -15,18 +15,29 @@ use log::{debug, error, info, warn};
 use spin::Mutex;
 
 use crate::arch::{self, GuestRegs, LiveEl1, firmware, memory, regs};
+use crate::arch::{gic, hostgic};
 use crate::devices::{MmioBus, console, pl011};
 use crate::mm::PAGE_SIZE;
 use crate::mm::pagetable::{PageTable, S2Attrs, Stage2Geometry, vttbr_el2};
 use crate::platform::Conduit;
 use crate::psci::VcpuPower;
 use crate::sysreg::{self, HwAction, Outcome, UnknownLog, VcpuSysRegs, VmCpuModel};
+use crate::timer;
 use crate::trap;
+use crate::vgic::host::{PhysIrq, classify};
+use crate::vgic::mmio as vgic_mmio;
+use crate::vgic::{HwAction as VgicAction, SharedVgic, Vgic, VgicConfig};
 use crate::vm::controls::{self, El2Controls, HostFeatures, SysRegTraps};
 use crate::vm::exit::{ExitContext, Next, SysRegResult};
 use crate::vm::guest_fdt::{self, GuestMachine};
 use crate::vm::image::{ImageKind, LoadPlan, plan_load};
 use crate::vm::layout::{self, BootLayout};
+use alloc::sync::Arc;
+
+/// SPIs of a VM's vGIC (INTIDs 32..96: the console's 33, passthrough devices).
+const VGIC_SPIS: u32 = 64;
+/// The emulated PL011's interrupt: SPI 1, as on QEMU virt.
+const UART_INTID: u32 = 32 + guest_fdt::VIRT_UART_SPI;
 
 /// 2 MiB: guest RAM is allocated at this alignment so stage 2 uses block mappings.
 const RAM_ALIGN: u64 = 2 << 20;
@@ -79,8 +90,10 @@ pub struct Host {
     pub stage2: Stage2Geometry,
     pub firmware: Conduit,
     /// Interrupts physical CPU `index` so it notices a change (a VM stopping, a
-    /// vCPU to start). A no-op until the physical GIC is up.
+    /// vCPU to start, an interrupt for it).
     pub kick: fn(usize),
+    /// Keyboard input arrived: wake the VM that has the console's focus.
+    pub console_input: fn(),
 }
 
 /// A VM's lifecycle.
@@ -123,6 +136,7 @@ pub struct Vm {
     ram: Mutex<memory::OwnedFrames>,
     stage2: PageTable<Stage2Geometry>,
     bus: Mutex<MmioBus>,
+    vgic: SharedVgic,
     vcpus: Mutex<Vec<VcpuSlot>>,
     state: Mutex<VmState>,
     cntvoff: AtomicU64,
@@ -158,11 +172,28 @@ impl Vm {
         if spec.console {
             let port = pl011::SharedConsolePort { vm: spec.index };
             let _ = bus.add(
-                0x0900_0000,
-                0x1000,
-                Box::new(pl011::Pl011::new(Box::new(port))),
+                guest_fdt::VIRT_UART.base,
+                guest_fdt::VIRT_UART.size,
+                Box::new(pl011::Pl011::new(Box::new(port), UART_INTID)),
             );
         }
+        // The virtual GICv3 on the bus at QEMU virt's addresses, its virtual
+        // timer PPI hardware-linked to the physical one.
+        let mut cfg = VgicConfig::new(spec.vcpus, VGIC_SPIS);
+        cfg.nr_lrs = gic::nr_list_registers();
+        cfg.priority_bits = gic::virtual_priority_bits();
+        let vgic: SharedVgic = Arc::new(Mutex::new(
+            Vgic::new(cfg).map_err(|e| VmError::Stage2(alloc::format!("vGIC: {e:?}")))?,
+        ));
+        timer::link_virtual_timer(&mut vgic.lock())
+            .map_err(|e| VmError::Stage2(alloc::format!("vGIC: {e:?}")))?;
+        vgic_mmio::attach(
+            &mut bus,
+            &vgic,
+            guest_fdt::VIRT_GICD.base,
+            guest_fdt::VIRT_GICR_BASE,
+        )
+        .map_err(|e| VmError::Stage2(alloc::format!("vGIC window: {e:?}")))?;
         let idle = VcpuSlot {
             power: VcpuPower::Off,
             entry: 0,
@@ -182,6 +213,7 @@ impl Vm {
             ram: Mutex::new(ram),
             stage2,
             bus: Mutex::new(bus),
+            vgic,
             vcpus: Mutex::new(alloc::vec![idle; spec.vcpus]),
             state: Mutex::new(VmState::Running),
             cntvoff: AtomicU64::new(0),
@@ -302,6 +334,7 @@ impl Vm {
         arch::percpu::set_guest_ctr_el0(self.spec.model.ctr_el0());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
         arch::reset_el1_state(controls::SCTLR_EL1_RESET);
+        gic::reset_virtual_cpu_interface();
         regs::isb();
         regs::tlbi_vmid_all();
     }
@@ -344,13 +377,19 @@ impl Vm {
         let mut vsys_state = VcpuSysRegs::new(controls::vmpidr(vcpu), false);
         let vsys = &mut vsys_state;
         loop {
-            let cause = arch::enter_guest(gprs);
             if let VmState::Stopping(_) = self.state() {
                 self.vcpu_left(vcpu);
                 return;
             }
+            self.before_entry(vcpu);
+            let cause = arch::enter_guest(gprs);
+            self.after_exit(vcpu);
+            if cause == arch::ExitCause::Irq {
+                self.physical_irqs(vcpu);
+                continue;
+            }
             if cause != arch::ExitCause::Sync {
-                debug!("VM '{}' vCPU {vcpu}: {cause:?} exit", self.spec.name);
+                warn!("VM '{}' vCPU {vcpu}: {cause:?} exit", self.spec.name);
                 continue;
             }
             let esr = regs::read_esr_el2();
@@ -363,7 +402,7 @@ impl Vm {
                     ram: self.spec.ram_base..self.spec.ram_base + self.spec.ram_size,
                 };
                 let mut bus = self.bus.lock();
-                let mut sysreg = |acc: trap::SysRegAccess, v: u64| self.sysreg(vsys, acc, v);
+                let mut sysreg = |acc: trap::SysRegAccess, v: u64| self.sysreg(vcpu, vsys, acc, v);
                 ExitContext {
                     gprs,
                     hw: &mut hw,
@@ -375,8 +414,10 @@ impl Vm {
                 }
                 .handle(exit)
             };
+            self.update_device_lines();
             match next {
-                Next::Resume | Next::Idle => {}
+                Next::Resume => {}
+                Next::Idle => self.idle(vcpu),
                 Next::SystemOff => {
                     info!("VM '{}' powers off (PSCI SYSTEM_OFF)", self.spec.name);
                     self.stop(Stop::PowerOff);
@@ -425,7 +466,16 @@ impl Vm {
     }
 
     /// A trapped system-register access, through the CPU model.
-    fn sysreg(&self, vsys: &mut VcpuSysRegs, acc: trap::SysRegAccess, v: u64) -> SysRegResult {
+    fn sysreg(
+        &self,
+        vcpu: usize,
+        vsys: &mut VcpuSysRegs,
+        acc: trap::SysRegAccess,
+        v: u64,
+    ) -> SysRegResult {
+        if let Some(r) = self.vgic.lock().trap_sysreg(vcpu, acc.reg, acc.write, v) {
+            return r;
+        }
         let access = sysreg::Access {
             reg: acc.reg,
             write: acc.write.then_some(v),
@@ -465,6 +515,92 @@ impl Vm {
                 }
                 SysRegResult::Undefined
             }
+        }
+    }
+
+    /// Loads the list registers for this vCPU's entry and sends the kicks and
+    /// physical-GIC work the vGIC queued.
+    fn before_entry(&self, vcpu: usize) {
+        let (kicks, actions) = {
+            let mut v = self.vgic.lock();
+            v.restore(vcpu, &mut gic::IchRegs);
+            (v.take_kicks(), v.take_actions())
+        };
+        for k in kicks {
+            if k != vcpu {
+                (self.host.kick)(self.pcpus[k]);
+            }
+        }
+        for a in actions {
+            match a {
+                VgicAction::DeactivatePhysical { vcpu: owner, intid } if intid < 32 => {
+                    hostgic::deactivate_ppi_on(self.pcpus[owner], intid)
+                }
+                VgicAction::DeactivatePhysical { intid, .. } => hostgic::deactivate_spi(intid),
+                VgicAction::RoutePhysicalSpi { intid, vcpu } => {
+                    hostgic::route_spi(intid, self.pcpus[vcpu])
+                }
+            }
+        }
+    }
+
+    /// Reads the list registers back into the vGIC and looks at the virtual
+    /// timer (the guest may have masked or re-armed it).
+    fn after_exit(&self, vcpu: usize) {
+        let mut v = self.vgic.lock();
+        v.save(vcpu, &mut gic::IchRegs);
+        let _ = timer::resample_virtual_timer(&mut v, vcpu, regs::read_cntv_ctl_el0());
+    }
+
+    /// Takes every pending physical interrupt on this CPU.
+    fn physical_irqs(&self, vcpu: usize) {
+        loop {
+            let intid = gic::acknowledge();
+            let kind = classify(intid, &[]);
+            match kind {
+                PhysIrq::Spurious => break,
+                PhysIrq::VirtualTimer => {
+                    let _ = timer::on_virtual_timer_irq(&mut self.vgic.lock(), vcpu);
+                }
+                PhysIrq::Maintenance | PhysIrq::Kick | PhysIrq::HypTimer => {}
+                PhysIrq::Host(i) if Some(i) == hostgic::uart_intid() => {
+                    if console::poll_keyboard() {
+                        (self.host.console_input)();
+                    }
+                }
+                PhysIrq::Host(i) => debug!("unexpected physical interrupt {i}"),
+                PhysIrq::Passthrough { .. } => {}
+            }
+            gic::complete(intid, kind.completion());
+        }
+        self.update_device_lines();
+    }
+
+    /// Passes the emulated devices' interrupt outputs to the vGIC.
+    fn update_device_lines(&self) {
+        let lines = self.bus.lock().irq_lines();
+        let mut v = self.vgic.lock();
+        for (intid, level) in lines {
+            let _ = v.set_level(None, intid, level);
+        }
+    }
+
+    /// The vCPU waits for an interrupt (WFI, CPU_SUSPEND): this CPU sleeps until
+    /// one may be pending for it, or the VM stops.
+    fn idle(&self, vcpu: usize) {
+        loop {
+            if self.state() != VmState::Running {
+                return;
+            }
+            self.update_device_lines();
+            if self.vgic.lock().wake_pending(vcpu, gic::read_ich_vmcr())
+                || timer::virtual_timer_asserted(regs::read_cntv_ctl_el0())
+            {
+                return;
+            }
+            // Interrupts are masked at EL2, but a pending one still ends WFI.
+            regs::wfi();
+            self.physical_irqs(vcpu);
         }
     }
 

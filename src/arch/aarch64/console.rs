@@ -36,6 +36,13 @@ pub fn read_byte() -> Option<u8> {
     UART.lock().as_ref().and_then(|u| u.get())
 }
 
+/// Lets keyboard input raise the UART's interrupt.
+pub fn enable_rx_interrupt() {
+    if let Some(u) = UART.lock().as_ref() {
+        u.enable_rx_interrupt();
+    }
+}
+
 /// Waits until all output has left the UART (before powering off).
 pub fn flush() {
     if let Some(u) = UART.lock().as_ref() {

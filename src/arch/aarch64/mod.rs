@@ -8,6 +8,7 @@ pub mod cpuinfo;
 pub mod exception;
 pub mod firmware;
 pub mod gic;
+pub mod hostgic;
 pub mod memory;
 pub mod percpu;
 pub mod regs;

@@ -56,3 +56,14 @@ pub fn set_guest_ctr_el0(value: u64) {
     // writes; the vector reads it on this CPU only.
     unsafe { (*(p as *mut PerCpu)).guest_ctr_el0 = value };
 }
+
+/// MPIDR_EL1 of CPU `index` (0 if it has not started).
+pub fn mpidr_of(index: usize) -> u64 {
+    if index >= super::boot::MAX_CPUS {
+        return 0;
+    }
+    // SAFETY: each slot's `mpidr` is written once by its own CPU before that CPU
+    // reports itself up (a release the boot CPU's wait observes); afterwards it
+    // is only read.
+    unsafe { core::ptr::addr_of!(PERCPU_AREA[index].mpidr).read_volatile() }
+}

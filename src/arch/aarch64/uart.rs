@@ -18,7 +18,9 @@ register_structs! {
         (0x00 => dr: ReadWrite<u32>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
-        (0x1c => @END),
+        (0x1c => _reserved1),
+        (0x38 => imsc: ReadWrite<u32>),
+        (0x3c => @END),
     }
 }
 
@@ -53,6 +55,14 @@ impl Pl011 {
         } else {
             Some(self.regs().dr.get() as u8)
         }
+    }
+
+    /// Raises the UART's interrupt when input arrives (UARTIMSC.RXIM and RTIM:
+    /// receive and receive-timeout, TRM 3.3.10).
+    pub fn enable_rx_interrupt(&self) {
+        self.regs()
+            .imsc
+            .set(self.regs().imsc.get() | (1 << 4) | (1 << 6));
     }
 
     /// Waits until every byte has left the UART.
