@@ -27,7 +27,9 @@
 //! - EL2 registers and instructions from EL1 (VTTBR_EL2, TLBI ALLE1, AT S12E1R):
 //!   UNDEFINED;
 //! - PSCI: CPU_ON / AFFINITY_INFO for an MPIDR that is not one of its vCPUs
-//!   (the victim's in host terms): INVALID_PARAMETERS.
+//!   (the victim's in host terms): INVALID_PARAMETERS;
+//! - its own emulated devices used as no driver would (odd sizes, pairs, writes to
+//!   ID registers, SGI broadcasts): any answer, as long as there is one.
 //!
 //! Then it prints `N passed, M failed` and, instead of powering off, points
 //! VBAR_EL1 at an IPA with nothing behind it and executes UDF: each exception entry
@@ -162,6 +164,7 @@ fn main(dtb: u64) -> ! {
     beyond_ram(ram_end);
     not_emulable(ram_end);
     devices();
+    own_devices();
     let pa_bits = stage1::install();
     println!("hostile: own stage-1 tables: 48-bit VA, {pa_bits}-bit IPS");
     high_ipas(pa_bits);
@@ -346,6 +349,105 @@ fn devices() {
             format_args!("load {l}; store {s}"),
         );
     }
+}
+
+/// Accesses to its own emulated devices that no guest driver makes: odd sizes, a
+/// pair, writes to read-only ID registers, SGI broadcasts. Any answer will do — a
+/// value, a write ignored, an abort, an UNDEF — as long as the hypervisor gives one
+/// and carries on.
+fn own_devices() {
+    let answered =
+        |o: &Outcome, addr: u64| matches!(o, Outcome::Completed(_)) || o.is_external_abort_at(addr);
+    let load8 = |addr: u64| {
+        outcome(catch_exception(|| {
+            let v: u32;
+            // SAFETY: a byte load from an emulated device register of this VM.
+            unsafe {
+                asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+            };
+            u64::from(v)
+        }))
+    };
+    let load_pair = |addr: u64| {
+        outcome(catch_exception(|| {
+            let (x, y): (u64, u64);
+            // SAFETY: a load pair (ISV = 0) from an emulated device of this VM.
+            unsafe {
+                asm!("ldp {x}, {y}, [{a}]", a = in(reg) addr, x = out(reg) x, y = out(reg) y, options(nostack, readonly))
+            };
+            x ^ y
+        }))
+    };
+    let store32 = |addr: u64| {
+        outcome(catch_exception(|| {
+            // SAFETY: a 32-bit store to a read-only ID register of this VM's device.
+            unsafe {
+                asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) POISON as u32, options(nostack))
+            };
+            0
+        }))
+    };
+
+    // PL011 (PL011 TRM 3.2): UARTFR at 0x18; the ID registers at 0xfe0..0xfff are
+    // read-only.
+    let mut bad: Option<(u64, Outcome)> = None;
+    for (addr, o) in [
+        (0x0900_0018, load(0x0900_0018)),
+        (0x0900_0fe1, load8(0x0900_0fe1)),
+        (0x0900_0010, load_pair(0x0900_0010)),
+        (0x0900_0fe0, store32(0x0900_0fe0)),
+        (0x0900_0ff8, load(0x0900_0ff8)),
+    ] {
+        if !answered(&o, addr) && bad.is_none() {
+            bad = Some((addr, o));
+        }
+    }
+    check(
+        "hostile: odd accesses to my PL011 (64-bit, byte, pair, ID write) get an answer",
+        bad.is_none(),
+        format_args!("{bad:x?}"),
+    );
+
+    // The GIC window: distributor, ITS, vCPU 0's redistributor (RD_base, SGI_base).
+    let mut bad: Option<(u64, Outcome)> = None;
+    for (addr, o) in [
+        (0x0800_0000, load(0x0800_0000)),
+        (0x0800_0401, load8(0x0800_0401)),
+        (0x0800_fff8, load(0x0800_fff8)),
+        (0x0800_0000, load_pair(0x0800_0000)),
+        (0x0808_0000, load(0x0808_0000)),
+        (0x080a_fff8, load(0x080a_fff8)),
+        (0x080b_0ff8, load(0x080b_0ff8)),
+    ] {
+        if !answered(&o, addr) && bad.is_none() {
+            bad = Some((addr, o));
+        }
+    }
+    check(
+        "hostile: odd loads from my GIC window (64-bit, byte, pair, ends of frames, ITS) get an answer",
+        bad.is_none(),
+        format_args!("{bad:x?}"),
+    );
+
+    // ICC_SGI1R_EL1 (Arm GIC v3 12.2.21): IRM = 1 (bit 40) sends to every PE but
+    // the sender; a target list of 0xffff names 16 PEs of Aff1 = 0. Only this VM's
+    // vCPUs may see them (it has one, and keeps interrupts masked).
+    let mut bad: Option<Outcome> = None;
+    for value in [1u64 << 40, 0xffff, (15 << 24) | 0xffff] {
+        let o = outcome(catch_exception(|| {
+            // SAFETY: an SGI request; this guest has IRQs masked, so nothing is taken.
+            unsafe { asm!("msr S3_0_C12_C11_5, {v}", "isb", v = in(reg) value, options(nostack)) };
+            0
+        }));
+        if !(matches!(o, Outcome::Completed(_)) || o.is_undefined()) && bad.is_none() {
+            bad = Some(o);
+        }
+    }
+    check(
+        "hostile: SGI broadcasts through ICC_SGI1R_EL1 get an answer",
+        bad.is_none(),
+        format_args!("{bad:x?}"),
+    );
 }
 
 /// IPAs above 4 GiB, through the guest's own stage-1 tables ([`stage1`]).
