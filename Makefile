@@ -54,7 +54,7 @@ linux: setup
 uboot-image: hypervisor bundle
 	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
 
-test: hypervisor guests fvconfig
+test: hypervisor guests fvconfig linux
 	bash tests/bundles.sh $(BUILD)
 	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test --features tools
 

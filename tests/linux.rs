@@ -1,0 +1,79 @@
+//! A real Linux guest (Debian's arm64 kernel and a busybox initramfs, fetched by
+//! `make linux`) with two vCPUs under Ferrovisor, in its scripted self-test
+//! mode (tests/linux/init): it must reach userspace, see two CPUs, run a pinned
+//! busy loop on each, sleep one second, count timer and IPI interrupts rising
+//! on both CPUs, report one cache topology for every CPU, and power off so
+//! QEMU exits 0.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{hypervisor_args, run_qemu_until};
+
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+fn boot_linux(cpu: &str) {
+    let args = hypervisor_args(cpu, 4, "linux-selftest.cpio");
+    // A kernel panic would also end with exit status 0 after a reset, so the
+    // run is judged by the self-test's lines, not only by the exit status.
+    let run = run_qemu_until(&args, TIMEOUT, |l| {
+        l.contains("Kernel panic") || l.contains("PANIC")
+    });
+    let report = run.report();
+    assert!(!run.timed_out, "{cpu}: Linux did not finish\n{report}");
+    assert_eq!(run.status, Some(0), "{cpu}: QEMU exit status\n{report}");
+    for line in [
+        "FERROVISOR-LINUX-USERSPACE-UP",
+        "LINUX-CHECK nproc=2",
+        "LINUX-CHECK taskset cpu=0 ok",
+        "LINUX-CHECK taskset cpu=1 ok",
+        "LINUX-CHECK result=pass",
+        "LINUX-CHECK-DONE",
+    ] {
+        assert!(run.has_line(line), "{cpu}: no `{line}`\n{report}");
+    }
+    for prefix in [
+        "LINUX-CHECK sleep1_ms=",
+        "LINUX-CHECK irq timer ",
+        "LINUX-CHECK irq ipi ",
+    ] {
+        let line = run
+            .guest_lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{cpu}: no `{prefix}...` line\n{report}"));
+        assert!(line.ends_with(" ok"), "{cpu}: {line}\n{report}");
+    }
+    // One cache topology for every CPU (the VM's CPU model is per VM).
+    let mut per_cpu: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in run
+        .guest_lines()
+        .filter_map(|l| l.strip_prefix("LINUX-CACHE /sys/devices/system/cpu/"))
+    {
+        let (cpu_dir, rest) = l.split_once('/').unwrap();
+        per_cpu
+            .entry(cpu_dir.to_string())
+            .or_default()
+            .push(rest.to_string());
+    }
+    let views: Vec<&Vec<String>> = per_cpu.values().collect();
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "{cpu}: CPUs see different caches: {per_cpu:?}"
+    );
+    assert!(
+        !run.output.contains("UNDEFINED to the guest"),
+        "{cpu}: the guest hit an UNDEFINED system register\n{report}"
+    );
+}
+
+#[test]
+fn linux_two_vcpus_on_cpu_max() {
+    boot_linux("max");
+}
+
+#[test]
+fn linux_two_vcpus_on_cortex_a57() {
+    boot_linux("cortex-a57");
+}
