@@ -48,6 +48,7 @@ mod hyp {
             write: uart::write_bytes,
             read: uart::read_byte,
             cpu_index: percpu::current_index,
+            now_ms: regs::now_ms,
         });
         console::init_log(log::LevelFilter::Info);
         info!(

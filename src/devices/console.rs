@@ -1,9 +1,12 @@
 //! The shared console: one physical UART for the hypervisor's log and every VM.
 //!
-//! Output: each VM's bytes go out as they come, and each line starts with the
-//! VM's name in parentheses. A line one source leaves unfinished is ended before
-//! another source writes, so lines never interleave (Xen's console works the same
-//! way). The hypervisor's log lines come through here too.
+//! Output: each line starts with the VM's name in parentheses; the hypervisor's
+//! log lines come through here too. Lines never interleave: a complete line goes
+//! out in one piece, and a source's unfinished line (a shell prompt, a line
+//! printed byte by byte) is shown at once only while no other source is in the
+//! middle of a line. Otherwise it waits, and the unfinished line of the other
+//! source is ended only once it has stood for [`HOLD_MS`] — so a prompt that
+//! waits for typing never holds the others back for long, and nothing is lost.
 //!
 //! Input: keyboard bytes go to the VM that has the focus. Ctrl-a pressed three
 //! times in a row moves the focus to the next VM (as on Xen's console); Ctrl-a
@@ -12,6 +15,7 @@
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 /// Ctrl-a: the default key that switches the input focus.
@@ -20,6 +24,10 @@ pub const SWITCH_KEY: u8 = 0x01;
 pub const SWITCH_PRESSES: u8 = 3;
 /// Keyboard bytes kept per VM before the oldest are dropped.
 const INPUT_LIMIT: usize = 4096;
+/// How long (ms) one source's unfinished line may keep others waiting.
+pub const HOLD_MS: u64 = 200;
+/// Bytes a source may have waiting before its line is forced out.
+const PENDING_LIMIT: usize = 4096;
 
 /// Who writes: the hypervisor itself or a VM (by index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +40,11 @@ pub enum Source {
 pub struct Mux {
     names: Vec<String>,
     inputs: Vec<VecDeque<u8>>,
+    /// Output waiting to be shown, per source (index 0: the hypervisor, then VMs).
+    pending: Vec<Vec<u8>>,
     focus: usize,
-    last: Option<Source>,
-    at_line_start: bool,
+    /// The source whose unfinished line is on the screen, and since when (ms).
+    mid_line: Option<(Source, u64)>,
     /// Presses of the switch key seen in a row.
     switch_presses: u8,
     switch_key: u8,
@@ -52,9 +62,9 @@ impl Mux {
         Mux {
             names: Vec::new(),
             inputs: Vec::new(),
+            pending: Vec::new(),
             focus: 0,
-            last: None,
-            at_line_start: true,
+            mid_line: None,
             switch_presses: 0,
             switch_key: SWITCH_KEY,
             switch_needed: SWITCH_PRESSES,
@@ -90,43 +100,108 @@ impl Mux {
         self.focus
     }
 
-    /// Emits `bytes` from `src`, starting new lines with the source's tag.
-    pub fn output(&mut self, src: Source, bytes: &[u8], out: &mut dyn FnMut(&[u8])) {
-        if bytes.is_empty() {
-            return;
+    fn slot(src: Source) -> usize {
+        match src {
+            Source::Hypervisor => 0,
+            Source::Vm(i) => i + 1,
         }
-        if self.last != Some(src) && !self.at_line_start {
-            out(b"\n");
-            self.at_line_start = true;
+    }
+
+    fn source_of(slot: usize) -> Source {
+        if slot == 0 {
+            Source::Hypervisor
+        } else {
+            Source::Vm(slot - 1)
         }
-        self.last = Some(src);
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if self.at_line_start {
-                if let Source::Vm(i) = src {
-                    out(b"(");
-                    out(self.names.get(i).map(|s| s.as_bytes()).unwrap_or(b"?"));
-                    out(b") ");
-                }
-                self.at_line_start = false;
+    }
+
+    /// Takes `bytes` from `src` at time `now` (ms) and shows what may be shown.
+    pub fn output(&mut self, src: Source, bytes: &[u8], now: u64, out: &mut dyn FnMut(&[u8])) {
+        let slot = Self::slot(src);
+        if self.pending.len() <= slot {
+            self.pending.resize(slot + 1, Vec::new());
+        }
+        self.pending[slot].extend_from_slice(bytes);
+        self.flush(now, out);
+    }
+
+    /// Shows whatever waiting output may be shown at time `now` (ms).
+    pub fn flush(&mut self, now: u64, out: &mut dyn FnMut(&[u8])) {
+        // The source that is mid-line may finish its line first; then every
+        // source in turn, starting after it, so none waits behind another twice.
+        let n = self.pending.len();
+        let first = match self.mid_line {
+            Some((owner, _)) => {
+                let slot = Self::slot(owner);
+                self.flush_source(slot, now, true, out);
+                slot + 1
             }
-            match rest.iter().position(|&b| b == b'\n') {
+            None => 0,
+        };
+        for k in 0..n {
+            self.flush_source((first + k) % n, now, false, out);
+        }
+    }
+
+    /// Shows what source `slot` may show; with `one_line`, stops at its first
+    /// line end.
+    fn flush_source(&mut self, slot: usize, now: u64, one_line: bool, out: &mut dyn FnMut(&[u8])) {
+        let src = Self::source_of(slot);
+        while !self.pending[slot].is_empty() {
+            match self.mid_line {
+                Some((owner, _)) if owner == src => {}
+                Some((_, since)) => {
+                    // Another source's line is unfinished: wait, unless it has
+                    // stood long enough or this source has too much waiting.
+                    if now.saturating_sub(since) < HOLD_MS
+                        && self.pending[slot].len() < PENDING_LIMIT
+                    {
+                        return;
+                    }
+                    out(b"\n");
+                    self.mid_line = None;
+                }
+                None => {}
+            }
+            if self.mid_line.is_none() {
+                self.tag(src, out);
+            }
+            let data = core::mem::take(&mut self.pending[slot]);
+            match data.iter().position(|&b| b == b'\n') {
                 Some(nl) => {
-                    out(&rest[..=nl]);
-                    self.at_line_start = true;
-                    rest = &rest[nl + 1..];
+                    out(&data[..=nl]);
+                    self.mid_line = None;
+                    self.pending[slot] = data[nl + 1..].to_vec();
+                    if one_line {
+                        return;
+                    }
                 }
                 None => {
-                    out(rest);
-                    rest = &[];
+                    out(&data);
+                    if self.mid_line.is_none() {
+                        self.mid_line = Some((src, now));
+                    }
                 }
             }
         }
     }
 
+    /// Whether some output could not be shown yet.
+    pub fn has_waiting(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
+    fn tag(&self, src: Source, out: &mut dyn FnMut(&[u8])) {
+        if let Source::Vm(i) = src {
+            out(b"(");
+            out(self.names.get(i).map(|s| s.as_bytes()).unwrap_or(b"?"));
+            out(b") ");
+        }
+    }
+
     /// Takes one keyboard byte. Returns the index of the newly focused VM when
     /// the byte completed the switch sequence.
-    pub fn keyboard(&mut self, byte: u8, out: &mut dyn FnMut(&[u8])) -> Option<usize> {
+    pub fn keyboard(&mut self, byte: u8, now: u64, out: &mut dyn FnMut(&[u8])) -> Option<usize> {
         if byte == self.switch_key && !self.names.is_empty() {
             self.switch_presses += 1;
             if self.switch_presses >= self.switch_needed {
@@ -135,7 +210,7 @@ impl Mux {
                 let mut msg = String::from("[console] input now goes to VM '");
                 msg.push_str(&self.names[self.focus]);
                 msg.push_str("'\n");
-                self.output(Source::Hypervisor, msg.as_bytes(), out);
+                self.output(Source::Hypervisor, msg.as_bytes(), now, out);
                 return Some(self.focus);
             }
             return None;
@@ -175,9 +250,14 @@ pub struct Physical {
     pub read: fn() -> Option<u8>,
     /// The logical index of the CPU running the caller (for log lines).
     pub cpu_index: fn() -> usize,
+    /// A monotonic clock in milliseconds.
+    pub now_ms: fn() -> u64,
 }
 
 static MUX: Mutex<Mux> = Mutex::new(Mux::new());
+/// Some output waits for another source's line to end (checked without a lock
+/// on every guest exit).
+static WAITING: AtomicBool = AtomicBool::new(false);
 static PHYSICAL: Mutex<Option<Physical>> = Mutex::new(None);
 
 /// Connects the console to the physical UART.
@@ -198,7 +278,26 @@ pub fn configure(key: u8, presses: u8, focus: usize) {
 /// Emits bytes from `src` on the physical console.
 pub fn write(src: Source, bytes: &[u8]) {
     let Some(p) = *PHYSICAL.lock() else { return };
-    MUX.lock().output(src, bytes, &mut |b| (p.write)(b));
+    let mut m = MUX.lock();
+    m.output(src, bytes, (p.now_ms)(), &mut |b| (p.write)(b));
+    WAITING.store(m.has_waiting(), Ordering::Release);
+}
+
+/// Whether output waits for another source's line to end.
+pub fn output_waiting() -> bool {
+    WAITING.load(Ordering::Acquire)
+}
+
+/// Shows output that was waiting for another source's line to end, if its
+/// time has come.
+pub fn flush_waiting() {
+    if !output_waiting() {
+        return;
+    }
+    let Some(p) = *PHYSICAL.lock() else { return };
+    let mut m = MUX.lock();
+    m.flush((p.now_ms)(), &mut |b| (p.write)(b));
+    WAITING.store(m.has_waiting(), Ordering::Release);
 }
 
 /// Reads whatever the keyboard has and routes it. Returns whether anything came.
@@ -209,7 +308,7 @@ pub fn poll_keyboard() -> bool {
     let mut any = false;
     while let Some(b) = (p.read)() {
         any = true;
-        MUX.lock().keyboard(b, &mut |s| (p.write)(s));
+        MUX.lock().keyboard(b, (p.now_ms)(), &mut |s| (p.write)(s));
     }
     any
 }
@@ -266,10 +365,10 @@ pub fn init_log(level: log::LevelFilter) {
 mod tests {
     use super::*;
 
-    fn run(m: &mut Mux, steps: &[(Source, &str)]) -> String {
+    fn feed(m: &mut Mux, steps: &[(Source, &str, u64)]) -> String {
         let mut out = Vec::new();
-        for (src, s) in steps {
-            m.output(*src, s.as_bytes(), &mut |b| out.extend_from_slice(b));
+        for (src, s, now) in steps {
+            m.output(*src, s.as_bytes(), *now, &mut |b| out.extend_from_slice(b));
         }
         String::from_utf8(out).unwrap()
     }
@@ -279,20 +378,54 @@ mod tests {
         let mut m = Mux::new();
         let a = m.add_vm("linux");
         let b = m.add_vm("test");
-        let s = run(
+        let s = feed(
             &mut m,
             &[
-                (Source::Vm(a), "hel"),
-                (Source::Vm(a), "lo\nwor"),
-                (Source::Vm(b), "x\n"),
-                (Source::Vm(a), "ld\n"),
-                (Source::Hypervisor, "[INFO cpu0] hi\n"),
+                (Source::Vm(a), "hel", 0),
+                (Source::Vm(b), "x\n", 1),
+                (Source::Vm(a), "lo\nwor", 2),
+                (Source::Vm(b), "y", 3),
+                (Source::Vm(a), "ld\n", 4),
+                (Source::Hypervisor, "[INFO cpu0] hi\n", 5),
+                (Source::Vm(b), "\n", 6),
             ],
         );
         assert_eq!(
             s,
-            "(linux) hello\n(linux) wor\n(test) x\n(linux) ld\n[INFO cpu0] hi\n"
+            "(linux) hello\n(test) x\n(linux) world\n(test) y\n[INFO cpu0] hi\n"
         );
+    }
+
+    #[test]
+    fn a_waiting_prompt_is_ended_after_the_hold_time() {
+        let mut m = Mux::new();
+        let a = m.add_vm("linux");
+        let b = m.add_vm("demo");
+        let mut s = feed(
+            &mut m,
+            &[(Source::Vm(a), "~ # ", 0), (Source::Vm(b), "PASS\n", 10)],
+        );
+        assert_eq!(s, "(linux) ~ # ", "the prompt shows at once, demo waits");
+        assert!(m.has_waiting());
+        let mut out = Vec::new();
+        m.flush(HOLD_MS + 1, &mut |b| out.extend_from_slice(b));
+        s.push_str(core::str::from_utf8(&out).unwrap());
+        assert_eq!(s, "(linux) ~ # \n(demo) PASS\n");
+        assert!(!m.has_waiting());
+        // Typing at the prompt continues on a new tagged line.
+        let t = feed(&mut m, &[(Source::Vm(a), "ls", HOLD_MS + 2)]);
+        assert_eq!(t, "(linux) ls");
+    }
+
+    #[test]
+    fn too_much_waiting_output_forces_the_line_out() {
+        let mut m = Mux::new();
+        let a = m.add_vm("a");
+        let b = m.add_vm("b");
+        let big = "z".repeat(PENDING_LIMIT);
+        let s = feed(&mut m, &[(Source::Vm(a), "p", 0), (Source::Vm(b), &big, 1)]);
+        assert!(s.starts_with("(a) p\n(b) zzz"), "{}", &s[..20]);
+        assert_eq!(s.len(), "(a) p\n(b) ".len() + PENDING_LIMIT);
     }
 
     #[test]
@@ -302,20 +435,20 @@ mod tests {
         m.add_vm("b");
         let mut out = Vec::new();
         let mut sink = |b: &[u8]| out.extend_from_slice(b);
-        assert_eq!(m.keyboard(b'x', &mut sink), None);
-        assert_eq!(m.keyboard(SWITCH_KEY, &mut sink), None);
-        assert_eq!(m.keyboard(SWITCH_KEY, &mut sink), None);
-        assert_eq!(m.keyboard(b'y', &mut sink), None);
+        assert_eq!(m.keyboard(b'x', 0, &mut sink), None);
+        assert_eq!(m.keyboard(SWITCH_KEY, 0, &mut sink), None);
+        assert_eq!(m.keyboard(SWITCH_KEY, 0, &mut sink), None);
+        assert_eq!(m.keyboard(b'y', 0, &mut sink), None);
         assert_eq!(m.take_input(0), Some(b'x'));
         assert_eq!(m.take_input(0), Some(SWITCH_KEY));
         assert_eq!(m.take_input(0), Some(SWITCH_KEY));
         assert_eq!(m.take_input(0), Some(b'y'));
         assert_eq!(m.take_input(0), None);
         for _ in 0..3 {
-            m.keyboard(SWITCH_KEY, &mut sink);
+            m.keyboard(SWITCH_KEY, 0, &mut sink);
         }
         assert_eq!(m.focus(), 1);
-        m.keyboard(b'z', &mut sink);
+        m.keyboard(b'z', 0, &mut sink);
         assert!(!m.has_input(0));
         assert_eq!(m.take_input(1), Some(b'z'));
         let text = String::from_utf8(out).unwrap();
@@ -329,20 +462,24 @@ mod tests {
         m.add_vm("b");
         m.configure(0x02, 2, 1);
         let mut sink = |_: &[u8]| {};
-        m.keyboard(b'q', &mut sink);
+        m.keyboard(b'q', 0, &mut sink);
         assert_eq!(
             m.take_input(1),
             Some(b'q'),
             "input starts at the configured VM"
         );
-        m.keyboard(SWITCH_KEY, &mut sink);
+        m.keyboard(SWITCH_KEY, 0, &mut sink);
         assert_eq!(
             m.take_input(1),
             Some(SWITCH_KEY),
             "Ctrl-a is an ordinary key now"
         );
-        assert_eq!(m.keyboard(0x02, &mut sink), None);
-        assert_eq!(m.keyboard(0x02, &mut sink), Some(0), "two presses switch");
+        assert_eq!(m.keyboard(0x02, 0, &mut sink), None);
+        assert_eq!(
+            m.keyboard(0x02, 0, &mut sink),
+            Some(0),
+            "two presses switch"
+        );
     }
 
     #[test]
@@ -351,7 +488,7 @@ mod tests {
         m.add_vm("a");
         let mut sink = |_: &[u8]| {};
         for i in 0..(INPUT_LIMIT + 10) {
-            m.keyboard(b'a' + (i % 20) as u8, &mut sink);
+            m.keyboard(b'a' + (i % 20) as u8, 0, &mut sink);
         }
         let mut n = 0;
         while m.take_input(0).is_some() {

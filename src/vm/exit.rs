@@ -59,6 +59,29 @@ pub enum SysRegResult {
     Undefined,
 }
 
+/// Limits how often one VM's faults are logged: a guest in an exception loop
+/// would otherwise flood the shared console. The first [`FaultLog::FIRST`] are
+/// logged, then one line per [`FaultLog::EVERY`] with the count.
+#[derive(Debug, Default)]
+pub struct FaultLog {
+    seen: u64,
+}
+
+impl FaultLog {
+    pub const FIRST: u64 = 16;
+    pub const EVERY: u64 = 4096;
+
+    /// Counts one fault; says whether to log it, and how many are behind it.
+    pub fn note(&mut self) -> Option<u64> {
+        self.seen += 1;
+        if self.seen <= Self::FIRST || self.seen % Self::EVERY == 0 {
+            Some(self.seen)
+        } else {
+            None
+        }
+    }
+}
+
 /// Everything one exit may need, borrowed from the VM and vCPU.
 pub struct ExitContext<'a, G: GuestGprs, H: GuestHw, P: PsciVm> {
     pub gprs: &'a mut G,
@@ -70,6 +93,8 @@ pub struct ExitContext<'a, G: GuestGprs, H: GuestHw, P: PsciVm> {
     pub instr_len: u64,
     /// Resolves trapped system-register accesses.
     pub sysreg: &'a mut dyn FnMut(crate::trap::SysRegAccess, u64) -> SysRegResult,
+    /// The VM's fault-log budget.
+    pub faults: &'a mut FaultLog,
 }
 
 impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
@@ -85,11 +110,13 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             }
             Exit::DataAbort(da) => self.data_abort(&da),
             Exit::InstAbort(ia) => {
-                log::warn!(
-                    "guest instruction fetch from unmapped IPA {:#x} (VA {:#x}): injecting an external abort",
-                    ia.ipa,
-                    ia.far
-                );
+                if let Some(n) = self.faults.note() {
+                    log::warn!(
+                        "guest instruction fetch from unmapped IPA {:#x} (VA {:#x}): injecting an external abort (fault #{n})",
+                        ia.ipa,
+                        ia.far
+                    );
+                }
                 self.inject(SyncException::InstructionAbort { far: ia.far });
                 Next::Resume
             }
@@ -119,7 +146,9 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
                 Next::Resume
             }
             Exit::Debug(_) | Exit::IllegalState | Exit::Unknown { .. } => {
-                log::debug!("guest exit {exit:?}: injecting UNDEFINED");
+                if let Some(n) = self.faults.note() {
+                    log::debug!("guest exit {exit:?}: injecting UNDEFINED (fault #{n})");
+                }
                 self.inject(SyncException::Undefined);
                 Next::Resume
             }

@@ -28,7 +28,7 @@ use crate::vgic::host::{PhysIrq, classify};
 use crate::vgic::mmio as vgic_mmio;
 use crate::vgic::{HwAction as VgicAction, SharedVgic, Vgic, VgicConfig};
 use crate::vm::controls::{self, El2Controls, HostFeatures, SysRegTraps};
-use crate::vm::exit::{ExitContext, Next, SysRegResult};
+use crate::vm::exit::{ExitContext, FaultLog, Next, SysRegResult};
 use crate::vm::guest_fdt::{self, GuestMachine};
 use crate::vm::image::{ImageKind, LoadPlan, plan_load};
 use crate::vm::layout::{self, BootLayout};
@@ -140,6 +140,8 @@ pub struct Vm {
     vcpus: Mutex<Vec<VcpuSlot>>,
     state: Mutex<VmState>,
     cntvoff: AtomicU64,
+    /// How many of the guest's faults have been logged.
+    fault_log: Mutex<FaultLog>,
     /// Encodings already reported as UNDEFINED (logged once each).
     unknown_sysregs: Mutex<UnknownLog>,
 }
@@ -218,6 +220,7 @@ impl Vm {
             state: Mutex::new(VmState::Running),
             cntvoff: AtomicU64::new(0),
             unknown_sysregs: Mutex::new(UnknownLog::new()),
+            fault_log: Mutex::new(FaultLog::default()),
             pcpus,
             spec,
         };
@@ -411,10 +414,12 @@ impl Vm {
                     features,
                     instr_len: trap::instruction_length(esr),
                     sysreg: &mut sysreg,
+                    faults: &mut self.fault_log.lock(),
                 }
                 .handle(exit)
             };
             self.update_device_lines();
+            console::flush_waiting();
             match next {
                 Next::Resume => {}
                 Next::Idle => self.idle(vcpu),
@@ -562,7 +567,8 @@ impl Vm {
                 PhysIrq::VirtualTimer => {
                     let _ = timer::on_virtual_timer_irq(&mut self.vgic.lock(), vcpu);
                 }
-                PhysIrq::Maintenance | PhysIrq::Kick | PhysIrq::HypTimer => {}
+                PhysIrq::HypTimer => regs::disarm_hyp_timer(),
+                PhysIrq::Maintenance | PhysIrq::Kick => {}
                 PhysIrq::Host(i) if Some(i) == hostgic::uart_intid() => {
                     if console::poll_keyboard() {
                         (self.host.console_input)();
@@ -597,6 +603,12 @@ impl Vm {
                 || timer::virtual_timer_asserted(regs::read_cntv_ctl_el0())
             {
                 return;
+            }
+            // Console output waiting behind another VM's unfinished line must
+            // come out even if nothing else wakes this CPU.
+            console::flush_waiting();
+            if console::output_waiting() {
+                regs::arm_hyp_timer_ms(console::HOLD_MS);
             }
             // Interrupts are masked at EL2, but a pending one still ends WFI.
             regs::wfi();

@@ -7,7 +7,7 @@ use spin::Once;
 use super::boot::MAX_CPUS;
 use super::gic::{self, Distributor, Redistributor};
 use super::percpu;
-use crate::vgic::host::{KICK_SGI, MAINTENANCE_INTID, VIRTUAL_TIMER_INTID};
+use crate::vgic::host::{HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, VIRTUAL_TIMER_INTID};
 use crate::vgic::sgi::sgi1r_for;
 
 struct HostGic {
@@ -61,7 +61,8 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
 }
 
 /// Brings this CPU's redistributor and CPU interface up, with the interrupts
-/// the hypervisor takes here enabled: maintenance, virtual timer, kick.
+/// the hypervisor takes here enabled: maintenance, virtual timer, the EL2
+/// timer (its own wake-ups), kick.
 /// Returns false when the device tree has no redistributor for this CPU.
 pub fn init_this_cpu(logical: usize) -> bool {
     let Some(g) = GIC.get() else { return false };
@@ -71,7 +72,13 @@ pub fn init_this_cpu(logical: usize) -> bool {
         return false;
     };
     r.init();
-    for intid in [MAINTENANCE_INTID, VIRTUAL_TIMER_INTID, KICK_SGI] {
+    super::regs::disarm_hyp_timer();
+    for intid in [
+        MAINTENANCE_INTID,
+        VIRTUAL_TIMER_INTID,
+        HYP_TIMER_INTID,
+        KICK_SGI,
+    ] {
         r.enable_private(intid);
     }
     gic::init_cpu_interface();

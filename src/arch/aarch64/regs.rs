@@ -326,3 +326,27 @@ pub fn set_trap_vm(on: bool) {
     write_hcr_el2(if on { hcr | TVM } else { hcr & !TVM });
     isb();
 }
+
+sysreg!(read_cnthp_ctl_el2, write_cnthp_ctl_el2, "cnthp_ctl_el2");
+sysreg!(read_cnthp_cval_el2, write_cnthp_cval_el2, "cnthp_cval_el2");
+
+/// Milliseconds since the counter started (CNTPCT_EL0 / CNTFRQ_EL0).
+pub fn now_ms() -> u64 {
+    let freq = read_cntfrq_el0().max(1);
+    (read_cntpct_el0() as u128 * 1000 / freq as u128) as u64
+}
+
+/// Arms the EL2 physical timer (CNTHP, PPI 26) to fire `ms` from now: the
+/// hypervisor's own wake-up while it idles.
+pub fn arm_hyp_timer_ms(ms: u64) {
+    let ticks = read_cntfrq_el0() / 1000 * ms;
+    write_cnthp_cval_el2(read_cntpct_el0() + ticks);
+    write_cnthp_ctl_el2(1); // ENABLE, not masked
+    isb();
+}
+
+/// Turns the EL2 physical timer off (its interrupt stops).
+pub fn disarm_hyp_timer() {
+    write_cnthp_ctl_el2(0);
+    isb();
+}

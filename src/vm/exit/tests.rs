@@ -103,6 +103,7 @@ fn run(
     bus.add(0x0900_0000, 0x1000, Box::new(Latch(0xffff_ff80)))
         .unwrap();
     let mut psci = OneCpu;
+    let mut faults = FaultLog::default();
     let next = ExitContext {
         gprs: &mut regs,
         hw: &mut el1,
@@ -111,6 +112,7 @@ fn run(
         features: PStateFeatures::default(),
         instr_len: 4,
         sysreg,
+        faults: &mut faults,
     }
     .handle(exit);
     let latch = bus.read(0x0900_0000, 8);
@@ -276,4 +278,11 @@ fn load_extension_rules() {
         0xffff_ffff_8000_0000
     );
     assert_eq!(extend_load(u64::MAX, 8, true, true), u64::MAX);
+}
+
+#[test]
+fn fault_log_is_bounded() {
+    let mut f = FaultLog::default();
+    let logged = (0..100_000).filter(|_| f.note().is_some()).count() as u64;
+    assert_eq!(logged, FaultLog::FIRST + 100_000 / FaultLog::EVERY);
 }
