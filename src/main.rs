@@ -27,7 +27,7 @@ mod hyp {
     use ferrovisor::platform::{self, Conduit, Platform};
     use ferrovisor::sysreg::{CachePolicy, ExplicitCaches, HostCpu, SystemCpuInfo, VmCpuModel};
     use ferrovisor::vm::controls::{HostFeatures, IdRegs};
-    use ferrovisor::vm::run::{Host, Vm, VmSpec};
+    use ferrovisor::vm::run::{Host, PassthroughDevice, Vm, VmSpec};
     use log::{error, info, warn};
 
     /// Stops here after a fatal error: the message is out, nothing else runs.
@@ -244,6 +244,27 @@ mod hyp {
                 bootargs: vmc.bootargs.clone(),
                 console: vmc.console == ferrovisor::config::VmConsole::Pl011,
                 model,
+                passthrough: vmc
+                    .passthrough
+                    .iter()
+                    .map(|p| PassthroughDevice {
+                        base: p.base,
+                        size: p.size,
+                        irqs: p.irqs.clone(),
+                        // The host nodes inside the window describe the device to the guest.
+                        nodes: platform
+                            .devices
+                            .iter()
+                            .filter(|d| {
+                                !d.regs.is_empty()
+                                    && d.regs.iter().all(|r| {
+                                        r.base >= p.base && r.base + r.size <= p.base + p.size
+                                    })
+                            })
+                            .cloned()
+                            .collect(),
+                    })
+                    .collect(),
             };
             match Vm::create(spec, pcpus.clone(), host) {
                 Ok(vm) => {

@@ -24,7 +24,7 @@ use crate::psci::VcpuPower;
 use crate::sysreg::{self, HwAction, Outcome, UnknownLog, VcpuSysRegs, VmCpuModel};
 use crate::timer;
 use crate::trap;
-use crate::vgic::host::{PhysIrq, classify};
+use crate::vgic::host::{PassthroughSpi, PhysIrq, classify};
 use crate::vgic::mmio as vgic_mmio;
 use crate::vgic::{HwAction as VgicAction, SharedVgic, Vgic, VgicConfig};
 use crate::vm::controls::{self, El2Controls, HostFeatures, SysRegTraps};
@@ -57,6 +57,19 @@ pub struct VmSpec {
     pub console: bool,
     /// The CPU every vCPU sees.
     pub model: VmCpuModel,
+    /// Devices of the board given to this VM.
+    pub passthrough: Vec<PassthroughDevice>,
+}
+
+/// A device of the board given to one VM: its MMIO window, mapped at the same
+/// guest-physical address, its interrupts (GIC INTIDs, forwarded hardware-linked),
+/// and the host device-tree nodes that describe it (copied into the guest's).
+#[derive(Clone, Debug)]
+pub struct PassthroughDevice {
+    pub base: u64,
+    pub size: u64,
+    pub irqs: Vec<u32>,
+    pub nodes: Vec<crate::platform::DeviceNode>,
 }
 
 /// Why a VM could not be built.
@@ -137,6 +150,8 @@ pub struct Vm {
     stage2: PageTable<Stage2Geometry>,
     bus: Mutex<MmioBus>,
     vgic: SharedVgic,
+    /// The physical interrupts forwarded to this VM.
+    passthrough_spis: Vec<PassthroughSpi>,
     vcpus: Mutex<Vec<VcpuSlot>>,
     state: Mutex<VmState>,
     cntvoff: AtomicU64,
@@ -169,6 +184,17 @@ impl Vm {
                 S2Attrs::RAM,
             )
             .map_err(|e| VmError::Stage2(alloc::format!("{e:?}")))?;
+        for dev in &spec.passthrough {
+            stage2
+                .map(&mut tables, dev.base, dev.base, dev.size, S2Attrs::DEVICE)
+                .map_err(|e| {
+                    VmError::Stage2(alloc::format!(
+                        "passthrough {:#x}..{:#x}: {e:?}",
+                        dev.base,
+                        dev.base + dev.size
+                    ))
+                })?;
+        }
         let vmid = (spec.index + 1) as u8;
         let mut bus = MmioBus::new();
         if spec.console {
@@ -181,7 +207,14 @@ impl Vm {
         }
         // The virtual GICv3 on the bus at QEMU virt's addresses, its virtual
         // timer PPI hardware-linked to the physical one.
-        let mut cfg = VgicConfig::new(spec.vcpus, VGIC_SPIS);
+        let top_irq = spec
+            .passthrough
+            .iter()
+            .flat_map(|d| d.irqs.iter().copied())
+            .max()
+            .unwrap_or(0);
+        let nr_spis = VGIC_SPIS.max((top_irq + 1).saturating_sub(32).next_multiple_of(32));
+        let mut cfg = VgicConfig::new(spec.vcpus, nr_spis);
         cfg.nr_lrs = gic::nr_list_registers();
         cfg.priority_bits = gic::virtual_priority_bits();
         let vgic: SharedVgic = Arc::new(Mutex::new(
@@ -196,6 +229,21 @@ impl Vm {
             guest_fdt::VIRT_GICR_BASE,
         )
         .map_err(|e| VmError::Stage2(alloc::format!("vGIC window: {e:?}")))?;
+        // A passthrough device's interrupts go to this VM only, hardware-linked:
+        // the guest's deactivation deactivates the physical interrupt.
+        let mut passthrough_spis = Vec::new();
+        for &intid in spec.passthrough.iter().flat_map(|d| d.irqs.iter()) {
+            vgic.lock()
+                .link_hw(None, intid, intid)
+                .map_err(|e| VmError::Stage2(alloc::format!("passthrough INTID {intid}: {e:?}")))?;
+            hostgic::route_spi(intid, pcpus[0]);
+            hostgic::enable_spi(intid);
+            passthrough_spis.push(PassthroughSpi {
+                pintid: intid,
+                vm: spec.index,
+                vintid: intid,
+            });
+        }
         let idle = VcpuSlot {
             power: VcpuPower::Off,
             entry: 0,
@@ -216,6 +264,7 @@ impl Vm {
             stage2,
             bus: Mutex::new(bus),
             vgic,
+            passthrough_spis,
             vcpus: Mutex::new(alloc::vec![idle; spec.vcpus]),
             state: Mutex::new(VmState::Running),
             cntvoff: AtomicU64::new(0),
@@ -319,6 +368,12 @@ impl Vm {
         if !self.spec.console {
             m.uart = None;
         }
+        m.passthrough = self
+            .spec
+            .passthrough
+            .iter()
+            .flat_map(|d| d.nodes.iter().cloned())
+            .collect();
         m
     }
 
@@ -561,7 +616,7 @@ impl Vm {
     fn physical_irqs(&self, vcpu: usize) {
         loop {
             let intid = gic::acknowledge();
-            let kind = classify(intid, &[]);
+            let kind = classify(intid, &self.passthrough_spis);
             match kind {
                 PhysIrq::Spurious => break,
                 PhysIrq::VirtualTimer => {
@@ -575,7 +630,9 @@ impl Vm {
                     }
                 }
                 PhysIrq::Host(i) => debug!("unexpected physical interrupt {i}"),
-                PhysIrq::Passthrough { .. } => {}
+                PhysIrq::Passthrough { vintid, .. } => {
+                    let _ = self.vgic.lock().inject_hw(None, vintid);
+                }
             }
             gic::complete(intid, kind.completion());
         }

@@ -116,6 +116,13 @@ pub fn deactivate_spi(intid: u32) {
     }
 }
 
+/// Enables SPI `intid` at the distributor.
+pub fn enable_spi(intid: u32) {
+    if let Some(g) = GIC.get() {
+        g.dist.enable_spi(intid);
+    }
+}
+
 /// Routes SPI `intid` to CPU `logical`.
 pub fn route_spi(intid: u32, logical: usize) {
     if let Some(g) = GIC.get() {

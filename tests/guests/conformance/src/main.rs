@@ -49,7 +49,24 @@ fn main(dtb: u64) -> ! {
     unclaimed_address_aborts();
     psci_and_smccc();
     ctr_el0_into_any_register();
+    passthrough_device();
     finish()
+}
+
+/// The config gives this VM QEMU virt's first virtio-mmio page: it reads the
+/// device itself (virtio-mmio MagicValue "virt" at offset 0), not an abort.
+fn passthrough_device() {
+    const VIRTIO_MMIO: u64 = 0x0a00_0000;
+    let got = catch_exception(|| {
+        // SAFETY: a 32-bit device read of the passed-through virtio-mmio page,
+        // which the runtime's boot map covers as Device memory; a fault is caught.
+        unsafe { (VIRTIO_MMIO as *const u32).read_volatile() as u64 }
+    });
+    check!(
+        "passthrough: the virtio-mmio page given to this VM reads its magic value",
+        got == Ok(0x7472_6976),
+        "read {got:x?}"
+    );
 }
 
 /// CTR_EL0 read into different registers gives one value and leaves the other
