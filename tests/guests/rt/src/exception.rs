@@ -7,11 +7,18 @@
 //! `x0`/`x1` (saved and restored on the stack): no Rust runs, so no FP/SIMD register
 //! of the interrupted code is disturbed.
 //!
-//! Any other exception (not armed, IRQ, FIQ, SError, from a lower EL) is unexpected:
+//! An IRQ taken at the current EL (SP_ELx) goes to the handler a guest installed with
+//! [`set_irq_handler`] (an interrupt-controller test acknowledges and completes the
+//! interrupt there). The vector saves every register the procedure-call standard lets
+//! a callee change (x0-x18, x29, x30, q0-q31, FPSR, FPCR) plus ELR_EL1/SPSR_EL1, so
+//! the interrupted code resumes unchanged. With no handler installed an IRQ is
+//! unexpected, as before.
+//!
+//! Any other exception (not armed, FIQ, SError, from a lower EL) is unexpected:
 //! it is reported as a `FAIL:` line with the syndrome and the guest finishes
 //! ([`crate::finish`]), so a wrong exception is a test failure rather than a hang.
 
-use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, compiler_fence};
 
 /// `ESR_ELx.EC` (Arm ARM D23.2.42): an Unknown reason, which is how UNDEFINED
 /// instructions and untrapped inaccessible system registers are reported.
@@ -192,9 +199,45 @@ extern "C" fn __guest_rt_unexpected_exception(vector: u64, esr: u64, far: u64, e
     ))
 }
 
+/// The installed IRQ handler (a `fn()` as an address), 0 for none.
+static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs `handler` for IRQs taken at EL1 (the vector "IRQ, current EL with
+/// SP_ELx"), or removes it with `None` (an IRQ is then an unexpected exception).
+///
+/// The handler runs with IRQs masked (PSTATE.I set by the exception entry, Arm ARM
+/// D1.3.4) on the interrupted code's stack; it must acknowledge the interrupt (or
+/// make its source go away) or it is taken again at once when it returns. One
+/// handler serves every CPU of the guest.
+pub fn set_irq_handler(handler: Option<fn()>) {
+    IRQ_HANDLER.store(handler.map_or(0, |h| h as usize), Ordering::SeqCst);
+}
+
+/// Called from the IRQ vector with the interrupted context saved.
+#[unsafe(no_mangle)]
+extern "C" fn __guest_rt_irq() {
+    let handler = IRQ_HANDLER.load(Ordering::SeqCst);
+    if handler == 0 {
+        let (esr, far, elr): (u64, u64, u64);
+        // SAFETY: reading the EL1 exception syndrome registers has no side effects.
+        unsafe {
+            core::arch::asm!(
+                "mrs {}, esr_el1", "mrs {}, far_el1", "mrs {}, elr_el1",
+                out(reg) esr, out(reg) far, out(reg) elr,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+        __guest_rt_unexpected_exception(5, esr, far, elr);
+    }
+    // SAFETY: a non-zero value was stored by `set_irq_handler` from a `fn()`.
+    let handler: fn() = unsafe { core::mem::transmute::<usize, fn()>(handler) };
+    handler();
+}
+
 // The vector table: 16 entries of 0x80 bytes, 2 KiB aligned (Arm ARM D1.3.1, VBAR_EL1).
 // Entry 4 (synchronous, current EL with SP_ELx) has the expected-exception fast path;
-// every other entry reports through __guest_rt_unexpected_exception.
+// entry 5 (IRQ, current EL with SP_ELx) saves the caller-saved state and calls
+// __guest_rt_irq; every other entry reports through __guest_rt_unexpected_exception.
 core::arch::global_asm!(
     r#"
     .macro unexpected_vector index
@@ -213,7 +256,8 @@ __guest_rt_vectors:
     unexpected_vector 3
     .balign 0x80
     b       __guest_rt_vector_sync_current
-    unexpected_vector 5
+    .balign 0x80
+    b       __guest_rt_vector_irq_current
     unexpected_vector 6
     unexpected_vector 7
     unexpected_vector 8
@@ -266,6 +310,82 @@ __guest_rt_vector_unexpected:
     bl      __guest_rt_unexpected_exception
 3:  wfi
     b       3b
+
+__guest_rt_vector_irq_current:
+    // Frame (0x2d0 bytes, 16-byte aligned): x0-x17 at 0x00, x18/x29 at 0x90,
+    // x30/ELR at 0xa0, SPSR/FPSR at 0xb0, FPCR at 0xc0, q0-q31 at 0xd0.
+    sub     sp, sp, #0x2d0
+    stp     x0, x1, [sp, #0x00]
+    stp     x2, x3, [sp, #0x10]
+    stp     x4, x5, [sp, #0x20]
+    stp     x6, x7, [sp, #0x30]
+    stp     x8, x9, [sp, #0x40]
+    stp     x10, x11, [sp, #0x50]
+    stp     x12, x13, [sp, #0x60]
+    stp     x14, x15, [sp, #0x70]
+    stp     x16, x17, [sp, #0x80]
+    stp     x18, x29, [sp, #0x90]
+    mrs     x0, elr_el1
+    stp     x30, x0, [sp, #0xa0]
+    mrs     x0, spsr_el1
+    mrs     x1, fpsr
+    stp     x0, x1, [sp, #0xb0]
+    mrs     x0, fpcr
+    str     x0, [sp, #0xc0]
+    add     x0, sp, #0xd0
+    stp     q0, q1, [x0, #0x000]
+    stp     q2, q3, [x0, #0x020]
+    stp     q4, q5, [x0, #0x040]
+    stp     q6, q7, [x0, #0x060]
+    stp     q8, q9, [x0, #0x080]
+    stp     q10, q11, [x0, #0x0a0]
+    stp     q12, q13, [x0, #0x0c0]
+    stp     q14, q15, [x0, #0x0e0]
+    stp     q16, q17, [x0, #0x100]
+    stp     q18, q19, [x0, #0x120]
+    stp     q20, q21, [x0, #0x140]
+    stp     q22, q23, [x0, #0x160]
+    stp     q24, q25, [x0, #0x180]
+    stp     q26, q27, [x0, #0x1a0]
+    stp     q28, q29, [x0, #0x1c0]
+    stp     q30, q31, [x0, #0x1e0]
+    bl      __guest_rt_irq
+    add     x0, sp, #0xd0
+    ldp     q0, q1, [x0, #0x000]
+    ldp     q2, q3, [x0, #0x020]
+    ldp     q4, q5, [x0, #0x040]
+    ldp     q6, q7, [x0, #0x060]
+    ldp     q8, q9, [x0, #0x080]
+    ldp     q10, q11, [x0, #0x0a0]
+    ldp     q12, q13, [x0, #0x0c0]
+    ldp     q14, q15, [x0, #0x0e0]
+    ldp     q16, q17, [x0, #0x100]
+    ldp     q18, q19, [x0, #0x120]
+    ldp     q20, q21, [x0, #0x140]
+    ldp     q22, q23, [x0, #0x160]
+    ldp     q24, q25, [x0, #0x180]
+    ldp     q26, q27, [x0, #0x1a0]
+    ldp     q28, q29, [x0, #0x1c0]
+    ldp     q30, q31, [x0, #0x1e0]
+    ldr     x0, [sp, #0xc0]
+    msr     fpcr, x0
+    ldp     x0, x1, [sp, #0xb0]
+    msr     spsr_el1, x0
+    msr     fpsr, x1
+    ldp     x30, x0, [sp, #0xa0]
+    msr     elr_el1, x0
+    ldp     x18, x29, [sp, #0x90]
+    ldp     x16, x17, [sp, #0x80]
+    ldp     x14, x15, [sp, #0x70]
+    ldp     x12, x13, [sp, #0x60]
+    ldp     x10, x11, [sp, #0x50]
+    ldp     x8, x9, [sp, #0x40]
+    ldp     x6, x7, [sp, #0x30]
+    ldp     x4, x5, [sp, #0x20]
+    ldp     x2, x3, [sp, #0x10]
+    ldp     x0, x1, [sp, #0x00]
+    add     sp, sp, #0x2d0
+    eret
     .popsection
 "#
 );

@@ -17,7 +17,7 @@
 //!   address) handed to `main`;
 //! - an EL1 vector table ([`exception`]) with [`expect_exception`], so a test can run
 //!   an instruction that must UNDEF or abort, look at the recorded `ESR_EL1`/`FAR_EL1`/
-//!   `ELR_EL1`, and carry on after it;
+//!   `ELR_EL1`, and carry on after it; and an IRQ hook, [`set_irq_handler`];
 //! - a PL011 console at guest PA `0x0900_0000` with [`print!`]/[`println!`] ([`console`]);
 //! - SMCCC and PSCI calls over HVC or SMC ([`smccc`]);
 //! - the check reporter [`check!`] and [`finish`] ([`check`]): `PASS: name` /
@@ -32,7 +32,7 @@ pub mod exception;
 pub mod smccc;
 
 pub use check::finish;
-pub use exception::{ExceptionInfo, catch_exception, expect_exception};
+pub use exception::{ExceptionInfo, catch_exception, expect_exception, set_irq_handler};
 pub use smccc::{hvc_call, psci_version, smc_call, system_off, system_reset};
 
 /// The exception level this code runs at (`CurrentEL.EL`, Arm ARM C5.2.1).

@@ -1,0 +1,259 @@
+//! vCPU 1: started by vCPU 0 with PSCI CPU_ON, it brings up its own GIC CPU
+//! interface and redistributor, then waits for interrupts in a WFI loop and runs
+//! the commands vCPU 0 leaves in shared memory (each announced by the doorbell SGI
+//! [`DOORBELL_SGI`]).
+//!
+//! PSCI (DEN0022, CPU_ON): the new vCPU enters at `entry_point_address` in AArch64
+//! EL1 with the MMU and caches off and `x0 = context_id`. [`vgic_secondary_entry`]
+//! therefore sets up what the runtime's `_start` set up for vCPU 0, from register
+//! values vCPU 0 leaves in a [`BootBlock`] (`context_id` is its address): CPACR_EL1,
+//! the runtime's vector table (so IRQs reach the same handler, on this vCPU's
+//! stack), the identity map with caches on (MAIR, TCR, TTBR0, then SCTLR), a stack.
+//! Until its MMU is on, the vCPU's loads bypass the caches, so vCPU 0 cleans the
+//! block to the PoC before CPU_ON (Arm ARM D7.5.10).
+//!
+//! The loop keeps IRQs masked except for a window after each WFI: WFI wakes on a
+//! pending interrupt whatever PSTATE.I says (Arm ARM D1.6.2), the handler runs in
+//! the window, and a command written before its doorbell is never missed.
+
+use core::arch::asm;
+use core::cell::UnsafeCell;
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::gic;
+
+/// PSCI CPU_ON (SMC64) and CPU_OFF function IDs (DEN0022, "Function IDs").
+pub const PSCI_CPU_ON_64: u32 = 0xc400_0003;
+pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
+
+/// The SGI that tells vCPU 1 to look at [`COMMAND`].
+pub const DOORBELL_SGI: u32 = 2;
+/// Priority vCPU 1 gives its SGIs.
+pub const SGI_PRIORITY: u8 = 0xa0;
+/// Redistributor frames looked at when searching for one's own (GICR_TYPER.Last
+/// should end the walk before).
+pub const MAX_FRAMES: usize = 8;
+
+/// [`STATE`] values.
+pub const STATE_NOT_STARTED: u64 = 0;
+pub const STATE_READY: u64 = 1;
+pub const STATE_OFF: u64 = 2;
+
+/// [`COMMAND`] values.
+pub const CMD_NONE: u64 = 0;
+/// Write [`COMMAND_ARG`] to ICC_SGI1R_EL1.
+pub const CMD_SEND_SGI: u64 = 1;
+/// PSCI CPU_OFF.
+pub const CMD_OFF: u64 = 2;
+
+/// Where vCPU 1 is.
+pub static STATE: AtomicU64 = AtomicU64::new(STATE_NOT_STARTED);
+/// Its MPIDR_EL1.
+pub static MPIDR: AtomicU64 = AtomicU64::new(0);
+/// The index of the redistributor frame whose GICR_TYPER affinity is its own
+/// (`u64::MAX`: none).
+pub static FRAME: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Whether GICR_WAKER.ChildrenAsleep cleared after ProcessorSleep was cleared.
+pub static WOKEN: AtomicU64 = AtomicU64::new(0);
+/// The pending command, its argument, and how many commands it has run.
+pub static COMMAND: AtomicU64 = AtomicU64::new(CMD_NONE);
+pub static COMMAND_ARG: AtomicU64 = AtomicU64::new(0);
+pub static COMMANDS_DONE: AtomicU64 = AtomicU64::new(0);
+
+const STACK_SIZE: usize = 16 * 1024;
+
+/// The register values vCPU 1 starts with (read by the entry code, MMU off).
+#[repr(C, align(64))]
+pub struct BootBlock {
+    cpacr_el1: u64,
+    mair_el1: u64,
+    tcr_el1: u64,
+    ttbr0_el1: u64,
+    sctlr_el1: u64,
+    stack_top: u64,
+}
+
+pub struct Shared(UnsafeCell<BootBlock>);
+// SAFETY: vCPU 0 writes the block only before CPU_ON; vCPU 1 only reads it.
+unsafe impl Sync for Shared {}
+
+static BOOT_BLOCK: Shared = Shared(UnsafeCell::new(BootBlock {
+    cpacr_el1: 0,
+    mair_el1: 0,
+    tcr_el1: 0,
+    ttbr0_el1: 0,
+    sctlr_el1: 0,
+    stack_top: 0,
+}));
+
+#[repr(C, align(16))]
+struct Stack(UnsafeCell<[u8; STACK_SIZE]>);
+// SAFETY: only vCPU 1 uses it, as its stack.
+unsafe impl Sync for Stack {}
+static STACK: Stack = Stack(UnsafeCell::new([0; STACK_SIZE]));
+
+macro_rules! read {
+    ($reg:literal) => {{
+        let v: u64;
+        // SAFETY: reading an EL1 system register has no side effects.
+        unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) v, options(nomem, nostack, preserves_flags)) };
+        v
+    }};
+}
+
+/// Starts vCPU 1 (MPIDR affinity `target`) and returns PSCI CPU_ON's result
+/// (0 on success). The caller waits for [`STATE_READY`].
+pub fn start(target: u64) -> u64 {
+    let block = BOOT_BLOCK.0.get();
+    let values = BootBlock {
+        cpacr_el1: read!("cpacr_el1"),
+        mair_el1: read!("mair_el1"),
+        tcr_el1: read!("tcr_el1"),
+        ttbr0_el1: read!("ttbr0_el1"),
+        sctlr_el1: read!("sctlr_el1"),
+        stack_top: STACK.0.get() as u64 + STACK_SIZE as u64,
+    };
+    // SAFETY: vCPU 1 is not running yet; only this function starts it.
+    unsafe { block.write(values) };
+    clean_to_poc(block as u64, size_of::<BootBlock>() as u64);
+    let entry = vgic_secondary_entry as *const () as u64;
+    guest_rt::hvc_call(PSCI_CPU_ON_64, target, entry, block as u64)
+}
+
+/// Asks vCPU 1 to run `cmd` (with `arg`) and rings its doorbell.
+pub fn command(cmd: u64, arg: u64, vcpu1_mpidr: u64) {
+    COMMAND_ARG.store(arg, Ordering::SeqCst);
+    COMMAND.store(cmd, Ordering::SeqCst);
+    gic::icc_sgi1r(gic::sgi1r_to(DOORBELL_SGI, vcpu1_mpidr));
+}
+
+/// DC CVAC over `[addr, addr + len)`, then DSB: the bytes reach the PoC.
+fn clean_to_poc(addr: u64, len: u64) {
+    // CTR_EL0.DminLine [19:16]: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((read!("ctr_el0") >> 16) & 0xf);
+    let mut va = addr & !(line - 1);
+    while va < addr + len {
+        // SAFETY: a clean by VA of mapped RAM changes no data.
+        unsafe { asm!("dc cvac, {}", in(reg) va, options(nostack, preserves_flags)) };
+        va += line;
+    }
+    // SAFETY: a barrier.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// vCPU 1's bring-up, as a GICv3 driver does it on a secondary CPU (IHI 0069,
+/// "Redistributor power management" and "CPU interface" initialisation).
+fn bring_up() {
+    gic::set_icc_sre(gic::icc_sre() | gic::ICC_SRE_SRE);
+    let mpidr = gic::mpidr();
+    MPIDR.store(mpidr, Ordering::SeqCst);
+    let own = gic::mpidr_to_typer_affinity(mpidr);
+    let mut frame = None;
+    for n in 0..MAX_FRAMES {
+        let typer = gic::read64(gic::rd_base(n) + gic::GICR_TYPER);
+        if gic::gicr_typer_affinity(typer) == own {
+            frame = Some(n);
+            break;
+        }
+        if typer & gic::GICR_TYPER_LAST != 0 {
+            break;
+        }
+    }
+    let Some(n) = frame else {
+        return;
+    };
+    FRAME.store(n as u64, Ordering::SeqCst);
+    let rd = gic::rd_base(n);
+    let waker = gic::read32(rd + gic::GICR_WAKER);
+    gic::write32(
+        rd + gic::GICR_WAKER,
+        waker & !gic::GICR_WAKER_PROCESSOR_SLEEP,
+    );
+    let woken = (0..100_000)
+        .any(|_| gic::read32(rd + gic::GICR_WAKER) & gic::GICR_WAKER_CHILDREN_ASLEEP == 0);
+    WOKEN.store(woken as u64, Ordering::SeqCst);
+    let sgi = gic::sgi_base(n);
+    gic::write32(sgi + gic::GICR_IGROUPR0, !0);
+    for intid in 0..16 {
+        gic::write8(sgi + gic::GICR_IPRIORITYR + intid, SGI_PRIORITY);
+    }
+    gic::write32(sgi + gic::GICR_ISENABLER0, 0xffff);
+    gic::set_icc_pmr(0xff);
+    gic::set_icc_bpr1(0);
+    gic::set_icc_igrpen1(1);
+}
+
+/// vCPU 1's Rust entry, on its own stack with the MMU on.
+#[unsafe(no_mangle)]
+extern "C" fn vgic_secondary_main() -> ! {
+    bring_up();
+    STATE.store(STATE_READY, Ordering::SeqCst);
+    loop {
+        match COMMAND.swap(CMD_NONE, Ordering::SeqCst) {
+            CMD_SEND_SGI => {
+                gic::icc_sgi1r(COMMAND_ARG.load(Ordering::SeqCst));
+                COMMANDS_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            CMD_OFF => {
+                STATE.store(STATE_OFF, Ordering::SeqCst);
+                guest_rt::hvc_call(PSCI_CPU_OFF, 0, 0, 0);
+                // CPU_OFF returns only on failure: stay parked.
+                loop {
+                    gic::wfi();
+                }
+            }
+            _ => {}
+        }
+        gic::wfi();
+        gic::unmask_irqs();
+        gic::mask_irqs();
+    }
+}
+
+unsafe extern "C" {
+    /// The CPU_ON entry point (assembly below).
+    fn vgic_secondary_entry() -> !;
+}
+
+core::arch::global_asm!(
+    r#"
+    .pushsection .text.vgic_secondary_entry, "ax"
+    .global vgic_secondary_entry
+    .balign 4
+vgic_secondary_entry:
+    // x0 = context_id = the boot block (identity map: its VA is its PA).
+    mov     x19, x0
+    ldr     x1, [x19, #{cpacr}]
+    msr     cpacr_el1, x1
+    adrp    x1, __guest_rt_vectors
+    add     x1, x1, :lo12:__guest_rt_vectors
+    msr     vbar_el1, x1
+    ldr     x1, [x19, #{mair}]
+    msr     mair_el1, x1
+    ldr     x1, [x19, #{tcr}]
+    msr     tcr_el1, x1
+    ldr     x1, [x19, #{ttbr0}]
+    msr     ttbr0_el1, x1
+    isb
+    tlbi    vmalle1
+    ic      iallu
+    dsb     nsh
+    isb
+    ldr     x1, [x19, #{sctlr}]
+    msr     sctlr_el1, x1
+    isb
+    ldr     x1, [x19, #{stack}]
+    mov     sp, x1
+    bl      vgic_secondary_main
+1:  wfi
+    b       1b
+    .popsection
+"#,
+    cpacr = const offset_of!(BootBlock, cpacr_el1),
+    mair = const offset_of!(BootBlock, mair_el1),
+    tcr = const offset_of!(BootBlock, tcr_el1),
+    ttbr0 = const offset_of!(BootBlock, ttbr0_el1),
+    sctlr = const offset_of!(BootBlock, sctlr_el1),
+    stack = const offset_of!(BootBlock, stack_top),
+);
