@@ -59,10 +59,12 @@ mod hyp {
         );
 
         let (platform, dtb) = read_device_tree(dtb_pa);
-        if let Some(u) = &platform.uart {
-            if u.base != uart::EARLY_UART as u64 {
-                uart::init(u.base);
-            }
+        if let Some(u) = platform
+            .uart
+            .as_ref()
+            .filter(|u| u.base != uart::EARLY_UART as u64)
+        {
+            uart::init(u.base);
         }
         platform.log_summary();
 
@@ -196,10 +198,11 @@ mod hyp {
             .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
             .unwrap_or_else(|e| halt(format_args!("{e}")));
         for vmc in &config.vms {
-            if let Some(kernel) = bundle.file(&vmc.kernel.path) {
-                if let Err(e) = config.plan_kernel(vmc, kernel) {
-                    halt(format_args!("{e}"));
-                }
+            if let Some(Err(e)) = bundle
+                .file(&vmc.kernel.path)
+                .map(|kernel| config.plan_kernel(vmc, kernel))
+            {
+                halt(format_args!("{e}"));
             }
         }
         let assignment = config
@@ -407,7 +410,7 @@ mod hyp {
 
     /// Finds, checks and parses the host device tree.
     fn read_device_tree(dtb_pa: u64) -> (Platform, PhysRange) {
-        if dtb_pa == 0 || dtb_pa % 8 != 0 {
+        if dtb_pa == 0 || !dtb_pa.is_multiple_of(8) {
             halt(format_args!(
                 "no device tree: x0 = {dtb_pa:#x} at entry. Boot with QEMU -kernel or U-Boot booti <kernel> - <fdt>"
             ));

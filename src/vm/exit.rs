@@ -74,7 +74,7 @@ impl FaultLog {
     /// Counts one fault; says whether to log it, and how many are behind it.
     pub fn note(&mut self) -> Option<u64> {
         self.seen += 1;
-        if self.seen <= Self::FIRST || self.seen % Self::EVERY == 0 {
+        if self.seen <= Self::FIRST || self.seen.is_multiple_of(Self::EVERY) {
             Some(self.seen)
         } else {
             None

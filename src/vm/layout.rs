@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(l.dtb, 0x47e0_0000..0x47e0_2000);
         let i = l.initrd.unwrap();
         assert_eq!(i.end - i.start, 0x12345);
-        assert!(i.end <= l.dtb.start && i.start % 0x1000 == 0);
+        assert!(i.end <= l.dtb.start && i.start.is_multiple_of(0x1000));
     }
 
     #[test]
