@@ -1,10 +1,13 @@
 //! The vGIC conformance guest (tests/guests/vgic, issue 3) under the hypervisor:
 //! a VM with two vCPUs drives its virtual GICv3 as a bare-metal driver would and
 //! checks it against the architecture (IHI 0069): bring-up and identification
-//! registers, spurious INTID 1023, SGIs to itself and between the vCPUs (IRM = 1
-//! too), priority masking, ordering and preemption, the ICC_CTLR_EL1.EOImode split,
-//! the virtual timer at its programmed time (and again, and out of WFI), SPIs
-//! routed by GICD_IROUTER.
+//! registers, spurious INTID 1023, SGIs to itself and between the vCPUs (to one
+//! waiting in WFI and to one running, IRM = 1, two targets at once), priority
+//! masking, ordering and preemption, more interrupts pending than list registers,
+//! enable/pending/group gating, the ICC_CTLR_EL1.EOImode split, the virtual timer
+//! at its programmed time on each vCPU (again after deactivation, its level
+//! following CNTV_CTL_EL0.IMASK, out of WFI), SPIs routed by GICD_IROUTER, the
+//! PL011's level-sensitive SPI 33.
 //!
 //! Runs on `-cpu max` and `-cpu cortex-a57`. Artifacts (see the Makefile, `make
 //! test`): `build/ferrovisor.bin`, `build/vgic.cpio` from boards/qemu-virt/vgic.toml
@@ -15,9 +18,10 @@ mod common;
 use common::{BOOT_TIMEOUT, artifact, hypervisor_args, machine_args, run_qemu};
 
 /// The guest's checks (tests/guests/vgic/src/main.rs `CHECKS`): bring-up 8,
-/// identification 4, spurious 1, SGI to self 4, priority 6, EOImode 5, timer 6,
-/// SPI 1, two vCPUs 6.
-const CHECKS: u32 = 41;
+/// identification 4, spurious 1, SGI to self 4, priority 6, more pending than list
+/// registers 1, enable/pending/group gating 3, EOImode 5, virtual timer 9, SPI
+/// routing 1, level-sensitive SPI 3, two vCPUs 10.
+const CHECKS: u32 = 55;
 
 /// Physical CPUs QEMU gives the hypervisor: one per vCPU.
 const HOST_CPUS: u32 = 2;
@@ -29,6 +33,7 @@ fn under_hypervisor(cpu: &str) {
         "spurious: nothing pending: ICC_HPPIR1_EL1 and ICC_IAR1_EL1 read 1023, ICC_RPR_EL1 idle (0xff)",
         "smp: SGI 5 to vCPU 1's MPIDR is taken by vCPU 1 (waiting in WFI), not by vCPU 0",
         "timer: taken within 500 ms of the deadline",
+        "lrs: 8 SGIs pending at once (more than the list registers) are each acknowledged once, in priority order",
     ] {
         assert!(
             run.has_line(&format!("PASS: {check}")),

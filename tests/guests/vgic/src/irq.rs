@@ -7,7 +7,7 @@
 //! timer it first sets CNTV_CTL_EL0.IMASK, so the level-sensitive PPI is no
 //! longer asserted when it is deactivated (what Linux's arch timer driver does).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::gic;
 
@@ -42,6 +42,15 @@ impl CpuRecord {
 
 static RECORDS: [CpuRecord; MAX_CPUS] = [const { CpuRecord::new() }; MAX_CPUS];
 
+/// With EOImode = 1, leave deactivation (ICC_DIR_EL1) to the interrupted code.
+static DEFER_DIR: AtomicBool = AtomicBool::new(false);
+
+/// Whether the handler leaves interrupts active after its EOIR when
+/// ICC_CTLR_EL1.EOImode = 1 (the test deactivates them itself).
+pub fn set_defer_dir(defer: bool) {
+    DEFER_DIR.store(defer, Ordering::SeqCst);
+}
+
 /// The record slot of the running vCPU: MPIDR_EL1.Aff0 (vCPU n has Aff0 = n here
 /// and on QEMU).
 pub fn this_cpu() -> usize {
@@ -70,7 +79,7 @@ pub fn handler() {
     }
     cpu.last.store(intid, Ordering::SeqCst);
     gic::icc_eoir1(intid);
-    if gic::icc_ctlr() & gic::ICC_CTLR_EOIMODE != 0 {
+    if gic::icc_ctlr() & gic::ICC_CTLR_EOIMODE != 0 && !DEFER_DIR.load(Ordering::SeqCst) {
         gic::icc_dir(intid);
     }
 }

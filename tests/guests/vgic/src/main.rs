@@ -9,12 +9,18 @@
 //! - SGIs to self (seen pending, acknowledged, completed; and taken as an IRQ).
 //! - Priorities: ICC_PMR_EL1 masking, acknowledge order, running priority,
 //!   preemption.
+//! - More SGIs pending at once than a virtual CPU interface has list registers.
+//! - What stops an interrupt: GICR_ICENABLER0, GICR_ICPENDR0, ICC_IGRPEN1_EL1.
 //! - ICC_CTLR_EL1.EOImode: priority drop and deactivation split, and joined.
-//! - The virtual timer (PPI 27) at its programmed time, again after deactivation,
-//!   and waking the vCPU from WFI.
-//! - An SPI made pending through the distributor, routed by GICD_IROUTER.
-//! - Two vCPUs: SGIs to the other vCPU (waiting in WFI) and back, IRM = 1, a
-//!   redistributor written by the other vCPU, an SPI routed to the other vCPU.
+//! - The virtual timer (PPI 27) at its programmed time, again after deactivation
+//!   (with EOImode 0 and 1), its level following CNTV_CTL_EL0.IMASK, and waking
+//!   the vCPU from WFI.
+//! - An SPI made pending through the distributor, routed by GICD_IROUTER; the
+//!   level-sensitive PL011 interrupt (SPI 33) following its device's line.
+//! - Two vCPUs: SGIs to the other vCPU (waiting in WFI, and running) and back,
+//!   IRM = 1, two targets in one write, a target that does not exist, each vCPU's
+//!   own virtual timer, a redistributor written by the other vCPU, an SPI routed to
+//!   the other vCPU.
 //!
 //! Expects two vCPUs (MPIDR Aff0 0 and 1) and QEMU `virt`'s GIC layout; the number
 //! of checks is fixed: [`CHECKS`] (tests/vgic.rs expects exactly these). It runs
@@ -43,7 +49,7 @@ use guest_rt::{check, finish, println};
 guest_rt::entry!(main);
 
 /// Every check this guest makes (tests/vgic.rs expects exactly this many passes).
-pub const CHECKS: u32 = 41;
+pub const CHECKS: u32 = 55;
 
 /// vCPUs the config gives the VM.
 const NR_VCPUS: usize = 2;
@@ -77,9 +83,12 @@ fn main(_dtb: u64) -> ! {
     spurious();
     sgi_to_self();
     priority();
+    many_pending();
+    gating();
     eoimode();
     timer();
     spi_routed_to_self();
+    level_spi();
     smp(frame0);
     finish()
 }
@@ -418,6 +427,136 @@ fn priority() {
     }
 }
 
+/// Eight SGIs pending at once, more than the list registers a virtual CPU
+/// interface usually has (QEMU: 4): the ones that do not fit wait in the
+/// hypervisor and come later, and acknowledges still follow priority (IHI 0069,
+/// "Interrupt prioritization"), whatever the order they were sent in.
+fn many_pending() {
+    let sgi = own_sgi_base();
+    let me = gic::mpidr();
+    // (INTID, priority), sent in this order; expected back by priority.
+    const SET: [(u32, u8); 8] = [
+        (3, 0xc0),
+        (14, 0x20),
+        (4, 0x90),
+        (12, 0x50),
+        (6, 0xb0),
+        (9, 0x30),
+        (11, 0x70),
+        (8, 0x60),
+    ];
+    for (intid, prio) in SET {
+        set_sgi_priority(sgi, intid, prio);
+    }
+    for (intid, _) in SET {
+        gic::icc_sgi1r(gic::sgi1r_to(intid, me));
+    }
+    let mut want = SET;
+    want.sort_unstable_by_key(|&(_, p)| p);
+    let mut got = [INTID_SPURIOUS; 8];
+    for slot in got.iter_mut() {
+        // An interrupt the hypervisor keeps back may take an exit to arrive.
+        gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() != INTID_SPURIOUS);
+        let intid = gic::icc_iar1();
+        *slot = intid;
+        if intid == INTID_SPURIOUS {
+            break;
+        }
+        gic::icc_eoir1(intid);
+    }
+    gic::wait_until(QUIET_MS, || false);
+    let extra = gic::icc_iar1();
+    if extra != INTID_SPURIOUS {
+        gic::icc_eoir1(extra);
+    }
+    let want_ids: [u32; 8] = core::array::from_fn(|i| want[i].0);
+    check!(
+        "lrs: 8 SGIs pending at once (more than the list registers) are each acknowledged once, in priority order",
+        got == want_ids && extra == INTID_SPURIOUS,
+        "acknowledged {got:?} then {extra}, expected {want_ids:?} then 1023"
+    );
+    drain();
+    for (intid, _) in SET {
+        set_sgi_priority(sgi, intid, DEFAULT_PRIORITY);
+    }
+}
+
+/// What keeps a pending interrupt from being signalled, and what clears it.
+fn gating() {
+    let sgi = own_sgi_base();
+    let me = gic::mpidr();
+
+    // Disabled: pending is recorded but not forwarded (IHI 0069, GICR_ISENABLER0).
+    gic::write32(sgi + GICR_ICENABLER0, bit(14));
+    gic::icc_sgi1r(gic::sgi1r_to(14, me));
+    let pend_seen = gic::wait_until(DELIVERY_MS, || {
+        gic::read32(sgi + GICR_ISPENDR0) & bit(14) != 0
+    });
+    let en = gic::read32(sgi + GICR_ISENABLER0);
+    gic::unmask_irqs();
+    gic::wait_until(QUIET_MS, || false);
+    let while_disabled = irq::taken(0, 14);
+    gic::write32(sgi + GICR_ISENABLER0, bit(14));
+    let delivered = gic::wait_until(DELIVERY_MS, || irq::taken(0, 14) > 0);
+    gic::mask_irqs();
+    check!(
+        "gating: SGI 14 disabled with GICR_ICENABLER0 stays pending (GICR_ISPENDR0) untaken; GICR_ISENABLER0 delivers it",
+        pend_seen
+            && en & bit(14) == 0
+            && while_disabled == 0
+            && delivered
+            && irq::taken(0, 14) == 1,
+        "pending seen {pend_seen}, GICR_ISENABLER0 = {en:#x}, taken while disabled {while_disabled}, after enabling {}",
+        irq::taken(0, 14)
+    );
+    drain();
+
+    // Pending cleared by GICR_ICPENDR0 before it is acknowledged: gone for good.
+    gic::set_icc_pmr(0x00);
+    gic::icc_sgi1r(gic::sgi1r_to(15, me));
+    let seen = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == 15);
+    gic::write32(sgi + GICR_ICPENDR0, bit(15));
+    let pend = gic::read32(sgi + GICR_ISPENDR0) & bit(15);
+    let hppir = gic::icc_hppir1();
+    gic::set_icc_pmr(0xff);
+    gic::unmask_irqs();
+    gic::wait_until(QUIET_MS, || false);
+    gic::mask_irqs();
+    check!(
+        "gating: GICR_ICPENDR0 clears a pending SGI 15 before acknowledge (HPPIR1 1023, never taken)",
+        seen && pend == 0 && hppir == INTID_SPURIOUS && irq::taken(0, 15) == 0,
+        "was pending {seen}, GICR_ISPENDR0 bit {pend:#x}, HPPIR1 {hppir}, taken {}",
+        irq::taken(0, 15)
+    );
+    drain();
+
+    // Group 1 disabled at the CPU interface: nothing is signalled or acknowledged
+    // (IHI 0069, ICC_IGRPEN1_EL1), the interrupt stays pending.
+    gic::set_icc_igrpen1(0);
+    gic::icc_sgi1r(gic::sgi1r_to(13, me));
+    gic::wait_until(DELIVERY_MS, || {
+        gic::read32(sgi + GICR_ISPENDR0) & bit(13) != 0
+    });
+    gic::wait_until(QUIET_MS, || false);
+    let isr = gic::isr_irq_pending();
+    let iar = gic::icc_iar1();
+    if iar != INTID_SPURIOUS {
+        gic::icc_eoir1(iar);
+    }
+    gic::set_icc_igrpen1(1);
+    let after = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == 13);
+    let iar2 = gic::icc_iar1();
+    if iar2 != INTID_SPURIOUS {
+        gic::icc_eoir1(iar2);
+    }
+    check!(
+        "gating: with ICC_IGRPEN1_EL1 = 0 a pending SGI 13 is not signalled (ISR_EL1.I 0, IAR1 1023); re-enabled it is acknowledged",
+        !isr && iar == INTID_SPURIOUS && after && iar2 == 13,
+        "ISR_EL1.I {isr}, IAR1 {iar} while disabled; after enabling HPPIR1 showed 13: {after}, IAR1 {iar2}"
+    );
+    drain();
+}
+
 fn eoimode() {
     let sgi = own_sgi_base();
     let me = gic::mpidr();
@@ -568,6 +707,68 @@ fn timer() {
         irq::taken(0, INTID_VTIMER)
     );
 
+    // EOImode = 1 with the hardware-linked timer: EOIR only drops priority, the
+    // interrupt (virtual and physical) stays active until ICC_DIR_EL1, after
+    // which the timer can fire again.
+    gic::set_icc_ctlr(gic::icc_ctlr() | gic::ICC_CTLR_EOIMODE);
+    irq::set_defer_dir(true);
+    let before = irq::taken(0, INTID_VTIMER);
+    arm_timer();
+    gic::unmask_irqs();
+    let took = gic::wait_until(TIMER_SLACK_MS + DELIVERY_MS, || {
+        irq::taken(0, INTID_VTIMER) > before
+    });
+    gic::mask_irqs();
+    let act = gic::read32(sgi + GICR_ISACTIVER0) & bit(INTID_VTIMER);
+    let rpr = gic::icc_rpr();
+    gic::icc_dir(INTID_VTIMER);
+    let act_after = gic::read32(sgi + GICR_ISACTIVER0) & bit(INTID_VTIMER);
+    irq::set_defer_dir(false);
+    gic::set_icc_ctlr(gic::icc_ctlr() & !gic::ICC_CTLR_EOIMODE);
+    arm_timer();
+    gic::unmask_irqs();
+    let fired_again = gic::wait_until(TIMER_SLACK_MS + DELIVERY_MS, || {
+        irq::taken(0, INTID_VTIMER) > before + 1
+    });
+    gic::mask_irqs();
+    check!(
+        "timer: with EOImode 1, PPI 27 stays active after EOIR (RPR idle) until ICC_DIR_EL1, then fires again when re-armed",
+        took && act != 0 && rpr == 0xff && act_after == 0 && fired_again,
+        "taken {took}, active after EOIR {act:#x}, RPR {rpr:#x}, active after DIR {act_after:#x}, fired again {fired_again}"
+    );
+
+    // The timer's line is level: masking it (CNTV_CTL_EL0.IMASK) before the
+    // interrupt is acknowledged withdraws the pending state; unmasking it with the
+    // condition still met asserts it again (Arm ARM D12.2.4, the timer's
+    // interrupt output; IHI 0069, level-sensitive interrupts). The GICR_ISPENDR0
+    // read also gives a hypervisor the exit it needs to notice.
+    arm_timer();
+    let pending_seen = gic::wait_until(TIMER_SLACK_MS + DELIVERY_MS, || {
+        gic::icc_hppir1() == INTID_VTIMER
+    });
+    gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE | gic::CNTV_CTL_IMASK);
+    let pend = gic::read32(sgi + GICR_ISPENDR0) & bit(INTID_VTIMER);
+    let gone = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == INTID_SPURIOUS);
+    check!(
+        "timer: pending PPI 27 masked with CNTV_CTL_EL0.IMASK before acknowledge is no longer pending (GICR_ISPENDR0, HPPIR1)",
+        pending_seen && pend == 0 && gone,
+        "pending seen {pending_seen}, GICR_ISPENDR0 bit 27 after masking {pend:#x}, HPPIR1 back to 1023: {gone}"
+    );
+    gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
+    let back = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == INTID_VTIMER);
+    let iar = gic::icc_iar1();
+    gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE | gic::CNTV_CTL_IMASK);
+    if iar != INTID_SPURIOUS {
+        gic::icc_eoir1(iar);
+    }
+    check!(
+        "timer: unmasked again with its condition still met, PPI 27 is pending again and acknowledged",
+        back && iar == INTID_VTIMER,
+        "HPPIR1 showed 27 again: {back}, IAR1 {iar}"
+    );
+    gic::set_cntv_ctl(0);
+    drain();
+
     // And it wakes the vCPU from WFI (only tried if it fires at all: else WFI
     // would wait for ever).
     if again {
@@ -637,6 +838,73 @@ fn spi_routed_to_self() {
     gic::write32(spi_reg(GICD_ICPENDR, TEST_SPI), bit(TEST_SPI));
 }
 
+/// QEMU `virt`'s PL011 (the console) and its interrupt, SPI 1 = INTID 33.
+const UART_BASE: usize = 0x0900_0000;
+const UART_INTID: u32 = 33;
+/// UARTIMSC (PL011 TRM 3.3.10) and its TXIM bit [5]: the transmit interrupt,
+/// raised while the transmit FIFO is empty (level-sensitive output UARTINTR).
+const UARTIMSC: usize = 0x038;
+const UARTIMSC_TXIM: u32 = 1 << 5;
+
+/// The console UART's level-sensitive SPI follows the device's line: pending
+/// while asserted; still asserted at deactivation, it is pending again; no longer
+/// asserted, it is not (IHI 0069, "Level-sensitive interrupts").
+fn level_spi() {
+    let me = gic::mpidr();
+    gic::write8(
+        GICD_BASE + GICD_IPRIORITYR + UART_INTID as usize,
+        DEFAULT_PRIORITY,
+    );
+    gic::write64(
+        GICD_BASE + GICD_IROUTER + 8 * UART_INTID as usize,
+        gic::mpidr_affinity(me),
+    );
+    gic::write32(spi_reg(GICD_ISENABLER, UART_INTID), bit(UART_INTID));
+
+    // Assert: unmask the transmit interrupt (the transmit FIFO is empty).
+    gic::write32(UART_BASE + UARTIMSC, UARTIMSC_TXIM);
+    let seen = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == UART_INTID);
+    let pend = gic::read32(spi_reg(GICD_ISPENDR, UART_INTID)) & bit(UART_INTID);
+    let first = gic::icc_iar1();
+
+    // Deactivate with the line still asserted: pending again.
+    if first != INTID_SPURIOUS {
+        gic::icc_eoir1(first);
+    }
+    let again = gic::wait_until(DELIVERY_MS, || gic::icc_hppir1() == UART_INTID);
+    let second = gic::icc_iar1();
+
+    // Deassert while active, then deactivate: not pending any more.
+    gic::write32(UART_BASE + UARTIMSC, 0);
+    if second != INTID_SPURIOUS {
+        gic::icc_eoir1(second);
+    }
+    let pending_after = gic::wait_until(QUIET_MS, || gic::icc_hppir1() == UART_INTID);
+    let pend_after = gic::read32(spi_reg(GICD_ISPENDR, UART_INTID)) & bit(UART_INTID);
+    let third = gic::icc_iar1();
+    if third != INTID_SPURIOUS {
+        gic::icc_eoir1(third);
+    }
+    gic::write32(spi_reg(GICD_ICENABLER, UART_INTID), bit(UART_INTID));
+
+    check!(
+        "level: PL011 SPI 33 asserted (UARTIMSC.TXIM) is pending (GICD_ISPENDR1) and acknowledged",
+        seen && pend != 0 && first == UART_INTID,
+        "HPPIR1 showed 33: {seen}, GICD_ISPENDR1 bit {pend:#x}, IAR1 {first}"
+    );
+    check!(
+        "level: SPI 33 deactivated while its line is still asserted is pending again",
+        again && second == UART_INTID,
+        "HPPIR1 showed 33 again: {again}, IAR1 {second}"
+    );
+    check!(
+        "level: SPI 33 deasserted (UARTIMSC = 0) before deactivation is not pending again",
+        !pending_after && pend_after == 0 && third == INTID_SPURIOUS,
+        "HPPIR1 showed 33: {pending_after}, GICD_ISPENDR1 bit {pend_after:#x}, IAR1 {third}"
+    );
+    drain();
+}
+
 fn smp(frame0: usize) {
     let ret = secondary::start(VCPU1_AFFINITY);
     let up = ret == 0
@@ -663,6 +931,10 @@ fn smp(frame0: usize) {
         for name in [
             "smp: SGI 5 to vCPU 1's MPIDR is taken by vCPU 1 (waiting in WFI), not by vCPU 0",
             "smp: SGI 6 with ICC_SGI1R_EL1.IRM = 1 reaches vCPU 1 and not the sender",
+            "smp: one ICC_SGI1R_EL1 write with TargetList {0, 1} delivers SGI 3 to both vCPUs once",
+            "smp: an SGI whose TargetList names no vCPU (Aff0 5) is taken by no vCPU",
+            "smp: SGI 1 to vCPU 1 while it runs (spinning with IRQs unmasked, no WFI) is taken during the spin",
+            "smp: vCPU 1's virtual timer (its PPI 27) fires on vCPU 1, at or after its deadline and within 500 ms",
             "smp: SGI 7 sent by vCPU 1 to vCPU 0's MPIDR is taken by vCPU 0",
             "smp: GICR_ISPENDR0 of vCPU 1's frame, written by vCPU 0, pends SGI 13 on vCPU 1 only",
             "smp: SPI 90 routed to vCPU 1 (GICD_IROUTER90) is taken by vCPU 1, not vCPU 0",
@@ -706,6 +978,82 @@ fn smp(frame0: usize) {
         "vCPU 1 took it {} times, vCPU 0 {} times, vCPU 0 pending {own_pend:#x}",
         irq::taken(1, 6),
         irq::taken(0, 6)
+    );
+
+    // One write, two targets: TargetList names Aff0 0 and 1.
+    let before = (irq::taken(0, 3), irq::taken(1, 3));
+    let both = gic::sgi1r_to(3, gic::mpidr()) | gic::sgi1r_to(3, mpidr1);
+    gic::icc_sgi1r(both);
+    gic::wait_until(DELIVERY_MS, || {
+        irq::taken(0, 3) > before.0 && irq::taken(1, 3) > before.1
+    });
+    gic::wait_until(QUIET_MS, || false);
+    let got = (irq::taken(0, 3) - before.0, irq::taken(1, 3) - before.1);
+    check!(
+        "smp: one ICC_SGI1R_EL1 write with TargetList {0, 1} delivers SGI 3 to both vCPUs once",
+        got == (1, 1),
+        "ICC_SGI1R_EL1 = {both:#x}: vCPU 0 took it {} times, vCPU 1 {} times",
+        got.0,
+        got.1
+    );
+
+    // A TargetList naming no vCPU (Aff0 5) reaches nobody (IHI 0069,
+    // ICC_SGI1R_EL1: only PEs that exist are targets).
+    let totals = (irq::total(0), irq::total(1));
+    let nobody = gic::sgi1r_to(4, 5);
+    gic::icc_sgi1r(nobody);
+    gic::wait_until(QUIET_MS, || false);
+    check!(
+        "smp: an SGI whose TargetList names no vCPU (Aff0 5) is taken by no vCPU",
+        (irq::total(0), irq::total(1)) == totals,
+        "interrupts taken before {totals:?}, after ({}, {})",
+        irq::total(0),
+        irq::total(1)
+    );
+
+    // An SGI to a vCPU that is running (spinning, not in WFI): the hypervisor
+    // has to interrupt it to load the SGI.
+    let done = secondary::COMMANDS_DONE.load(Ordering::SeqCst);
+    secondary::command(secondary::CMD_SPIN, DELIVERY_MS, mpidr1);
+    let spinning = gic::wait_until(DELIVERY_MS, || {
+        secondary::SPINNING.load(Ordering::SeqCst) == 1
+    });
+    gic::wait_until(5, || false);
+    gic::icc_sgi1r(gic::sgi1r_to(secondary::SPIN_SGI, mpidr1));
+    let finished = gic::wait_until(2 * DELIVERY_MS, || {
+        secondary::COMMANDS_DONE.load(Ordering::SeqCst) > done
+    });
+    let result = secondary::RESULT.load(Ordering::SeqCst);
+    check!(
+        "smp: SGI 1 to vCPU 1 while it runs (spinning with IRQs unmasked, no WFI) is taken during the spin",
+        spinning && finished && result == 1 && irq::taken(1, secondary::SPIN_SGI) == 1,
+        "spinning {spinning}, finished {finished}, result {result} (1 = taken), taken {} times",
+        irq::taken(1, secondary::SPIN_SGI)
+    );
+
+    // vCPU 1's own virtual timer (each vCPU's PPI 27 is its own).
+    let done = secondary::COMMANDS_DONE.load(Ordering::SeqCst);
+    let timer0 = irq::taken(0, INTID_VTIMER);
+    secondary::command(secondary::CMD_TIMER, TIMER_DELAY_MS, mpidr1);
+    let finished = gic::wait_until(TIMER_DELAY_MS + 3 * DELIVERY_MS, || {
+        secondary::COMMANDS_DONE.load(Ordering::SeqCst) > done
+    });
+    let late = secondary::RESULT.load(Ordering::SeqCst);
+    if finished && late < u64::MAX - 1 {
+        println!(
+            "info: vCPU 1's timer interrupt {} us after its deadline",
+            gic::ticks_to_us(late)
+        );
+    }
+    check!(
+        "smp: vCPU 1's virtual timer (its PPI 27) fires on vCPU 1, at or after its deadline and within 500 ms",
+        finished
+            && late <= gic::ms_to_ticks(TIMER_SLACK_MS)
+            && irq::taken(1, INTID_VTIMER) == 1
+            && irq::taken(0, INTID_VTIMER) == timer0,
+        "finished {finished}, lateness {late:#x} ticks (u64::MAX: never, u64::MAX - 1: early), vCPU 1 took 27 {} times, vCPU 0 {} more times",
+        irq::taken(1, INTID_VTIMER),
+        irq::taken(0, INTID_VTIMER) - timer0
     );
 
     // The other way: vCPU 1 sends SGI 7 to vCPU 0.

@@ -46,6 +46,16 @@ pub const CMD_NONE: u64 = 0;
 pub const CMD_SEND_SGI: u64 = 1;
 /// PSCI CPU_OFF.
 pub const CMD_OFF: u64 = 2;
+/// Spin (no WFI) with IRQs unmasked for at most [`COMMAND_ARG`] ms until
+/// [`SPIN_SGI`] is taken; [`RESULT`] = 1 if it was, 2 if not.
+pub const CMD_SPIN: u64 = 3;
+/// Arm the virtual timer [`COMMAND_ARG`] ms ahead with PPI 27 enabled and wait
+/// (polling, IRQs unmasked) for its interrupt; [`RESULT`] = how late it came in
+/// counter ticks, `u64::MAX` if it never did, `u64::MAX - 1` if it came early.
+pub const CMD_TIMER: u64 = 4;
+
+/// The SGI vCPU 0 sends while vCPU 1 spins.
+pub const SPIN_SGI: u32 = 1;
 
 /// Where vCPU 1 is.
 pub static STATE: AtomicU64 = AtomicU64::new(STATE_NOT_STARTED);
@@ -60,6 +70,10 @@ pub static WOKEN: AtomicU64 = AtomicU64::new(0);
 pub static COMMAND: AtomicU64 = AtomicU64::new(CMD_NONE);
 pub static COMMAND_ARG: AtomicU64 = AtomicU64::new(0);
 pub static COMMANDS_DONE: AtomicU64 = AtomicU64::new(0);
+/// What the last command found (see each command).
+pub static RESULT: AtomicU64 = AtomicU64::new(0);
+/// 1 while vCPU 1 runs [`CMD_SPIN`]'s loop.
+pub static SPINNING: AtomicU64 = AtomicU64::new(0);
 
 const STACK_SIZE: usize = 16 * 1024;
 
@@ -184,6 +198,53 @@ fn bring_up() {
     gic::set_icc_igrpen1(1);
 }
 
+/// [`CMD_SPIN`]: runs (no WFI, no trap) with IRQs unmasked until [`SPIN_SGI`]
+/// arrives, so a hypervisor must interrupt the running vCPU to deliver it.
+fn spin(ms: u64) -> u64 {
+    let cpu = crate::irq::this_cpu();
+    let before = crate::irq::taken(cpu, SPIN_SGI);
+    gic::unmask_irqs();
+    SPINNING.store(1, Ordering::SeqCst);
+    let got = gic::wait_until(ms, || crate::irq::taken(cpu, SPIN_SGI) > before);
+    SPINNING.store(0, Ordering::SeqCst);
+    gic::mask_irqs();
+    if got { 1 } else { 2 }
+}
+
+/// [`CMD_TIMER`]: this vCPU's own virtual timer and PPI 27.
+fn timer(ms: u64) -> u64 {
+    let cpu = crate::irq::this_cpu();
+    let Some(frame) = usize::try_from(FRAME.load(Ordering::SeqCst))
+        .ok()
+        .filter(|&f| f < MAX_FRAMES)
+    else {
+        return u64::MAX;
+    };
+    let sgi = gic::sgi_base(frame);
+    gic::write8(
+        sgi + gic::GICR_IPRIORITYR + gic::INTID_VTIMER as usize,
+        SGI_PRIORITY,
+    );
+    gic::write32(sgi + gic::GICR_ISENABLER0, 1 << gic::INTID_VTIMER);
+    let before = crate::irq::taken(cpu, gic::INTID_VTIMER);
+    let deadline = gic::cntvct() + gic::ms_to_ticks(ms);
+    gic::set_cntv_cval(deadline);
+    gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
+    gic::unmask_irqs();
+    let got = gic::wait_until(ms + 2_000, || {
+        crate::irq::taken(cpu, gic::INTID_VTIMER) > before
+    });
+    gic::mask_irqs();
+    gic::set_cntv_ctl(0);
+    gic::write32(sgi + gic::GICR_ICENABLER0, 1 << gic::INTID_VTIMER);
+    let at = crate::irq::timer_at(cpu);
+    match (got, at >= deadline) {
+        (false, _) => u64::MAX,
+        (true, false) => u64::MAX - 1,
+        (true, true) => at - deadline,
+    }
+}
+
 /// vCPU 1's Rust entry, on its own stack with the MMU on.
 #[unsafe(no_mangle)]
 extern "C" fn vgic_secondary_main() -> ! {
@@ -193,6 +254,14 @@ extern "C" fn vgic_secondary_main() -> ! {
         match COMMAND.swap(CMD_NONE, Ordering::SeqCst) {
             CMD_SEND_SGI => {
                 gic::icc_sgi1r(COMMAND_ARG.load(Ordering::SeqCst));
+                COMMANDS_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            CMD_SPIN => {
+                RESULT.store(spin(COMMAND_ARG.load(Ordering::SeqCst)), Ordering::SeqCst);
+                COMMANDS_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            CMD_TIMER => {
+                RESULT.store(timer(COMMAND_ARG.load(Ordering::SeqCst)), Ordering::SeqCst);
                 COMMANDS_DONE.fetch_add(1, Ordering::SeqCst);
             }
             CMD_OFF => {
