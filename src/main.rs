@@ -25,7 +25,9 @@ mod hyp {
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
     use ferrovisor::platform::{self, Conduit, Platform};
-    use ferrovisor::sysreg::{CachePolicy, ExplicitCaches, HostCpu, SystemCpuInfo, VmCpuModel};
+    use ferrovisor::sysreg::{
+        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
+    };
     use ferrovisor::vm::controls::{HostFeatures, IdRegs};
     use ferrovisor::vm::run::{Host, PassthroughDevice, Vm, VmSpec};
     use log::{error, info, warn};
@@ -227,10 +229,10 @@ mod hyp {
                 .iter()
                 .filter_map(|&l| CPU_INFO[l].get().copied())
                 .collect();
-            let model = match VmCpuModel::new(&system, &vm_cpus, &cache_policy(&vmc.cpu.cache)) {
+            let model = match cpu_model(&system, &vm_cpus, vmc) {
                 Ok(m) => m,
                 Err(e) => {
-                    error!("VM '{}' not started: vm.{}.cpu: {e}", vmc.name, vmc.name);
+                    error!("VM '{}' not started: {e}", vmc.name);
                     continue;
                 }
             };
@@ -363,6 +365,25 @@ mod hyp {
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// A VM's CPU model: the system-wide view, its cache policy, and the ID
+    /// fields its config lowers (raising one above the hardware is refused).
+    fn cpu_model(
+        system: &SystemCpuInfo,
+        vm_cpus: &[HostCpu],
+        vmc: &ferrovisor::config::VmConfig,
+    ) -> Result<VmCpuModel, String> {
+        let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache))
+            .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
+        for (name, value) in &vmc.cpu.id {
+            let field = IdField::by_name(name)
+                .ok_or_else(|| alloc::format!("vm.{}.cpu.id.{name}: unknown field", vmc.name))?;
+            model
+                .lower(field, *value)
+                .map_err(|e| alloc::format!("vm.{}.cpu.id.{name}: {e}", vmc.name))?;
+        }
+        Ok(model)
     }
 
     /// The config's cache policy in the CPU model's terms. An explicit list

@@ -141,6 +141,34 @@ fn device_tree_without_memory_node() {
     assert_stopped_with(&run, &["device tree at 0x4f000000", "memory"]);
 }
 
+/// A config that raises an ID register field above the hardware: cortex-a57
+/// has no SVE (ID_AA64PFR0_EL1.SVE = 0), and a VM cannot be given it.
+#[test]
+fn id_field_above_the_hardware() {
+    let demo = std::fs::read(artifact("guests/demo.bin")).unwrap();
+    let config = "[[vm]]\nname = \"sve\"\nmemory = \"64M\"\nkernel = \"demo.bin\"\n\
+                  [vm.cpu.id]\n\"ID_AA64PFR0_EL1.SVE\" = 1\n";
+    let bundle = ferrovisor::config::bundle::write_bundle(&[
+        ("ferrovisor.toml", config.as_bytes()),
+        ("demo.bin", &demo),
+    ]);
+    let path = scratch("sve.cpio");
+    std::fs::write(&path, bundle).unwrap();
+    let mut args = hypervisor_args("cortex-a57", 2, "demo.cpio");
+    let initrd = args.iter().position(|a| a == "-initrd").unwrap() + 1;
+    args[initrd] = path.display().to_string();
+    let run = run_qemu_until(&args, TIMEOUT, |l| l.contains(STOP_LINE));
+    let report = run.report();
+    assert!(
+        run.output.lines().any(|l| l.contains("ERROR")
+            && l.contains("VM 'sve' not started")
+            && l.contains("vm.sve.cpu.id.ID_AA64PFR0_EL1.SVE")),
+        "{report}"
+    );
+    assert!(run.output.contains("no VM could be started"), "{report}");
+    assert!(!run.output.contains("PANIC"), "{report}");
+}
+
 /// An arm64 Image header claiming more memory (image_size) than the VM has.
 #[test]
 fn kernel_larger_than_vm_memory() {

@@ -31,7 +31,7 @@ const DEMO_BANNER: &str = "Ferrovisor demo guest: hello from EL1";
 const DEMO_CHECKS: u32 = 2;
 /// The conformance guest's checks (tests/guests/conformance/src/main.rs): boot 2,
 /// system registers 3, unclaimed-address aborts 4, PSCI 6, SMCCC 2, SMC 1.
-const CONFORMANCE_CHECKS: u32 = 21;
+const CONFORMANCE_CHECKS: u32 = 22;
 
 fn boot_demo(cpu: &str) {
     let run = run_qemu(&hypervisor_args(cpu, HOST_CPUS, "demo.cpio"), BOOT_TIMEOUT);

@@ -62,6 +62,10 @@
 //! sve_vl = 256              # SVE vector length in bits: a multiple of 128, <= 2048
 //! sme_vl = 256              # SME streaming vector length: a power of two, 128..=2048
 //! spe = false               # Statistical Profiling Extension (default false)
+//!
+//! [vm.cpu.id]               # optional: ID register fields this VM sees lower than the
+//! "ID_AA64ISAR0_EL1.AES" = 0  # hardware, "REGISTER.FIELD" = value (0..=15); raising a
+//!                           #   field above what the hardware has is an error at boot
 //! ```
 //!
 //! Paths name files in the boot bundle, stored exactly as written here; `fvconfig pack`
@@ -236,6 +240,8 @@ pub struct CpuModel {
     /// SME streaming vector length in bits.
     pub sme_vl: Option<u16>,
     pub spe: bool,
+    /// ID register fields lowered for this VM: ("REGISTER.FIELD", value).
+    pub id: Vec<(String, u8)>,
 }
 
 impl Default for CpuModel {
@@ -247,6 +253,7 @@ impl Default for CpuModel {
             sve_vl: None,
             sme_vl: None,
             spe: false,
+            id: Vec::new(),
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct RawCpu {
     pub(crate) sve_vl: Option<Spanned<i64>>,
     pub(crate) sme_vl: Option<Spanned<i64>>,
     pub(crate) spe: Option<Spanned<bool>>,
+    /// `[vm.cpu.id]`: ID register fields to lower, "REGISTER.FIELD" = value.
+    pub(crate) id: Option<alloc::collections::BTreeMap<String, Spanned<i64>>>,
 }
 
 /// An address or a size: a TOML integer, or a string with an optional K/M/G/T suffix.

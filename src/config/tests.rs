@@ -164,6 +164,7 @@ fn full_config_reads_every_key() {
             sve_vl: Some(384),
             sme_vl: Some(512),
             spe: true,
+            id: vec![],
         }
     );
     let tests = config.vm("tests").unwrap();
@@ -515,6 +516,31 @@ fn bootargs_length() {
     let long = "x".repeat(MAX_BOOTARGS);
     let e = refuse(&alloc::format!("{MINIMAL}bootargs = \"{long}\"\n"));
     assert_error(&e, 6, 12, "vm.demo.bootargs", "shorter than 2048");
+}
+
+#[test]
+fn id_field_lowering() {
+    let id = |body: &str| alloc::format!("{MINIMAL}[vm.cpu.id]\n{body}\n");
+    let c = parse(&id(
+        "\"ID_AA64ISAR0_EL1.AES\" = 0\n\"ID_AA64PFR0_EL1.SVE\" = 0",
+    ));
+    assert_eq!(
+        c.vms[0].cpu.id,
+        vec![
+            ("ID_AA64ISAR0_EL1.AES".into(), 0),
+            ("ID_AA64PFR0_EL1.SVE".into(), 0)
+        ]
+    );
+    let e = refuse(&id("\"ID_AA64ISAR0_EL1.NOPE\" = 0"));
+    assert_error(
+        &e,
+        7,
+        27,
+        "vm.demo.cpu.id.ID_AA64ISAR0_EL1.NOPE",
+        "unknown ID register field",
+    );
+    let e = refuse(&id("\"ID_AA64ISAR0_EL1.AES\" = 16"));
+    assert_error(&e, 7, 26, "vm.demo.cpu.id.ID_AA64ISAR0_EL1.AES", "0..=15");
 }
 
 #[test]

@@ -750,6 +750,21 @@ impl Builder<'_> {
         if let Some(spe) = &raw.spe {
             model.spe = *spe.get_ref();
         }
+        // ID register fields the VM sees lower than the hardware (e.g. no AES). The
+        // name must be a field the CPU model knows; whether the value is below the
+        // hardware's is checked at boot, where the hardware is known.
+        for (name, value) in raw.id.iter().flatten() {
+            let field = f(&format!("id.{name}"));
+            if crate::sysreg::IdField::by_name(name).is_none() {
+                return Err(self.err(
+                    value.span(),
+                    &field,
+                    format!("unknown ID register field `{name}`: write it as REGISTER.FIELD, e.g. \"ID_AA64ISAR0_EL1.AES\""),
+                ));
+            }
+            let v = self.int(value, &field, 0..=15)?;
+            model.id.push((name.clone(), v as u8));
+        }
         Ok(model)
     }
 }

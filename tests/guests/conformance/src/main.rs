@@ -50,7 +50,22 @@ fn main(dtb: u64) -> ! {
     psci_and_smccc();
     ctr_el0_into_any_register();
     passthrough_device();
+    lowered_id_field();
     finish()
+}
+
+/// The config lowers ID_AA64ISAR0_EL1.AES to 0 (QEMU's max and cortex-a57
+/// both have AES = 2): the guest sees the lowered value.
+fn lowered_id_field() {
+    let isar0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) isar0) };
+    let aes = (isar0 >> 4) & 0xf;
+    check!(
+        "cpu model: ID_AA64ISAR0_EL1.AES lowered by the config reads 0",
+        aes == 0,
+        "ID_AA64ISAR0_EL1 = {isar0:#x}"
+    );
 }
 
 /// The config gives this VM QEMU virt's first virtio-mmio page: it reads the
