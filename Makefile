@@ -18,7 +18,7 @@ OBJCOPY       = $(SYSROOT)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
 FVCONFIG     := target/release/fvconfig
 BUNDLE        = $(BUILD)/$(basename $(notdir $(CONFIG))).cpio
 
-.PHONY: all setup hypervisor guests fvconfig bundle run test test-host test-qemu bench linux fmt clippy clean
+.PHONY: all setup hypervisor guests fvconfig bundle run test bench linux fmt lint clippy clean uboot-image
 
 all: hypervisor
 
@@ -54,7 +54,7 @@ linux: setup
 uboot-image: hypervisor bundle
 	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
 
-test: hypervisor guests fvconfig linux
+test: hypervisor guests fvconfig linux lint
 	bash tests/bundles.sh $(BUILD)
 	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test --features tools
 
@@ -64,9 +64,15 @@ bench: hypervisor guests fvconfig
 fmt:
 	cargo fmt --all
 
+# Formatting and clippy, on the host and the bare-metal target, and the guests.
+lint: clippy
+	cargo fmt --all -- --check
+	cd tests/guests && cargo fmt --all -- --check
+
 clippy:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features tools -- -D warnings
 	cargo clippy --target $(HYP_TARGET) --bin ferrovisor -- -D warnings
+	cd tests/guests && cargo clippy --release -- -D warnings
 
 clean:
 	cargo clean
