@@ -39,6 +39,8 @@ pub enum Source {
 /// The console multiplexer's state. Pure logic; the bytes it emits go to `out`.
 pub struct Mux {
     names: Vec<String>,
+    /// Whether each VM is running (the switch skips VMs that are off).
+    alive: Vec<bool>,
     inputs: Vec<VecDeque<u8>>,
     /// Output waiting to be shown, per source (index 0: the hypervisor, then VMs).
     pending: Vec<Vec<u8>>,
@@ -61,6 +63,7 @@ impl Mux {
     pub const fn new() -> Self {
         Mux {
             names: Vec::new(),
+            alive: Vec::new(),
             inputs: Vec::new(),
             pending: Vec::new(),
             focus: 0,
@@ -84,6 +87,7 @@ impl Mux {
     /// Registers a VM's console; returns its index.
     pub fn add_vm(&mut self, name: &str) -> usize {
         self.names.push(String::from(name));
+        self.alive.push(true);
         self.inputs.push(VecDeque::new());
         self.names.len() - 1
     }
@@ -93,6 +97,34 @@ impl Mux {
         if let Some(q) = self.inputs.get_mut(vm) {
             q.clear();
         }
+    }
+
+    /// Marks a VM as running or off. When the VM with the keyboard turns off,
+    /// the keyboard moves to the next running VM.
+    pub fn set_alive(&mut self, vm: usize, alive: bool, now: u64, out: &mut dyn FnMut(&[u8])) {
+        if let Some(a) = self.alive.get_mut(vm) {
+            *a = alive;
+        }
+        if vm == self.focus && !alive {
+            self.move_focus(now, out);
+        }
+    }
+
+    /// Moves the keyboard to the next running VM (if any other runs) and says so.
+    fn move_focus(&mut self, now: u64, out: &mut dyn FnMut(&[u8])) -> Option<usize> {
+        let n = self.names.len();
+        let next = (1..=n)
+            .map(|k| (self.focus + k) % n)
+            .find(|&i| self.alive[i])?;
+        if next == self.focus {
+            return None;
+        }
+        self.focus = next;
+        let mut msg = String::from("[console] input now goes to VM '");
+        msg.push_str(&self.names[next]);
+        msg.push_str("'\n");
+        self.output(Source::Hypervisor, msg.as_bytes(), now, out);
+        Some(next)
     }
 
     /// The VM that gets keyboard input.
@@ -206,12 +238,7 @@ impl Mux {
             self.switch_presses += 1;
             if self.switch_presses >= self.switch_needed {
                 self.switch_presses = 0;
-                self.focus = (self.focus + 1) % self.names.len();
-                let mut msg = String::from("[console] input now goes to VM '");
-                msg.push_str(&self.names[self.focus]);
-                msg.push_str("'\n");
-                self.output(Source::Hypervisor, msg.as_bytes(), now, out);
-                return Some(self.focus);
+                return self.move_focus(now, out);
             }
             return None;
         }
@@ -321,6 +348,13 @@ pub fn take_input(vm: usize) -> Option<u8> {
 /// Whether keyboard input waits for `vm`.
 pub fn has_input(vm: usize) -> bool {
     MUX.lock().has_input(vm)
+}
+
+/// Marks a VM as running or off (the keyboard skips VMs that are off).
+pub fn set_alive(vm: usize, alive: bool) {
+    let Some(p) = *PHYSICAL.lock() else { return };
+    MUX.lock()
+        .set_alive(vm, alive, (p.now_ms)(), &mut |b| (p.write)(b));
 }
 
 /// The VM that has the keyboard.
@@ -480,6 +514,27 @@ mod tests {
             Some(0),
             "two presses switch"
         );
+    }
+
+    #[test]
+    fn the_keyboard_skips_vms_that_are_off() {
+        let mut m = Mux::new();
+        for name in ["a", "b", "c"] {
+            m.add_vm(name);
+        }
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        m.set_alive(1, false, 0, &mut sink);
+        for _ in 0..3 {
+            m.keyboard(SWITCH_KEY, 0, &mut sink);
+        }
+        assert_eq!(m.focus(), 2, "b is off: the switch goes to c");
+        m.set_alive(2, false, 0, &mut sink);
+        assert_eq!(m.focus(), 0, "c turned off with the keyboard: back to a");
+        for _ in 0..3 {
+            m.keyboard(SWITCH_KEY, 0, &mut sink);
+        }
+        assert_eq!(m.focus(), 0, "only a runs: nowhere to switch to");
     }
 
     #[test]

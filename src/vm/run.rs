@@ -725,6 +725,7 @@ impl Vm {
 
     fn turn_off(&self) {
         *self.state.lock() = VmState::Off;
+        console::set_alive(self.spec.index, false);
         info!("VM '{}' is off", self.spec.name);
         if RUNNING_VMS.fetch_sub(1, Ordering::SeqCst) == 1 {
             info!("all VMs are off: powering the machine off");
