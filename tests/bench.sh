@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# `make bench`: what a trap, a boot and the hypervisor itself cost, measured.
+# `make bench`: what a trap, an interrupt, a boot and the hypervisor itself cost,
+# measured.
 #
 #   tests/bench.sh BUILD_DIR        (the Makefile's `bench` target: BUILD_DIR = build)
 #
 # Builds nothing: `make bench` builds the hypervisor (BUILD_DIR/ferrovisor.bin) and
 # the guests (BUILD_DIR/guests/bench.bin) first. This script
-#   1. packs the bench VM's boot bundle (boards/qemu-virt/bench.toml) with
+#   1. packs the bench VM's boot bundle (boards/qemu-virt/bench.toml: 2 vCPUs) with
 #      `fvconfig pack` if it is built, else with tests/bench/pack.py;
-#   2. runs the bench guest twice under Ferrovisor and twice on bare QEMU at EL1,
-#      all with `-icount shift=0,sleep=off` (guest time advances 1 ns per executed
-#      instruction and never with host time, so figures repeat exactly; sleep=off
-#      keeps idle host time out of the guest's clock; dtb-randomness=off keeps
-#      random seeds out of the device tree);
-#   3. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
+#   2. runs the bench guest twice under Ferrovisor and twice on bare QEMU at EL1
+#      for each CPU model (-cpu max: FEAT_EVT, so the cache-ID registers trap with
+#      HCR_EL2.TID4 and CTR_EL0 is not trapped; -cpu cortex-a57: no FEAT_EVT, so
+#      TID2, which traps CTR_EL0 too and exercises its fast path), two runs at a
+#      time, all with `-smp 2` and `-icount shift=0,sleep=off` (guest time
+#      advances 1 ns per executed instruction and never with host time, so figures
+#      repeat exactly and host load does not matter; sleep=off keeps idle host time
+#      out of the guest's clock; dtb-randomness=off keeps random seeds out of the
+#      device tree). -smp 2 and not more: a physical CPU with no vCPU parks in a
+#      WFE loop, which QEMU's TCG runs as a YIELD that never sleeps;
+#   3. runs Ferrovisor with one CPU and a one-vCPU VM of 128 MiB and of 64 MiB,
+#      each stopped at the guest's first line: the hypervisor's boot count, and
+#      how much of it grows with the VM's RAM;
+#   4. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
 #      from `make linux`), boots it A/B/A/B under Ferrovisor and directly
-#      (tests/bench/linux_boot.py);
-#   4. prints the table and writes BUILD_DIR/bench.json (tests/bench/report.py).
+#      (tests/bench/linux_boot.py), one boot at a time (wall clock is measured);
+#   5. prints the table, writes BUILD_DIR/bench.json and rewrites the README's
+#      section between `<!-- bench:begin -->` and `<!-- bench:end -->`
+#      (tests/bench/report.py; not when a benchmark run failed).
 # Logs of every run are in BUILD_DIR/bench/.
 #
 # Exit status: non-zero if a run did not finish (or the inputs are missing).
 # Environment: FERROVISOR_QEMU (QEMU binary), FERROVISOR_BENCH_TIMEOUT (seconds per
 # bench run, default 300), FERROVISOR_LINUX_TIMEOUT (seconds per Linux boot,
-# default 150), FVCONFIG (default $CARGO_TARGET_DIR or target, then /release/fvconfig).
+# default 150), FERROVISOR_BENCH_CPUS (CPU models, first = main table, default
+# "max cortex-a57"), FERROVISOR_BENCH_README (default README.md in the repository;
+# empty: leave the README alone), FVCONFIG (default $CARGO_TARGET_DIR or target,
+# then /release/fvconfig).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +49,9 @@ qemu=${FERROVISOR_QEMU:-qemu-system-aarch64}
 bench_timeout=${FERROVISOR_BENCH_TIMEOUT:-300}
 linux_timeout=${FERROVISOR_LINUX_TIMEOUT:-150}
 fvconfig=${FVCONFIG:-${CARGO_TARGET_DIR:-$root/target}/release/fvconfig}
+read -r -a cpus <<<"${FERROVISOR_BENCH_CPUS:-max cortex-a57}"
+readme=${FERROVISOR_BENCH_README-$root/README.md}
+smp=2
 hyp=$build/ferrovisor.bin
 guest=$build/guests/bench.bin
 logs=$build/bench
@@ -64,25 +81,76 @@ bundle=$logs/bench.cpio
 pack boards/qemu-virt/bench.toml "$bundle"
 
 failed=0
-# run NAME ARGS...: one bench run, serial output to $logs/NAME.log.
+# run NAME ARGS...: one bench run in the background, serial output to $logs/NAME.log.
 run() {
   local name=$1
   shift
-  local status=0
-  timeout --kill-after=10 "$bench_timeout" "$qemu" "$@" </dev/null >"$logs/$name.log" 2>&1 || status=$?
-  if ! grep -q "BENCH-DONE" "$logs/$name.log"; then
-    echo "bench: run '$name' did not finish (QEMU status $status; log: $logs/$name.log)" >&2
-    failed=1
-  fi
+  rm -f "$logs/$name.log"
+  timeout --kill-after=10 "$bench_timeout" "$qemu" "$@" </dev/null >"$logs/$name.log" 2>&1 &
+}
+# finished NAME...: whether each run printed BENCH-DONE; says which did not.
+finished() {
+  local name ok=0
+  for name in "$@"; do
+    if ! grep -q "BENCH-DONE" "$logs/$name.log" 2>/dev/null; then
+      echo "bench: run '$name' did not finish (log: $logs/$name.log)" >&2
+      ok=1
+    fi
+  done
+  return $ok
 }
 
-hyp_args=(-M virt,virtualization=on,gic-version=3,dtb-randomness=off -cpu max -smp 4 -m 1G -nographic -no-reboot
-  "${icount[@]}" -kernel "$hyp" -initrd "$bundle")
-bare_args=(-M virt,gic-version=3,dtb-randomness=off -cpu max -smp 4 -m 1G -nographic -no-reboot
-  "${icount[@]}" -kernel "$guest")
-for i in 1 2; do
-  run "ferrovisor-$i" "${hyp_args[@]}"
-  run "bare-$i" "${bare_args[@]}"
+# hyp_args CPU SMP BUNDLE / bare_args CPU: QEMU's arguments, in $args.
+hyp_args() {
+  args=(-M virt,virtualization=on,gic-version=3,dtb-randomness=off -cpu "$1" -smp "$2" -m 1G
+    -nographic -no-reboot "${icount[@]}" -kernel "$hyp" -initrd "$3")
+}
+bare_args() {
+  args=(-M virt,gic-version=3,dtb-randomness=off -cpu "$1" -smp "$smp" -m 1G -nographic
+    -no-reboot "${icount[@]}" -kernel "$guest")
+}
+
+# Two QEMU processes at a time (one per host core): under icount the figures do
+# not depend on host load.
+report_runs=()
+names=()
+for cpu in "${cpus[@]}"; do
+  for i in 1 2; do
+    hyp_args "$cpu" "$smp" "$bundle"
+    run "ferrovisor-$cpu-$i" "${args[@]}"
+    bare_args "$cpu"
+    run "bare-$cpu-$i" "${args[@]}"
+    wait
+    names+=("ferrovisor-$cpu-$i" "bare-$cpu-$i")
+  done
+  report_runs+=(--runs "$cpu" "$logs/ferrovisor-$cpu-1.log" "$logs/ferrovisor-$cpu-2.log"
+    "$logs/bare-$cpu-1.log" "$logs/bare-$cpu-2.log")
+done
+finished "${names[@]}" || failed=1
+
+# The hypervisor's boot on one CPU: the same guest as a one-vCPU VM, QEMU stopped
+# once the guest's first line (BENCH-INFO, with its boot count) is out (60 s at
+# most); with the VM's RAM at 128 MiB (as bench.toml) and at 64 MiB, so the part
+# that grows with the VM's RAM shows.
+boot_args=()
+for mib in 128 64; do
+  name=ferrovisor-boot-1cpu-${mib}M
+  sed "s/^vcpus = 2\$/vcpus = 1/; s/^memory = \".*\"\$/memory = \"${mib}M\"/" \
+    boards/qemu-virt/bench.toml >"$logs/$name.toml"
+  pack "$logs/$name.toml" "$logs/$name.cpio" || continue
+  rm -f "$logs/$name.log"
+  hyp_args "${cpus[0]}" 1 "$logs/$name.cpio"
+  "$qemu" "${args[@]}" </dev/null >"$logs/$name.log" 2>&1 &
+  qemu_pid=$!
+  for _ in $(seq 300); do
+    if ! kill -0 "$qemu_pid" 2>/dev/null || grep -q "BENCH-INFO" "$logs/$name.log"; then
+      break
+    fi
+    sleep 0.2
+  done
+  kill "$qemu_pid" 2>/dev/null || true
+  wait "$qemu_pid" 2>/dev/null || true
+  boot_args+=(--boot-1cpu "$mib" "$logs/$name.log")
 done
 
 # The Linux boot comparison, when the Linux guest has been fetched.
@@ -101,7 +169,7 @@ EOF
   if pack "$linux_cfg" "$logs/linux.cpio"; then
     python3 "$here/bench/linux_boot.py" --qemu "$qemu" --hypervisor "$hyp" \
       --bundle "$logs/linux.cpio" --kernel "$kernel" --initrd "$initrd" \
-      --append "$bootargs" --cpu max --smp "$vm_smp" --vm-memory "$vm_mem" \
+      --append "$bootargs" --cpu "${cpus[0]}" --smp "$vm_smp" --vm-memory "$vm_mem" \
       --host-memory 1G --rounds 2 --timeout "$linux_timeout" \
       --logdir "$logs" --out "$logs/linux.json" || true
     linux_arg=(--linux "$logs/linux.json")
@@ -113,10 +181,12 @@ fi
 
 status=0
 rm -f "$build/bench.json"
-python3 "$here/bench/report.py" \
-  --ferrovisor "$logs/ferrovisor-1.log" "$logs/ferrovisor-2.log" \
-  --bare "$logs/bare-1.log" "$logs/bare-2.log" \
-  --image "$hyp" "${linux_arg[@]}" \
+readme_arg=()
+if [ -n "$readme" ]; then
+  readme_arg=(--readme "$readme")
+fi
+python3 "$here/bench/report.py" "${report_runs[@]}" --smp "$smp" "${boot_args[@]}" \
+  --image "$hyp" "${linux_arg[@]}" "${readme_arg[@]}" \
   --qemu-version "$("$qemu" --version | head -1)" \
   --out "$build/bench.json" || status=$?
 if [ -f "$build/bench.json" ]; then

@@ -1,20 +1,31 @@
 #!/usr/bin/env python3
-"""Turns the bench guest's output into the `make bench` table and JSON.
+"""Turns the bench guest's output into the `make bench` table, JSON and README section.
 
-    report.py --ferrovisor LOG1 LOG2 --bare LOG1 LOG2 --image ferrovisor.bin
+    report.py --runs CPU FV_LOG1 FV_LOG2 BARE_LOG1 BARE_LOG2  [--runs ...]
+              [--boot-1cpu LOG] --image ferrovisor.bin
               [--linux linux.json | --linux-na REASON] --qemu-version TEXT
-              --out bench.json
+              --out bench.json [--readme README.md]
 
-LOGs are the serial output of the bench guest (tests/guests/bench), run twice
-under Ferrovisor and twice on bare QEMU at EL1, all with `-icount shift=0`.
-Figures are taken from run 1; run 2 only checks that they repeat. Nothing is
-estimated: a row without a measurement says n/a and why.
+Each --runs names a QEMU CPU model and the serial output of the bench guest
+(tests/guests/bench) run twice under Ferrovisor and twice on bare QEMU at EL1 with
+that CPU, all with `-icount shift=0`. The first --runs is the main configuration
+(every row); later ones add the rows whose trap depends on the CPU model (the
+cache-ID registers: TID4 with FEAT_EVT, TID2 without). Figures come from run 1;
+run 2 only checks that they repeat. --boot-1cpu is a Ferrovisor run with one CPU
+and one vCPU, stopped after the guest's first line: the hypervisor's boot without
+a second CPU to wait for. Nothing is estimated: a row without a measurement says
+n/a and why.
 
-Exit status: 1 if a run did not finish (no BENCH-DONE line), else 0.
-Standard library only.
+--readme rewrites the part of README.md between `<!-- bench:begin -->` and
+`<!-- bench:end -->` with the table as markdown; nothing else in the file changes.
+
+Exit status: 1 if a run did not finish (no BENCH-DONE line), the Linux comparison
+failed, or the README could not be updated, else 0. The README is left alone when
+a benchmark run did not finish. Standard library only.
 """
 
 import argparse
+import datetime
 import json
 import re
 import sys
@@ -29,19 +40,40 @@ KVM_REFERENCE = {
     "eoi": 21,
     "timer_10ms": 5457,
 }
-# Ferrovisor's goals from issue 6: at most this many instructions.
+# Ferrovisor's goals from issue 6: at most this many instructions. The CTR_EL0 goal
+# is for the trapped fast path (HCR_EL2.TID2).
 GOALS = {"hyp_call": 137, "mmio_read_vgic": 250, "ipi": 800, "sysreg_ctr_el0": 60}
 LINUX_BOOT_GOAL = 1.15
 
 ROW_ORDER = [
     "loop_floor", "hyp_call", "sysreg_ccsidr", "sysreg_ctr_el0", "mmio_read_user",
-    "first_touch", "second_touch", "stage2_fault", "mmio_read_vgic", "ipi", "eoi",
-    "timer_10ms", "fp_first_use",
+    "mmio_read_vgic", "eoi", "timer_10ms", "timer_10ms_wfi", "ipi", "ipi_send",
+    "first_touch", "second_touch", "stage2_fault", "fp_first_use",
 ]
+# Rows repeated from the later --runs configurations (their trap differs by CPU).
+CPU_MODEL_ROWS = ("sysreg_ccsidr", "sysreg_ctr_el0")
+
+# Fixed notes, by row (the guest's own note is added where it says more).
+ROW_NOTES = {
+    "loop_floor": "a `nop`: what the measurement itself costs per op",
+    "hyp_call": "SMCCC_VERSION over HVC (bare: QEMU's built-in PSCI_VERSION)",
+    "mmio_read_user": "PL011 UARTFR (emulated by Ferrovisor; bare: QEMU's PL011)",
+    "mmio_read_vgic": "GICD_IIDR (Ferrovisor's vGIC; bare: QEMU's GICv3)",
+    "eoi": "ICC_EOIR1_EL1 of an acknowledged SGI, one per sample (+2 window instructions); "
+           "KVM's row writes the spurious INTID 1023",
+    "timer_10ms": "virtual timer, deadline 10 ms ahead, guest spinning: deadline to handler entry",
+    "timer_10ms_wfi": "the same with the guest in WFI (the hypervisor's idle path)",
+    "ipi": "SGI from vCPU 0 to vCPU 1 (in WFI): send to handler entry; KVM's row runs "
+           "until the sender sees the handler's flag",
+    "ipi_send": "the trapped ICC_SGI1R_EL1 write as the sender sees it",
+    "first_touch": "one load per fresh 4 KiB page",
+    "second_touch": "the same pages again",
+}
 
 TAG = re.compile(r"^\([^)]*\) ")
 KV = re.compile(r'(\w+)=("([^"]*)"|\S+)')
 STATS = ("median", "mean", "min", "max", "p10", "p90")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def parse_kv(text: str) -> dict:
@@ -68,7 +100,7 @@ def parse_log(path: str) -> dict:
             run["rows"].setdefault(kv["name"], {})[kv.get("unit", "n/a")] = kv
         elif line == "BENCH-DONE":
             run["done"] = True
-        elif line.startswith("FAIL:"):
+        elif line.startswith("FAIL:") or "PANIC" in line:
             run["fail"].append(line)
         hyp = run["hyp_log"]
         m = re.search(r"memory: (\d+) MiB RAM, hypervisor image (0x[0-9a-f]+)\.\.(0x[0-9a-f]+), "
@@ -80,11 +112,17 @@ def parse_log(path: str) -> dict:
         m = re.search(r"frame allocator: (\d+) MiB free", line)
         if m:
             hyp["frame_allocator_free_mib"] = int(m.group(1))
+        m = re.search(r"cache ID trap (TID\d)", line)
+        if m:
+            hyp["cache_id_trap"] = m.group(1)
         m = re.search(r"(VM '[^']*': \d+ MiB RAM at IPA .*)", line)
         if m:
             hyp["vm_line"] = m.group(1)
-        # A line stating the stage-2 tables' size ("stage-2 tables: 12 KiB"), if the
-        # hypervisor logs one; "root table(s); frame allocator: N MiB" is not one.
+        # Lines stating the heap in use or the stage-2 tables' size, if the
+        # hypervisor logs them ("heap: 12345 bytes in use", "stage-2 tables: 12 KiB");
+        # "root table(s); frame allocator: N MiB" is not one.
+        if re.search(r"\bheap\b[^;]*?\d[\d,]* ?(bytes|KiB|MiB)\b", line, re.I):
+            hyp.setdefault("heap_lines", []).append(line)
         if re.search(r"stage[- ]2[^;,]*?tables?[^;,]*?\d[\d,]* ?(bytes|KiB|MiB)\b", line, re.I):
             hyp.setdefault("stage2_table_lines", []).append(line)
     return run
@@ -108,14 +146,18 @@ def stats(run: dict, name: str, unit: str):
     kv = run["rows"].get(name, {}).get(unit)
     if not kv:
         return None
-    scale = insns_per_tick(run) if unit == "cntvct" else 1.0
+    scale = (insns_per_tick(run) or 0) if unit == "cntvct" else 1.0
+    if not scale:
+        return None
     out = {k: round(num(kv[k]) * scale, 4) for k in STATS if num(kv.get(k)) is not None}
     out.update(iters=int(kv["iters"]), batch=int(kv["batch"]), raw_unit=unit)
-    # The headline figure: the median, unless a counter tick spans more than one
-    # instruction (CNTFRQ < 1 GHz): then single samples are quantized and only the
-    # mean is exact.
-    out["stat"] = "mean" if scale > 1 else "median"
-    out["value"] = out.get(out["stat"])
+    # The headline figure is the median: robust against the rare sample in which
+    # QEMU's round-robin ran another CPU's spinning code. When one counter tick
+    # spans several instructions (CNTFRQ < 1 GHz) a sample is only known to
+    # `resolution` instructions per operation.
+    out["stat"] = "median"
+    out["value"] = out.get("median")
+    out["resolution"] = round(scale / out["batch"], 4)
     if kv.get("note"):
         out["note"] = kv["note"]
     return out
@@ -161,67 +203,79 @@ def fmt(v, digits=2):
     return f"{v:,}"
 
 
-def build(args) -> dict:
-    fv = [parse_log(p) for p in args.ferrovisor]
-    bare = [parse_log(p) for p in args.bare]
-    failed = [r["path"] for r in fv + bare if not r["done"]]
+def make_row(name: str, cpu: str, fv: dict, bare: dict, trap) -> dict:
+    """One table row from run 1 of one configuration."""
     f1, b1 = fv[0], bare[0]
-    floor_f = (stats(f1, "loop_floor", "cntvct") or {}).get("value")
+    row = {"name": name, "cpu": cpu, "unit": "instructions per operation"}
+    sf, sb = stats(f1, name, "cntvct"), stats(b1, name, "cntvct")
+    row["ferrovisor"], row["bare_qemu"] = sf, sb
+    row["pmccntr"] = {"ferrovisor": stats(f1, name, "pmccntr"),
+                      "bare_qemu": stats(b1, name, "pmccntr")}
+    notes = []
+    if name in ROW_NOTES:
+        notes.append(ROW_NOTES[name])
+    if name == "stage2_fault":
+        ft, st = stats(f1, "first_touch", "cntvct"), stats(f1, "second_touch", "cntvct")
+        if ft and st:
+            extra = round(ft["value"] - st["value"], 2)
+            if extra > 0.5:
+                row["ferrovisor"] = {"value": extra, "stat": ft["stat"],
+                                     "derived": "first_touch - second_touch"}
+            else:
+                row["na"] = ("a first touch costs what a second touch does: "
+                             "no stage-2 fault on first touch")
+        else:
+            row["na"] = "first_touch/second_touch not measured"
+    elif sf is None:
+        row["na"] = na_note(f1, name) or (
+            "not measured" if f1["done"] else "the Ferrovisor run did not finish")
+    if sf and sb and sb.get("value"):
+        row["ratio"] = round(sf["value"] / sb["value"], 2)
+    floor = (stats(f1, "loop_floor", "cntvct") or {}).get("value")
+    untrapped = False
+    if name in CPU_MODEL_ROWS:
+        row["trap"] = trap
+        if sf and floor is not None and sf["value"] <= floor + (sf.get("resolution") or 0) + 1:
+            untrapped = True
+            notes.append(f"not trapped here ({trap or 'no cache-ID trap'}): costs the loop floor")
+        elif name == "sysreg_ctr_el0" and sf:
+            notes.append(f"trapped ({trap}): the vector's fast path")
+        elif name == "sysreg_ccsidr" and sf:
+            notes.append(f"trapped ({trap}): the full exit path")
+    if sf and sf.get("resolution", 1) > 1:
+        notes.append(f"CNTFRQ {fmt(num(f1['info'].get('cntfrq')))} Hz: one sample is known to "
+                     f"{fmt(sf['resolution'])} instruction(s) per op")
+    row["kvm_reference"] = KVM_REFERENCE.get(name)
+    if name in GOALS:
+        row["goal_max"] = GOALS[name]
+        value = (row["ferrovisor"] or {}).get("value")
+        row["goal_met"] = None if value is None else value <= GOALS[name]
+        if untrapped:
+            # The goal is for the trapped fast path; an untrapped read says nothing.
+            row["goal_met"] = None
+            row["goal_note"] = "fast path not exercised: the read is not trapped"
+    row["notes"] = notes
+    return row
+
+
+def build(args) -> dict:
+    configs = []
+    for cpu, fv1, fv2, b1, b2 in args.runs:
+        configs.append({"cpu": cpu, "fv": [parse_log(fv1), parse_log(fv2)],
+                        "bare": [parse_log(b1), parse_log(b2)]})
+    main = configs[0]
+    failed = [r["path"] for c in configs for r in c["fv"] + c["bare"] if not r["done"]]
+    micro_failed = list(failed)
+    f1, b1 = main["fv"][0], main["bare"][0]
 
     rows = []
     for name in ROW_ORDER:
-        row = {"name": name, "unit": "instructions per operation"}
-        sf, sb = stats(f1, name, "cntvct"), stats(b1, name, "cntvct")
-        row["ferrovisor"] = sf
-        row["bare_qemu"] = sb
-        row["pmccntr"] = {"ferrovisor": stats(f1, name, "pmccntr"),
-                          "bare_qemu": stats(b1, name, "pmccntr")}
-        notes = []
-        if name == "stage2_fault":
-            ft, st = stats(f1, "first_touch", "cntvct"), stats(f1, "second_touch", "cntvct")
-            if ft and st:
-                extra = round(ft["value"] - st["value"], 2)
-                if extra > 0.5:
-                    row["ferrovisor"] = {"value": extra, "stat": ft["stat"],
-                                         "derived": "first_touch - second_touch"}
-                else:
-                    row["na"] = ("a first touch costs what a second touch does: "
-                                 "no stage-2 fault on first touch")
-            else:
-                row["na"] = "first_touch/second_touch not measured"
-        elif sf is None:
-            row["na"] = na_note(f1, name) or (
-                "not measured" if f1["done"] else "the Ferrovisor run did not finish")
-        if sf and sb and sb.get("value"):
-            row["ratio"] = round(sf["value"] / sb["value"], 2)
-        untrapped = False
-        if name in ("sysreg_ccsidr", "sysreg_ctr_el0") and sf and floor_f is not None:
-            if sf["value"] <= floor_f + 1:
-                untrapped = True
-                notes.append("not trapped in this build (costs the loop floor)")
-        if name == "hyp_call":
-            if sf and sf.get("note"):
-                notes.append("Ferrovisor: " + sf["note"])
-            if sb and sb.get("note"):
-                notes.append("bare: " + sb["note"] + ", answered inside QEMU")
-        if name == "mmio_read_user":
-            notes.append("PL011 UARTFR; bare: QEMU's own PL011")
-        elif name != "hyp_call" and sf and sf.get("note"):
-            notes.append(sf["note"])
-        if name == "loop_floor":
-            notes.append("a nop: the measurement's own cost per op")
-        row["kvm_reference"] = KVM_REFERENCE.get(name)
-        if name in GOALS:
-            row["goal_max"] = GOALS[name]
-            med = (row["ferrovisor"] or {}).get("value")
-            row["goal_met"] = None if med is None else med <= GOALS[name]
-            if untrapped:
-                # The goal is for the trapped fast path (HCR_EL2.TID2); an
-                # untrapped read says nothing about it.
-                row["goal_met"] = None
-                row["goal_note"] = "fast path not exercised: the read is not trapped"
-        row["notes"] = notes
-        rows.append(row)
+        rows.append(make_row(name, main["cpu"], main["fv"], main["bare"],
+                             f1["hyp_log"].get("cache_id_trap")))
+        if name in CPU_MODEL_ROWS:
+            for c in configs[1:]:
+                rows.append(make_row(name, c["cpu"], c["fv"], c["bare"],
+                                     c["fv"][0]["hyp_log"].get("cache_id_trap")))
 
     boot = {}
     bf, bb = num(f1["info"].get("boot_cntpct")), num(b1["info"].get("boot_cntpct"))
@@ -231,9 +285,28 @@ def build(args) -> dict:
             "qemu_start_to_guest_main_ferrovisor": round(bf * tf),
             "qemu_start_to_guest_main_bare": round(bb * tb),
             "hypervisor_boot_instructions": round(bf * tf - bb * tb),
+            "cpu": main["cpu"],
             "how": "CNTPCT_EL0 read first thing in the bench guest's main; under icount "
                    "it counts every instruction since QEMU started (all CPUs)",
         }
+        one_cpu = []
+        for mib, path in args.boot_1cpu or []:
+            one = parse_log(path)
+            b1c, t1c = num(one["info"].get("boot_cntpct")), insns_per_tick(one)
+            if b1c is not None and t1c:
+                one_cpu.append({"vm_ram_mib": int(mib),
+                                "hypervisor_boot_instructions": round(b1c * t1c - bb * tb)})
+            else:
+                boot.setdefault("one_cpu_na", []).append(f"no BENCH-INFO line in {path}")
+        boot["one_cpu"] = one_cpu
+        if len(one_cpu) >= 2:
+            a, b = sorted(one_cpu, key=lambda x: x["vm_ram_mib"])[:2]
+            if b["vm_ram_mib"] > a["vm_ram_mib"]:
+                per_byte = ((b["hypervisor_boot_instructions"] - a["hypervisor_boot_instructions"])
+                            / ((b["vm_ram_mib"] - a["vm_ram_mib"]) << 20))
+                boot["per_vm_ram_byte"] = round(per_byte, 3)
+                boot["fixed"] = round(a["hypervisor_boot_instructions"]
+                                      - per_byte * (a["vm_ram_mib"] << 20))
 
     image_bytes = None
     try:
@@ -243,9 +316,13 @@ def build(args) -> dict:
         pass
     hyp = f1["hyp_log"]
     footprint = {"image_file_bytes": image_bytes, "image_file": args.image}
-    footprint.update({k: v for k, v in hyp.items() if k != "stage2_table_lines"})
+    footprint.update({k: v for k, v in hyp.items()
+                      if k not in ("stage2_table_lines", "heap_lines", "cache_id_trap")})
     if "ram_mib" in hyp and "free_for_vms_mib" in hyp:
         footprint["ram_not_free_for_vms_mib"] = hyp["ram_mib"] - hyp["free_for_vms_mib"]
+    footprint["heap_in_use"] = (
+        hyp["heap_lines"] if hyp.get("heap_lines")
+        else "n/a (the hypervisor does not log it)")
     footprint["stage2_tables_1gib_guest"] = (
         hyp["stage2_table_lines"] if hyp.get("stage2_table_lines")
         else "n/a (the hypervisor does not log its stage-2 table memory)")
@@ -263,158 +340,210 @@ def build(args) -> dict:
         linux = {"status": "n/a", "reason": args.linux_na or "not run"}
 
     return {
-        "schema": 1,
+        "schema": 2,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
         "qemu": args.qemu_version,
         "icount": "shift=0,sleep=off",
+        "smp": args.smp,
         "unit": "instructions per operation: CNTVCT_EL0 ticks x 1e9/CNTFRQ (icount shift=0: "
-                "1 instruction = 1 ns of guest time); per op = one batch / batch size",
-        "cntfrq_hz": {"ferrovisor": num(f1["info"].get("cntfrq")),
-                      "bare_qemu": num(b1["info"].get("cntfrq"))},
+                "1 instruction = 1 ns of guest time); per op = one sample / its batch size",
+        "cpus": [c["cpu"] for c in configs],
+        "cntfrq_hz": {c["cpu"]: {"ferrovisor": num(c["fv"][0]["info"].get("cntfrq")),
+                                 "bare_qemu": num(c["bare"][0]["info"].get("cntfrq"))}
+                      for c in configs},
+        "cache_id_trap": {c["cpu"]: c["fv"][0]["hyp_log"].get("cache_id_trap") for c in configs},
         "pmu": {"ferrovisor": f1["info"].get("pmu_note") or f1["info"].get("pmu"),
                 "bare_qemu": b1["info"].get("pmu_note") or b1["info"].get("pmu")},
         "rows": rows,
-        "determinism": {
-            "ferrovisor": determinism(fv),
-            "bare_qemu": determinism(bare),
-        },
+        "determinism": {c["cpu"]: {"ferrovisor": determinism(c["fv"]),
+                                   "bare_qemu": determinism(c["bare"])} for c in configs},
         "boot": boot,
         "footprint": footprint,
         "linux_boot": linux,
-        "runs": {"ferrovisor": [r["path"] for r in fv], "bare_qemu": [r["path"] for r in bare]},
+        "runs": {c["cpu"]: {"ferrovisor": [r["path"] for r in c["fv"]],
+                            "bare_qemu": [r["path"] for r in c["bare"]]} for c in configs},
         "failed_runs": failed,
-        "failures": [x for r in fv + bare for x in r["fail"]],
+        "micro_failed_runs": micro_failed,
+        "failures": [x for c in configs for r in c["fv"] + c["bare"] for x in r["fail"]],
     }
 
 
-def table(d: dict) -> str:
-    out = []
-    w = out.append
-    w(f"Ferrovisor micro-benchmarks ({d['qemu']}, TCG, -icount {d['icount']})")
-    freq = d["cntfrq_hz"]["ferrovisor"] or d["cntfrq_hz"]["bare_qemu"]
-    w(f"unit: instructions per operation = CNTVCT ticks x {fmt(1e9 / freq) if freq else '?'}"
-      f" (CNTFRQ {fmt(freq)} Hz; icount shift=0 runs 1 instruction per ns);")
-    w("      each op runs in an unrolled batch; the figure includes 2 instructions of counter")
-    w("      reads per batch (loop_floor shows them); spread = p10..p90 of the samples")
-    stat = next((r["ferrovisor"]["stat"] for r in d["rows"]
-                 if r.get("ferrovisor") and "stat" in r["ferrovisor"]), "median")
-    if stat == "mean":
-        w("      figures are MEANS: one counter tick spans several instructions, so single")
-        w("      samples are quantized (use -cpu max: its counter runs at 1 GHz)")
-    else:
-        w("      figures are medians over the samples")
-    w("")
-    hdr = ("row", "Ferrovisor", "p10..p90", "bare QEMU", "ratio", "KVM/arm64", "goal")
-    rows = []
-    for r in d["rows"]:
-        f, b = r.get("ferrovisor"), r.get("bare_qemu")
-        if r.get("na") and not f:
-            fcol, spread = f"n/a ({r['na']})", ""
-        else:
-            fcol = fmt(f.get("value"))
-            spread = (f"{fmt(f['p10'])}..{fmt(f['p90'])}" if "p10" in f
-                      else f.get("derived", ""))
-        bcol = fmt(b["value"]) if b else ("n/a" if not r.get("na") else "")
-        ratio = f"{r['ratio']:,.1f}x" if r.get("ratio") is not None else ""
-        kvm = fmt(r["kvm_reference"]) if r.get("kvm_reference") else ""
-        goal = ""
-        if "goal_max" in r:
-            state = {True: "met", False: "missed", None: "-"}[r["goal_met"]]
-            if r.get("goal_note"):
-                state = "not measured"
-            goal = f"<= {r['goal_max']} ({state})"
-        rows.append((r["name"], fcol, spread, bcol, ratio, kvm, goal, r["notes"]))
-    widths = [max([len(hdr[i])] + [len(x[i]) for x in rows if not x[1].startswith("n/a (")])
-              for i in range(7)]
-    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(hdr))
-    w(line.rstrip())
-    w("-" * len(line.rstrip()))
-    for x in rows:
-        if x[1].startswith("n/a ("):
-            w(f"{x[0].ljust(widths[0])}  {x[1]}" + (f"  {x[5]} (KVM)" if x[5] else "")
-              + (f"  goal {x[6]}" if x[6] else ""))
-        else:
-            w("  ".join(str(x[i]).ljust(widths[i]) for i in range(7)).rstrip())
-        for n in x[7]:
-            w(f"{'':{widths[0]}}    - {n}")
-    w("")
-    pm = [(r["name"], r["pmccntr"]["bare_qemu"]["value"]) for r in d["rows"]
-          if r["pmccntr"]["bare_qemu"]]
-    w("PMCCNTR_EL0 (cycles per op; QEMU counts 1 cycle per ns, so = instructions under icount):")
-    w(f"  Ferrovisor: n/a ({d['pmu']['ferrovisor'] or 'no data'})" if not any(
-        r["pmccntr"]["ferrovisor"] for r in d["rows"]) else "  Ferrovisor: see bench.json")
-    w("  bare QEMU:  " + (", ".join(f"{n} {fmt(v)}" for n, v in pm) if pm
-                          else f"n/a ({d['pmu']['bare_qemu']})"))
-    w("")
-    for env, diffs in d["determinism"].items():
-        label = "Ferrovisor" if env == "ferrovisor" else "bare QEMU"
-        if diffs and diffs[0].startswith("not checked"):
-            w(f"determinism: {label}: {diffs[0]}")
-        elif diffs:
-            w(f"determinism: {label} runs 1 and 2 DIFFER: " + "; ".join(diffs))
-        else:
-            w(f"determinism: {label} runs 1 and 2 identical (every row and boot count)")
-    w("")
-    b = d["boot"]
-    if b:
-        w(f"hypervisor boot: {fmt(b['hypervisor_boot_instructions'])} instructions "
-          f"(QEMU start -> guest main: {fmt(b['qemu_start_to_guest_main_ferrovisor'])} under "
-          f"Ferrovisor, {fmt(b['qemu_start_to_guest_main_bare'])} bare)")
-    fp = d["footprint"]
-    w("footprint:")
-    w(f"  hypervisor image file      {fmt(fp['image_file_bytes'])} bytes ({fp['image_file']})")
-    if "image_in_ram_bytes" in fp:
-        w(f"  hypervisor in RAM          {fmt(fp['image_in_ram_bytes'])} bytes "
-          "(image + BSS with the heap + stacks: the boot log's image range)")
-    if "ram_not_free_for_vms_mib" in fp:
-        w(f"  RAM not free for VMs       {fp['ram_not_free_for_vms_mib']} MiB of "
-          f"{fp['ram_mib']} MiB (boot log: {fp['free_for_vms_mib']} MiB free for VMs; "
-          "includes the device tree and boot bundle)")
-    w("  hypervisor heap in use     n/a (the hypervisor does not log it)")
-    if "frame_allocator_free_mib" in fp:
-        w(f"  frame allocator free       {fp['frame_allocator_free_mib']} MiB "
-          "(boot log, before any VM is built)")
-    if "vm_line" in fp:
-        w(f"  {fp['vm_line']}")
-    st = fp["stage2_tables_1gib_guest"]
-    w(f"  stage-2 tables, 1 GiB guest {st if isinstance(st, str) else '; '.join(st)}")
-    w("")
-    lx = d["linux_boot"]
-    w("Linux boot (same kernel/initramfs/-cpu/-smp, A/B/A/B):")
-    if lx.get("status") == "n/a":
-        w(f"  n/a ({lx['reason']})")
-    else:
-        fv, di = lx.get("ferrovisor", {}), lx.get("direct", {})
-        def secs(v, digits):
-            return "n/a" if v is None else f"{v:,.{digits}f} s"
+def cells(r: dict) -> dict:
+    """The display cells of one row (shared by the text and markdown tables)."""
+    f, b = r.get("ferrovisor"), r.get("bare_qemu")
+    cpu = r["cpu"] + (f" ({r['trap']})" if r.get("trap") else "")
+    if r.get("na") and not f:
+        return {"row": r["name"], "cpu": cpu, "na": r["na"],
+                "kvm": fmt(r["kvm_reference"]) if r.get("kvm_reference") else "",
+                "goal": f"<= {r['goal_max']}" if "goal_max" in r else ""}
+    goal = ""
+    if "goal_max" in r:
+        state = {True: "met", False: "missed", None: "-"}[r["goal_met"]]
+        if r.get("goal_note"):
+            state = "not exercised"
+        goal = f"<= {r['goal_max']} ({state})"
+    return {
+        "row": r["name"], "cpu": cpu,
+        "fv": fmt(f.get("value")),
+        "spread": (f"{fmt(f['p10'])}..{fmt(f['p90'])}" if "p10" in f
+                   else f.get("derived", "")),
+        "bare": fmt(b["value"]) if b else "n/a",
+        "ratio": f"{r['ratio']:,.1f}x" if r.get("ratio") is not None else "",
+        "kvm": fmt(r["kvm_reference"]) if r.get("kvm_reference") else "",
+        "goal": goal,
+    }
 
-        w(f"  guest uptime at userspace (icount guest time): Ferrovisor "
-          f"{secs(fv.get('uptime_s_median'), 3)}, direct {secs(di.get('uptime_s_median'), 3)}, "
-          f"ratio {fmt(lx.get('uptime_s_ratio'), 3)} (goal <= {LINUX_BOOT_GOAL})")
-        w(f"  kernel printk time of 'Run /init as init process' (icount, 1 us): Ferrovisor "
-          f"{secs(fv.get('run_init_s_median'), 6)}, direct {secs(di.get('run_init_s_median'), 6)}, "
-          f"ratio {fmt(lx.get('run_init_s_ratio'), 3)}")
-        w("    (both count from the guest kernel's clock start: the kernel's earliest boot and "
-          "the hypervisor's own boot are not in them)")
-        for name in ("ferrovisor", "direct"):
-            vals = lx.get(name, {}).get("uptime_s_all") or []
-            inits = [v for v in lx.get(name, {}).get("run_init_s_all") or [] if v]
-            if len(set(vals)) > 1 or len(set(inits)) > 1:
-                spread = (f" (Run /init spread {100 * (max(inits) - min(inits)) / min(inits):.4f}%)"
-                          if inits else "")
-                w(f"    {name} boots differ: uptime {vals}, Run /init {inits}{spread}")
-        w(f"  wall clock QEMU start -> userspace (noisy: shared machine): Ferrovisor "
-          f"{secs(fv.get('wall_s_median'), 2)}, direct {secs(di.get('wall_s_median'), 2)}, "
-          f"ratio {fmt(lx.get('wall_s_ratio'), 3)}")
-        w(f"  boots reaching userspace: Ferrovisor {fv.get('reached')}/{fv.get('boots')}, "
-          f"direct {di.get('reached')}/{di.get('boots')}"
-          + (" (after a failed Ferrovisor boot the others are skipped)"
-             if fv.get("boots", 0) < di.get("boots", 0) else ""))
-        for name in ("ferrovisor", "direct"):
-            for r in lx.get("runs", {}).get(name, []):
-                if not r.get("reached"):
-                    w(f"  {name} #{r.get('round')}: {r.get('error')}")
-        if lx.get("reason"):
-            w(f"  {lx['reason']}")
+
+def boot_lines(d: dict) -> list[str]:
+    b = d["boot"]
+    if not b:
+        return ["hypervisor boot: n/a (no boot count)"]
+    out = [f"hypervisor boot (QEMU start to the guest's main, minus the same on bare QEMU), "
+           f"-cpu {b['cpu']} -smp {d['smp']}, the bench VM: "
+           f"{fmt(b['hypervisor_boot_instructions'])} instructions"]
+    for one in b.get("one_cpu", []):
+        out.append(f"the same with -smp 1 and one vCPU, {one['vm_ram_mib']} MiB VM: "
+                   f"{fmt(one['hypervisor_boot_instructions'])} instructions")
+    if "per_vm_ram_byte" in b:
+        out.append(f"so the boot grows by {b['per_vm_ram_byte']:.3f} instructions per byte of VM "
+                   f"RAM (its RAM is zeroed before the guest starts), about "
+                   f"{fmt(b['fixed'])} fixed")
+    for x in b.get("one_cpu_na", []):
+        out.append(f"one-CPU boot: n/a ({x})")
+    return out
+
+
+def footprint_lines(d: dict) -> list[str]:
+    fp = d["footprint"]
+    out = [f"hypervisor image file: {fmt(fp['image_file_bytes'])} bytes"]
+    if "image_in_ram_bytes" in fp:
+        out.append(f"hypervisor in RAM: {fmt(fp['image_in_ram_bytes'])} bytes "
+                   "(image + BSS with the heap + stacks: the boot log's image range)")
+    if "ram_not_free_for_vms_mib" in fp:
+        out.append(f"RAM not free for VMs: {fp['ram_not_free_for_vms_mib']} MiB of "
+                   f"{fp['ram_mib']} MiB (includes the device tree and boot bundle)")
+    if "frame_allocator_free_mib" in fp:
+        out.append(f"frame allocator free: {fp['frame_allocator_free_mib']} MiB "
+                   "(boot log, before any VM is built)")
+    heap = fp["heap_in_use"]
+    out.append(f"heap in use: {heap if isinstance(heap, str) else '; '.join(heap)}")
+    st = fp["stage2_tables_1gib_guest"]
+    out.append(f"stage-2 tables, 1 GiB guest: {st if isinstance(st, str) else '; '.join(st)}")
+    if "vm_line" in fp:
+        out.append(f"the bench VM: {fp['vm_line']}")
+    return out
+
+
+def linux_lines(d: dict) -> list[str]:
+    lx = d["linux_boot"]
+    out = []
+    if lx.get("status") == "n/a":
+        return [f"n/a ({lx['reason']})"]
+    fv, di = lx.get("ferrovisor", {}), lx.get("direct", {})
+
+    def secs(v, digits):
+        return "n/a" if v is None else f"{v:,.{digits}f} s"
+
+    head = (f"-cpu {lx.get('cpu', '?')}, -smp {lx.get('smp', '?')}, "
+            f"{lx.get('memory', {}).get('vm_and_direct', '?')} for the guest; ")
+    ratio = lx.get("run_init_s_ratio")
+    goal = "" if ratio is None else (" met" if ratio <= LINUX_BOOT_GOAL else " missed")
+    out.append(head + f"kernel printk time of 'Run /init as init process' (icount guest time, "
+               f"1 us): Ferrovisor {secs(fv.get('run_init_s_median'), 6)}, direct "
+               f"{secs(di.get('run_init_s_median'), 6)}, ratio {fmt(ratio, 3)} "
+               f"(goal <= {LINUX_BOOT_GOAL}{goal}; counted from the guest kernel's sched_clock "
+               f"start, so the hypervisor's own boot is not in it)")
+    out.append(f"/proc/uptime read by /init: Ferrovisor {secs(fv.get('uptime_s_median'), 3)}, "
+               f"direct {secs(di.get('uptime_s_median'), 3)}, ratio "
+               f"{fmt(lx.get('uptime_s_ratio'), 3)} (10 ms resolution; its origin is later in "
+               f"the kernel's boot, so it can leave part of the difference out)")
+    for name in ("ferrovisor", "direct"):
+        vals = lx.get(name, {}).get("uptime_s_all") or []
+        inits = [v for v in lx.get(name, {}).get("run_init_s_all") or [] if v]
+        if len(set(vals)) > 1 or len(set(inits)) > 1:
+            spread = (f" (Run /init spread {100 * (max(inits) - min(inits)) / min(inits):.2f}%)"
+                      if inits else "")
+            out.append(f"{name} boots differ: uptime {vals}, Run /init {inits}{spread}")
+    out.append(f"wall clock QEMU start to userspace (noisy: shared machine): Ferrovisor "
+               f"{secs(fv.get('wall_s_median'), 2)}, direct {secs(di.get('wall_s_median'), 2)}, "
+               f"ratio {fmt(lx.get('wall_s_ratio'), 3)}")
+    out.append(f"boots reaching userspace: Ferrovisor {fv.get('reached')}/{fv.get('boots')}, "
+               f"direct {di.get('reached')}/{di.get('boots')}"
+               + (" (after a failed Ferrovisor boot the others are skipped)"
+                  if fv.get("boots", 0) < di.get("boots", 0) else ""))
+    for name in ("ferrovisor", "direct"):
+        for r in lx.get("runs", {}).get(name, []):
+            if not r.get("reached"):
+                out.append(f"{name} #{r.get('round')}: {r.get('error')}")
+    if lx.get("reason"):
+        out.append(lx["reason"])
+    return out
+
+
+def determinism_lines(d: dict) -> list[str]:
+    out = []
+    for cpu, envs in d["determinism"].items():
+        for env, diffs in envs.items():
+            label = f"{'Ferrovisor' if env == 'ferrovisor' else 'bare QEMU'} -cpu {cpu}"
+            if diffs and diffs[0].startswith("not checked"):
+                out.append(f"{label}: {diffs[0]}")
+            elif diffs:
+                out.append(f"{label}: runs 1 and 2 DIFFER: " + "; ".join(diffs))
+            else:
+                out.append(f"{label}: runs 1 and 2 identical")
+    return out
+
+
+def header_lines(d: dict) -> list[str]:
+    freqs = ", ".join(f"-cpu {cpu}: CNTFRQ {fmt(v['ferrovisor'] or v['bare_qemu'])} Hz"
+                      for cpu, v in d["cntfrq_hz"].items())
+    return [
+        f"{d['qemu']}, TCG, -icount {d['icount']}, -smp {d['smp']}; {d['date']}",
+        f"unit: instructions per operation = CNTVCT ticks x 1e9/CNTFRQ ({freqs});",
+        "      figures are medians; each sample is a batch of ops between two counter reads,",
+        "      which add 2 instructions per sample (loop_floor shows them per op);",
+        "      spread = p10..p90 of the samples",
+    ]
+
+
+def table(d: dict) -> str:
+    out = ["Ferrovisor micro-benchmarks"] + header_lines(d) + [""]
+    w = out.append
+    hdr = {"row": "row", "cpu": "CPU", "fv": "Ferrovisor", "spread": "p10..p90",
+           "bare": "bare QEMU", "ratio": "ratio", "kvm": "KVM/arm64", "goal": "goal"}
+    keys = list(hdr)
+    all_cells = [(cells(r), r) for r in d["rows"]]
+    widths = {k: max([len(hdr[k])] + [len(c.get(k, "")) for c, _ in all_cells if "na" not in c])
+              for k in keys}
+    line = "  ".join(hdr[k].ljust(widths[k]) for k in keys).rstrip()
+    w(line)
+    w("-" * len(line))
+    for c, r in all_cells:
+        if "na" in c:
+            w(f"{c['row'].ljust(widths['row'])}  {c['cpu'].ljust(widths['cpu'])}  n/a ({c['na']})"
+              + (f"  KVM {c['kvm']}" if c["kvm"] else "") + (f"  goal {c['goal']}" if c["goal"] else ""))
+        else:
+            w("  ".join(c[k].ljust(widths[k]) for k in keys).rstrip())
+        for n in r["notes"]:
+            w(f"{'':{widths['row']}}    - {n}")
+    w("")
+    pm = [(r["name"] if r["cpu"] == d["cpus"][0] else f"{r['name']} ({r['cpu']})",
+           r["cpu"], r["pmccntr"]["bare_qemu"]["value"]) for r in d["rows"]
+          if r["pmccntr"]["bare_qemu"]]
+    w("PMCCNTR_EL0 on bare QEMU (cycles per op; QEMU counts 1 cycle per ns = per instruction):")
+    w("  " + (", ".join(f"{n} {fmt(v)}" for n, _, v in pm) if pm
+              else f"n/a ({d['pmu']['bare_qemu']})"))
+    w(f"  under Ferrovisor: n/a ({d['pmu']['ferrovisor'] or 'no data'})")
+    w("")
+    w("determinism:")
+    out += ["  " + x for x in determinism_lines(d)]
+    w("")
+    out += boot_lines(d)
+    w("footprint:")
+    out += ["  " + x for x in footprint_lines(d)]
+    w("")
+    w("Linux boot (same kernel/initramfs/-cpu/-smp, A/B/A/B):")
+    out += ["  " + x for x in linux_lines(d)]
     if d["failed_runs"]:
         w("")
         w("FAILED: " + ", ".join(d["failed_runs"]))
@@ -423,23 +552,99 @@ def table(d: dict) -> str:
     return "\n".join(out)
 
 
+def md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(d: dict) -> str:
+    """The README section: the same data as `table`, as markdown."""
+    cpus = ", ".join(f"`{cpu}` ({fmt(v['ferrovisor'] or v['bare_qemu'])} Hz counter, "
+                     f"cache-ID trap {d['cache_id_trap'].get(cpu) or 'n/a'})"
+                     for cpu, v in d["cntfrq_hz"].items())
+    out = [
+        f"Generated by `make bench` on {d['date']}: {md_escape(d['qemu'])}, TCG, "
+        f"`-icount {d['icount']}`, `-smp {d['smp']}`; CPU models {cpus}. "
+        "Do not edit by hand: the next run rewrites this section.",
+        "",
+        "How to read it: each figure is guest instructions per operation (median; the "
+        "hypervisor's instructions count too), Ferrovisor beside the same operation on bare "
+        "QEMU with no hypervisor and KVM/arm64's figure on the same QEMU; the CPU column "
+        "says which `-cpu` the figure comes from.",
+        "",
+        "| operation | CPU | Ferrovisor | p10..p90 | bare QEMU | ratio | KVM/arm64 | goal | notes |",
+        "|---|---|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for r in d["rows"]:
+        c = cells(r)
+        notes = md_escape("; ".join(r["notes"]))
+        if "na" in c:
+            out.append(f"| `{c['row']}` | {c['cpu']} | n/a | | | | {c['kvm']} | "
+                       f"{md_escape(c['goal'])} | {md_escape(c['na'])}"
+                       + (f"; {notes}" if notes else "") + " |")
+        else:
+            out.append(f"| `{c['row']}` | {c['cpu']} | {c['fv']} | {c['spread']} | {c['bare']} | "
+                       f"{c['ratio']} | {c['kvm']} | {md_escape(c['goal'])} | {notes} |")
+    out.append("")
+    det = determinism_lines(d)
+    same = all(x.endswith("identical") for x in det)
+    out.append("- Repeatability: " + ("every run was repeated and gave identical figures."
+                                      if same else "; ".join(det)))
+    out += ["- " + md_escape(x) for x in boot_lines(d)]
+    out.append("- Footprint: " + md_escape("; ".join(footprint_lines(d))) + ".")
+    out.append("- Linux boot, Ferrovisor vs direct (A/B/A/B): "
+               + md_escape("; ".join(linux_lines(d))) + ".")
+    if d["failed_runs"]:
+        out.append("- FAILED: " + md_escape(", ".join(d["failed_runs"])))
+    return "\n".join(out)
+
+
+def update_readme(path: str, section: str) -> None:
+    """Replaces the text between the bench markers; refuses if they are not there
+    exactly once each, in order."""
+    text = open(path).read()
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"{path}: expected one '{BEGIN}' before one '{END}'")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + section.rstrip("\n") + "\n" + END + tail)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ferrovisor", nargs="+", required=True)
-    ap.add_argument("--bare", nargs="+", required=True)
+    ap.add_argument("--runs", nargs=5, action="append", required=True,
+                    metavar=("CPU", "FV1", "FV2", "BARE1", "BARE2"))
+    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--boot-1cpu", nargs=2, action="append", metavar=("VM_MIB", "LOG"),
+                    help="a one-CPU Ferrovisor run with a VM of VM_MIB MiB, stopped early")
     ap.add_argument("--image", required=True)
     ap.add_argument("--linux")
     ap.add_argument("--linux-na")
     ap.add_argument("--qemu-version", default="QEMU")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--readme", help="README.md whose bench section to rewrite")
     args = ap.parse_args()
     d = build(args)
     text = table(d)
     d["table"] = text
+    d["markdown"] = markdown(d)
     with open(args.out, "w") as f:
         json.dump(d, f, indent=2)
     print(text)
-    return 1 if d["failed_runs"] else 0
+    status = 1 if d["failed_runs"] else 0
+    if args.readme:
+        if d["micro_failed_runs"]:
+            # Only a table of finished runs goes into the README; a failed Linux
+            # comparison is shown there as failed.
+            print(f"bench: {args.readme} not updated: a benchmark run failed", file=sys.stderr)
+        else:
+            try:
+                update_readme(args.readme, d["markdown"])
+                print(f"bench: rewrote the bench section of {args.readme}", file=sys.stderr)
+            except (OSError, ValueError) as e:
+                print(f"bench: {args.readme} not updated: {e}", file=sys.stderr)
+                status = 1
+    return status
 
 
 if __name__ == "__main__":
