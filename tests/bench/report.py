@@ -278,6 +278,7 @@ def build(args) -> dict:
                                      c["fv"][0]["hyp_log"].get("cache_id_trap")))
 
     boot = {}
+    one_cpu = []
     bf, bb = num(f1["info"].get("boot_cntpct")), num(b1["info"].get("boot_cntpct"))
     tf, tb = insns_per_tick(f1), insns_per_tick(b1)
     if bf is not None and bb is not None and tf and tb:
@@ -294,19 +295,22 @@ def build(args) -> dict:
             one = parse_log(path)
             b1c, t1c = num(one["info"].get("boot_cntpct")), insns_per_tick(one)
             if b1c is not None and t1c:
-                one_cpu.append({"vm_ram_mib": int(mib),
-                                "hypervisor_boot_instructions": round(b1c * t1c - bb * tb)})
+                one_cpu.append({"vm_ram_mib": int(mib), "log": path,
+                                "hypervisor_boot_instructions": round(b1c * t1c - bb * tb),
+                                "hyp_log": one["hyp_log"]})
             else:
                 boot.setdefault("one_cpu_na", []).append(f"no BENCH-INFO line in {path}")
-        boot["one_cpu"] = one_cpu
-        if len(one_cpu) >= 2:
-            a, b = sorted(one_cpu, key=lambda x: x["vm_ram_mib"])[:2]
-            if b["vm_ram_mib"] > a["vm_ram_mib"]:
-                per_byte = ((b["hypervisor_boot_instructions"] - a["hypervisor_boot_instructions"])
-                            / ((b["vm_ram_mib"] - a["vm_ram_mib"]) << 20))
-                boot["per_vm_ram_byte"] = round(per_byte, 3)
-                boot["fixed"] = round(a["hypervisor_boot_instructions"]
-                                      - per_byte * (a["vm_ram_mib"] << 20))
+        one_cpu.sort(key=lambda x: x["vm_ram_mib"])
+        boot["one_cpu"] = [{k: v for k, v in x.items() if k != "hyp_log"} for x in one_cpu]
+        if len(one_cpu) >= 2 and one_cpu[-1]["vm_ram_mib"] > one_cpu[0]["vm_ram_mib"]:
+            # Least squares over the points: instructions = fixed + per_byte * RAM bytes.
+            xs = [x["vm_ram_mib"] << 20 for x in one_cpu]
+            ys = [x["hypervisor_boot_instructions"] for x in one_cpu]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            per_byte = (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+                        / sum((x - mx) ** 2 for x in xs))
+            boot["per_vm_ram_byte"] = round(per_byte, 3)
+            boot["fixed"] = round(my - per_byte * mx)
 
     image_bytes = None
     try:
@@ -323,9 +327,15 @@ def build(args) -> dict:
     footprint["heap_in_use"] = (
         hyp["heap_lines"] if hyp.get("heap_lines")
         else "n/a (the hypervisor does not log it)")
-    footprint["stage2_tables_1gib_guest"] = (
-        hyp["stage2_table_lines"] if hyp.get("stage2_table_lines")
-        else "n/a (the hypervisor does not log its stage-2 table memory)")
+    gib = [x for x in one_cpu if x["vm_ram_mib"] == 1024]
+    if gib and gib[0]["hyp_log"].get("stage2_table_lines"):
+        footprint["stage2_tables_1gib_guest"] = gib[0]["hyp_log"]["stage2_table_lines"]
+    elif gib:
+        footprint["stage2_tables_1gib_guest"] = (
+            "n/a (the hypervisor does not log its stage-2 table memory; "
+            f"boot log of a 1 GiB guest: {gib[0]['log']})")
+    else:
+        footprint["stage2_tables_1gib_guest"] = "n/a (no boot run with a 1 GiB guest)"
 
     if args.linux:
         try:
