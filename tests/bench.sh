@@ -184,7 +184,7 @@ EOF
     python3 "$here/bench/linux_boot.py" --qemu "$qemu" --hypervisor "$hyp" \
       --bundle "$logs/linux.cpio" --kernel "$kernel" --initrd "$initrd" \
       --append "$bootargs" --cpu "${cpus[0]}" --smp "$vm_smp" --vm-memory "$vm_mem" \
-      --host-memory 1G --rounds 2 --timeout "$linux_timeout" \
+      --host-memory 1G --rounds 3 --timeout "$linux_timeout" \
       --logdir "$logs" --out "$logs/linux.json" || true
     linux_arg=(--linux "$logs/linux.json")
   else

@@ -27,6 +27,7 @@ a benchmark run did not finish. Standard library only.
 import argparse
 import datetime
 import json
+import os
 import re
 import sys
 
@@ -319,7 +320,7 @@ def build(args) -> dict:
     except OSError:
         pass
     hyp = f1["hyp_log"]
-    footprint = {"image_file_bytes": image_bytes, "image_file": args.image}
+    footprint = {"image_file_bytes": image_bytes, "image_file": os.path.basename(args.image)}
     footprint.update({k: v for k, v in hyp.items()
                       if k not in ("stage2_table_lines", "heap_lines", "cache_id_trap")})
     if "ram_mib" in hyp and "free_for_vms_mib" in hyp:
@@ -333,7 +334,7 @@ def build(args) -> dict:
     elif gib:
         footprint["stage2_tables_1gib_guest"] = (
             "n/a (the hypervisor does not log its stage-2 table memory; "
-            f"boot log of a 1 GiB guest: {gib[0]['log']})")
+            f"the 1 GiB guest's boot log is bench/{os.path.basename(gib[0]['log'])})")
     else:
         footprint["stage2_tables_1gib_guest"] = "n/a (no boot run with a 1 GiB guest)"
 
@@ -597,15 +598,15 @@ def markdown(d: dict) -> str:
     out.append("")
     det = determinism_lines(d)
     same = all(x.endswith("identical") for x in det)
-    out.append("- Repeatability: " + ("every run was repeated and gave identical figures."
-                                      if same else "; ".join(det)))
-    out += ["- " + md_escape(x) for x in boot_lines(d)]
-    out.append("- Footprint: " + md_escape("; ".join(footprint_lines(d))) + ".")
-    out.append("- Linux boot, Ferrovisor vs direct (A/B/A/B): "
-               + md_escape("; ".join(linux_lines(d))) + ".")
+    out.append("- Repeatability: " + ("every configuration ran twice and gave identical "
+                                      "figures." if same else "; ".join(det)))
+    for title, lines in (("Hypervisor boot", boot_lines(d)), ("Footprint", footprint_lines(d)),
+                         ("Linux boot, Ferrovisor vs direct (A/B alternated)", linux_lines(d))):
+        out.append(f"- {title}:")
+        out += ["  - " + md_escape(x) for x in lines]
     if d["failed_runs"]:
         out.append("- FAILED: " + md_escape(", ".join(d["failed_runs"])))
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
 
 
 def update_readme(path: str, section: str) -> None:
