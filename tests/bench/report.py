@@ -19,8 +19,9 @@ n/a and why.
 --readme rewrites the part of README.md between `<!-- bench:begin -->` and
 `<!-- bench:end -->` with the table as markdown; nothing else in the file changes.
 
-Exit status: 1 if a run did not finish (no BENCH-DONE line), the Linux comparison
-failed, or the README could not be updated, else 0. The README is left alone when
+Exit status: 1 if a run did not finish (no BENCH-DONE line), the two runs of a
+configuration differ in a figure the table shows (median, p10, p90, boot count),
+the Linux comparison failed, or the README could not be updated, else 0. The README is left alone when
 a benchmark run did not finish. Standard library only.
 """
 
@@ -169,28 +170,38 @@ def na_note(run: dict, name: str):
     return kv.get("note") if kv else None
 
 
-def compare_runs(a: dict, b: dict) -> list[str]:
-    """What differs between two runs of the same guest: every row and boot_cntpct."""
-    diffs = []
+# The statistics the table shows; the others (mean, min, max) are only in the JSON.
+SHOWN = ("median", "p10", "p90")
+
+
+def compare_runs(a: dict, b: dict) -> dict:
+    """What differs between two runs of the same guest: every row and boot_cntpct.
+    `shown` lists differences in figures the table shows (and the boot count),
+    `other` differences in the rest (a single odd sample moves max and mean)."""
+    shown, other = [], []
     for name in sorted(set(a["rows"]) | set(b["rows"])):
         for unit in sorted(set(a["rows"].get(name, {})) | set(b["rows"].get(name, {}))):
-            x = a["rows"].get(name, {}).get(unit)
-            y = b["rows"].get(name, {}).get(unit)
-            if x != y:
-                keys = [k for k in STATS if (x or {}).get(k) != (y or {}).get(k)]
-                diffs.append(f"{name}/{unit}: " + ", ".join(
-                    f"{k} {(x or {}).get(k)} vs {(y or {}).get(k)}" for k in keys))
+            x = a["rows"].get(name, {}).get(unit) or {}
+            y = b["rows"].get(name, {}).get(unit) or {}
+            if x == y:
+                continue
+            keys = [k for k in STATS if x.get(k) != y.get(k)]
+            text = f"{name}/{unit}: " + ", ".join(f"{k} {x.get(k)} vs {y.get(k)}" for k in keys)
+            if not keys or any(k in SHOWN for k in keys):
+                shown.append(text)
+            else:
+                other.append(text)
     if a["info"].get("boot_cntpct") != b["info"].get("boot_cntpct"):
-        diffs.append(f"boot_cntpct {a['info'].get('boot_cntpct')} vs "
+        shown.append(f"boot_cntpct {a['info'].get('boot_cntpct')} vs "
                      f"{b['info'].get('boot_cntpct')}")
-    return diffs
+    return {"checked": True, "shown": shown, "other": other}
 
 
-def determinism(runs: list) -> list[str]:
+def determinism(runs: list) -> dict:
     if len(runs) < 2:
-        return ["not checked: only one run"]
+        return {"checked": False, "why": "only one run"}
     if not all(r["done"] for r in runs):
-        return ["not checked: a run did not finish"]
+        return {"checked": False, "why": "a run did not finish"}
     return compare_runs(runs[0], runs[1])
 
 
@@ -494,15 +505,24 @@ def linux_lines(d: dict) -> list[str]:
 def determinism_lines(d: dict) -> list[str]:
     out = []
     for cpu, envs in d["determinism"].items():
-        for env, diffs in envs.items():
+        for env, det in envs.items():
             label = f"{'Ferrovisor' if env == 'ferrovisor' else 'bare QEMU'} -cpu {cpu}"
-            if diffs and diffs[0].startswith("not checked"):
-                out.append(f"{label}: {diffs[0]}")
-            elif diffs:
-                out.append(f"{label}: runs 1 and 2 DIFFER: " + "; ".join(diffs))
+            if not det["checked"]:
+                out.append(f"{label}: not checked ({det['why']})")
+            elif det["shown"]:
+                out.append(f"{label}: runs 1 and 2 DIFFER: " + "; ".join(det["shown"]))
+            elif det["other"]:
+                out.append(f"{label}: runs 1 and 2 give the same table figures; single samples "
+                           "differ: " + "; ".join(det["other"]))
             else:
                 out.append(f"{label}: runs 1 and 2 identical")
     return out
+
+
+def repeatable(d: dict) -> bool:
+    """Whether every configuration's two runs gave the same table figures."""
+    return all(det["checked"] and not det["shown"]
+               for envs in d["determinism"].values() for det in envs.values())
 
 
 def header_lines(d: dict) -> list[str]:
@@ -599,7 +619,7 @@ def markdown(d: dict) -> str:
     det = determinism_lines(d)
     same = all(x.endswith("identical") for x in det)
     out.append("- Repeatability: " + ("every configuration ran twice and gave identical "
-                                      "figures." if same else "; ".join(det)))
+                                      "figures." if same else md_escape("; ".join(det))))
     for title, lines in (("Hypervisor boot", boot_lines(d)), ("Footprint", footprint_lines(d)),
                          ("Linux boot, Ferrovisor vs direct (A/B alternated)", linux_lines(d))):
         out.append(f"- {title}:")
@@ -643,6 +663,9 @@ def main() -> int:
         json.dump(d, f, indent=2)
     print(text)
     status = 1 if d["failed_runs"] else 0
+    if not repeatable(d):
+        print("bench: the two runs of a configuration gave different figures", file=sys.stderr)
+        status = 1
     if args.readme:
         if d["micro_failed_runs"]:
             # Only a table of finished runs goes into the README; a failed Linux
