@@ -80,6 +80,7 @@ mod hyp {
             .as_ref()
             .map(|p| p.method)
             .unwrap_or(Conduit::Smc);
+        FIRMWARE.call_once(|| firmware);
         let stage2 = Stage2Geometry::from_pa_range(features.parange)
             .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
         info!(
@@ -273,6 +274,11 @@ mod hyp {
             };
             match Vm::create(spec, pcpus.clone(), host) {
                 Ok(vm) => {
+                    info!(
+                        "VM '{}': stage-2 tables {} bytes",
+                        vmc.name,
+                        vm.stage2_bytes()
+                    );
                     for (vcpu, &cpu) in pcpus.iter().enumerate() {
                         work[cpu] = Some((vms.len(), vcpu));
                     }
@@ -284,6 +290,7 @@ mod hyp {
         if vms.is_empty() {
             halt(format_args!("no VM could be started"));
         }
+        info!("heap: {} bytes in use", memory::heap_used());
         console::configure(
             config.console.switch_key,
             config.console.switch_presses,
@@ -424,10 +431,25 @@ mod hyp {
         if let Some((vm, vcpu)) = plan.work[logical] {
             plan.vms[vm].run_vcpu(vcpu);
         }
+        // Nothing (more) to run here. The boot CPU stays to take the console's
+        // keyboard interrupt (routed to it); any other CPU goes back to the
+        // firmware (PSCI CPU_OFF), so it neither spins nor costs power.
+        if logical != 0 {
+            let status = firmware::cpu_off(firmware_conduit());
+            warn!("CPU {logical}: PSCI CPU_OFF returned {status}; it stays parked");
+        }
         loop {
-            regs::wfe();
+            regs::wfi();
+            ferrovisor::vm::run::service_interrupts(wake_console_focus);
         }
     }
+
+    /// How the firmware is reached (from the host device tree, read at boot).
+    fn firmware_conduit() -> Conduit {
+        *FIRMWARE.get().unwrap_or(&Conduit::Smc)
+    }
+
+    static FIRMWARE: spin::Once<Conduit> = spin::Once::new();
 
     /// Finds, checks and parses the host device tree.
     fn read_device_tree(dtb_pa: u64) -> (Platform, PhysRange) {

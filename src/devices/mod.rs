@@ -103,12 +103,12 @@ impl MmioBus {
         }
     }
 
-    /// The interrupt outputs of the devices that have one: (INTID, level).
-    pub fn irq_lines(&self) -> Vec<(u32, bool)> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.device.irq_line())
-            .collect()
+    /// Calls `f(intid, level)` for each device's interrupt output (no
+    /// allocation: this runs on every guest exit).
+    pub fn for_each_irq_line(&self, mut f: impl FnMut(u32, bool)) {
+        for (intid, level) in self.slots.iter().filter_map(|s| s.device.irq_line()) {
+            f(intid, level);
+        }
     }
 
     /// The devices, for the boot log.

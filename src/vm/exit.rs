@@ -222,17 +222,19 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             // No device claims the address (or the access cannot be emulated,
             // ISV = 0): the guest gets a synchronous external abort, as a bus with
             // nothing at that address would give it.
-            log::warn!(
-                "guest {} at IPA {:#x} (VA {:#x}) claimed by no device{}: injecting an external abort",
-                if da.wnr { "write" } else { "read" },
-                da.ipa,
-                da.far,
-                if da.isv {
-                    ""
-                } else {
-                    " or not emulable (ISV=0)"
-                }
-            );
+            if let Some(n) = self.faults.note() {
+                log::warn!(
+                    "guest {} at IPA {:#x} (VA {:#x}) claimed by no device{}: injecting an external abort (fault #{n})",
+                    if da.wnr { "write" } else { "read" },
+                    da.ipa,
+                    da.far,
+                    if da.isv {
+                        ""
+                    } else {
+                        " or not emulable (ISV=0)"
+                    }
+                );
+            }
             self.inject(SyncException::DataAbort {
                 far: da.far,
                 write: da.wnr,

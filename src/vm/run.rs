@@ -418,7 +418,10 @@ impl Vm {
                     }
                     VmState::Stopping(_) => {}
                 }
-                regs::wfe();
+                // Sleep until kicked (CPU_ON, a stop, a reset): the kick is an
+                // interrupt, which ends WFI even with interrupts masked at EL2.
+                regs::wfi();
+                service_interrupts(self.host.console_input);
             };
             self.load_cpu(vcpu);
             let mut gprs = GuestRegs::default();
@@ -641,11 +644,11 @@ impl Vm {
 
     /// Passes the emulated devices' interrupt outputs to the vGIC.
     fn update_device_lines(&self) {
-        let lines = self.bus.lock().irq_lines();
+        let bus = self.bus.lock();
         let mut v = self.vgic.lock();
-        for (intid, level) in lines {
+        bus.for_each_irq_line(|intid, level| {
             let _ = v.set_level(None, intid, level);
-        }
+        });
     }
 
     /// The vCPU waits for an interrupt (WFI, CPU_SUSPEND): this CPU sleeps until
@@ -727,6 +730,11 @@ impl Vm {
         *self.state.lock() = VmState::Off;
         console::set_alive(self.spec.index, false);
         info!("VM '{}' is off", self.spec.name);
+        // The VM's other CPUs wait in WFI for a vCPU to start: let them see
+        // the VM is over.
+        for &cpu in &self.pcpus {
+            (self.host.kick)(cpu);
+        }
         if RUNNING_VMS.fetch_sub(1, Ordering::SeqCst) == 1 {
             info!("all VMs are off: powering the machine off");
             arch::console::flush();
@@ -775,4 +783,27 @@ impl crate::psci::PsciVm for PsciView<'_> {
         // HCR_EL2.RW = 1: EL1 is AArch64, and EL0 cannot make HVC/SMC calls.
         false
     }
+}
+
+/// Takes the interrupts pending on a CPU that runs no vCPU right now (waiting
+/// for one to start, or parked): the console's keyboard input is passed on, the
+/// rest (kicks, a stale timer) are completed and dropped.
+pub fn service_interrupts(console_input: fn()) {
+    loop {
+        let intid = gic::acknowledge();
+        let kind = classify(intid, &[]);
+        match kind {
+            PhysIrq::Spurious => break,
+            PhysIrq::Host(i) if Some(i) == hostgic::uart_intid() => {
+                if console::poll_keyboard() {
+                    console_input();
+                }
+            }
+            PhysIrq::HypTimer => regs::disarm_hyp_timer(),
+            _ => {}
+        }
+        // No vCPU takes it here: complete it fully, so nothing stays active.
+        gic::complete(intid, crate::vgic::host::Completion::DropAndDeactivate);
+    }
+    console::flush_waiting();
 }

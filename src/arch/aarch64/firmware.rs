@@ -6,6 +6,7 @@ use core::arch::asm;
 pub use crate::platform::Conduit;
 
 const PSCI_VERSION: u64 = 0x8400_0000;
+const PSCI_CPU_OFF: u64 = 0x8400_0002;
 const PSCI_CPU_ON_64: u64 = 0xC400_0003;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
@@ -47,6 +48,12 @@ pub fn system_off(conduit: Conduit) {
 /// Resets the machine. Returns only if the firmware refuses.
 pub fn system_reset(conduit: Conduit) {
     call(conduit, PSCI_SYSTEM_RESET, 0, 0, 0);
+}
+
+/// Turns the calling CPU off (PSCI CPU_OFF). Returns only on failure, with the
+/// PSCI status.
+pub fn cpu_off(conduit: Conduit) -> i64 {
+    call(conduit, PSCI_CPU_OFF, 0, 0, 0) as i64
 }
 
 /// Starts physical CPU `mpidr` at the hypervisor's secondary entry with
