@@ -794,10 +794,8 @@ pub fn service_interrupts(console_input: fn()) {
         let kind = classify(intid, &[]);
         match kind {
             PhysIrq::Spurious => break,
-            PhysIrq::Host(i) if Some(i) == hostgic::uart_intid() => {
-                if console::poll_keyboard() {
-                    console_input();
-                }
+            PhysIrq::Host(i) if Some(i) == hostgic::uart_intid() && console::poll_keyboard() => {
+                console_input()
             }
             PhysIrq::HypTimer => regs::disarm_hyp_timer(),
             _ => {}
