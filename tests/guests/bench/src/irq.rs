@@ -40,6 +40,12 @@ pub fn stamp(intid: u32) -> u64 {
     BENCH_IRQ_STAMP[intid as usize].load(Ordering::Acquire)
 }
 
+unsafe extern "C" {
+    /// The benchmark vector table (assembly below), for a CPU started with
+    /// [`guest_rt::smp`].
+    pub fn bench_vectors();
+}
+
 /// Installs the benchmark vector table on the running CPU.
 pub fn install() {
     // SAFETY: the table below is 2 KiB aligned and every entry is valid code.

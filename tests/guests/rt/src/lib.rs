@@ -20,6 +20,8 @@
 //!   `ELR_EL1`, and carry on after it; and an IRQ hook, [`set_irq_handler`];
 //! - a PL011 console at guest PA `0x0900_0000` with [`print!`]/[`println!`] ([`console`]);
 //! - SMCCC and PSCI calls over HVC or SMC ([`smccc`]);
+//! - secondary CPUs started with PSCI CPU_ON, each on its own stack with the same
+//!   identity map ([`smp`]);
 //! - the check reporter [`check!`] and [`finish`] ([`check`]): `PASS: name` /
 //!   `FAIL: name (detail)` lines and a final `N passed, M failed`, then PSCI SYSTEM_OFF.
 #![no_std]
@@ -30,6 +32,7 @@ pub mod check;
 pub mod console;
 pub mod exception;
 pub mod smccc;
+pub mod smp;
 
 pub use check::finish;
 pub use exception::{ExceptionInfo, catch_exception, expect_exception, set_irq_handler};

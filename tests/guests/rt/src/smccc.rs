@@ -13,8 +13,13 @@ pub const PSCI_VERSION: u32 = 0x8400_0000;
 pub const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
 pub const PSCI_SYSTEM_RESET: u32 = 0x8400_0009;
 pub const PSCI_FEATURES: u32 = 0x8400_000a;
+pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
+/// PSCI CPU_ON, 64-bit calling convention.
+pub const PSCI_CPU_ON_64: u32 = 0xc400_0003;
 /// PSCI return code `NOT_SUPPORTED` (-1) as the 32-bit value in `w0`.
 pub const PSCI_RET_NOT_SUPPORTED: u32 = 0xffff_ffff;
+/// PSCI return code `ALREADY_ON` (DEN0022 table 5.2): CPU_ON's target is on.
+pub const PSCI_RET_ALREADY_ON: i64 = -4;
 
 /// Makes an SMCCC call with `HVC #0` and returns `x0`.
 pub fn hvc_call(fid: u32, a1: u64, a2: u64, a3: u64) -> u64 {

@@ -906,7 +906,8 @@ fn level_spi() {
 }
 
 fn smp(frame0: usize) {
-    let ret = secondary::start(VCPU1_AFFINITY);
+    // CPU_ON's return value: 0 on success, else its (negative) error code.
+    let ret = secondary::start(VCPU1_AFFINITY).err().unwrap_or(0);
     let up = ret == 0
         && gic::wait_until(SECONDARY_TIMEOUT_MS, || {
             secondary::STATE.load(Ordering::SeqCst) == secondary::STATE_READY

@@ -3,29 +3,18 @@
 //! the commands vCPU 0 leaves in shared memory (each announced by the doorbell SGI
 //! [`DOORBELL_SGI`]).
 //!
-//! PSCI (DEN0022, CPU_ON): the new vCPU enters at `entry_point_address` in AArch64
-//! EL1 with the MMU and caches off and `x0 = context_id`. [`vgic_secondary_entry`]
-//! therefore sets up what the runtime's `_start` set up for vCPU 0, from register
-//! values vCPU 0 leaves in a [`BootBlock`] (`context_id` is its address): CPACR_EL1,
-//! the runtime's vector table (so IRQs reach the same handler, on this vCPU's
-//! stack), the identity map with caches on (MAIR, TCR, TTBR0, then SCTLR), a stack.
-//! Until its MMU is on, the vCPU's loads bypass the caches, so vCPU 0 cleans the
-//! block to the PoC before CPU_ON (Arm ARM D7.5.10).
+//! [`guest_rt::smp`] starts it (PSCI CPU_ON) with the runtime's vector table, so
+//! IRQs reach the same handler, on this vCPU's stack.
 //!
 //! The loop keeps IRQs masked except for a window after each WFI: WFI wakes on a
 //! pending interrupt whatever PSTATE.I says (Arm ARM D1.6.2), the handler runs in
 //! the window, and a command written before its doorbell is never missed.
 
-use core::arch::asm;
-use core::cell::UnsafeCell;
-use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::gic;
+use guest_rt::smp::{Secondary, Vectors};
 
-/// PSCI CPU_ON (SMC64) and CPU_OFF function IDs (DEN0022, "Function IDs").
-pub const PSCI_CPU_ON_64: u32 = 0xc400_0003;
-pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
+use crate::gic;
 
 /// The SGI that tells vCPU 1 to look at [`COMMAND`].
 pub const DOORBELL_SGI: u32 = 2;
@@ -75,64 +64,13 @@ pub static RESULT: AtomicU64 = AtomicU64::new(0);
 /// 1 while vCPU 1 runs [`CMD_SPIN`]'s loop.
 pub static SPINNING: AtomicU64 = AtomicU64::new(0);
 
-const STACK_SIZE: usize = 16 * 1024;
+/// vCPU 1's boot parameters and stack.
+static VCPU1: Secondary = Secondary::new();
 
-/// The register values vCPU 1 starts with (read by the entry code, MMU off).
-#[repr(C, align(64))]
-pub struct BootBlock {
-    cpacr_el1: u64,
-    mair_el1: u64,
-    tcr_el1: u64,
-    ttbr0_el1: u64,
-    sctlr_el1: u64,
-    stack_top: u64,
-}
-
-pub struct Shared(UnsafeCell<BootBlock>);
-// SAFETY: vCPU 0 writes the block only before CPU_ON; vCPU 1 only reads it.
-unsafe impl Sync for Shared {}
-
-static BOOT_BLOCK: Shared = Shared(UnsafeCell::new(BootBlock {
-    cpacr_el1: 0,
-    mair_el1: 0,
-    tcr_el1: 0,
-    ttbr0_el1: 0,
-    sctlr_el1: 0,
-    stack_top: 0,
-}));
-
-#[repr(C, align(16))]
-struct Stack(UnsafeCell<[u8; STACK_SIZE]>);
-// SAFETY: only vCPU 1 uses it, as its stack.
-unsafe impl Sync for Stack {}
-static STACK: Stack = Stack(UnsafeCell::new([0; STACK_SIZE]));
-
-macro_rules! read {
-    ($reg:literal) => {{
-        let v: u64;
-        // SAFETY: reading an EL1 system register has no side effects.
-        unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) v, options(nomem, nostack, preserves_flags)) };
-        v
-    }};
-}
-
-/// Starts vCPU 1 (MPIDR affinity `target`) and returns PSCI CPU_ON's result
-/// (0 on success). The caller waits for [`STATE_READY`].
-pub fn start(target: u64) -> u64 {
-    let block = BOOT_BLOCK.0.get();
-    let values = BootBlock {
-        cpacr_el1: read!("cpacr_el1"),
-        mair_el1: read!("mair_el1"),
-        tcr_el1: read!("tcr_el1"),
-        ttbr0_el1: read!("ttbr0_el1"),
-        sctlr_el1: read!("sctlr_el1"),
-        stack_top: STACK.0.get() as u64 + STACK_SIZE as u64,
-    };
-    // SAFETY: vCPU 1 is not running yet; only this function starts it.
-    unsafe { block.write(values) };
-    clean_to_poc(block as u64, size_of::<BootBlock>() as u64);
-    let entry = vgic_secondary_entry as *const () as u64;
-    guest_rt::hvc_call(PSCI_CPU_ON_64, target, entry, block as u64)
+/// Starts vCPU 1 (MPIDR affinity `target`); `Err` holds PSCI CPU_ON's error. The
+/// caller waits for [`STATE_READY`].
+pub fn start(target: u64) -> Result<(), i64> {
+    VCPU1.start(target, Vectors::Runtime, secondary_main, 0)
 }
 
 /// Asks vCPU 1 to run `cmd` (with `arg`) and rings its doorbell.
@@ -140,20 +78,6 @@ pub fn command(cmd: u64, arg: u64, vcpu1_mpidr: u64) {
     COMMAND_ARG.store(arg, Ordering::SeqCst);
     COMMAND.store(cmd, Ordering::SeqCst);
     gic::icc_sgi1r(gic::sgi1r_to(DOORBELL_SGI, vcpu1_mpidr));
-}
-
-/// DC CVAC over `[addr, addr + len)`, then DSB: the bytes reach the PoC.
-fn clean_to_poc(addr: u64, len: u64) {
-    // CTR_EL0.DminLine [19:16]: log2 of the smallest data cache line in words.
-    let line = 4u64 << ((read!("ctr_el0") >> 16) & 0xf);
-    let mut va = addr & !(line - 1);
-    while va < addr + len {
-        // SAFETY: a clean by VA of mapped RAM changes no data.
-        unsafe { asm!("dc cvac, {}", in(reg) va, options(nostack, preserves_flags)) };
-        va += line;
-    }
-    // SAFETY: a barrier.
-    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
 /// vCPU 1's bring-up, as a GICv3 driver does it on a secondary CPU (IHI 0069,
@@ -246,8 +170,7 @@ fn timer(ms: u64) -> u64 {
 }
 
 /// vCPU 1's Rust entry, on its own stack with the MMU on.
-#[unsafe(no_mangle)]
-extern "C" fn vgic_secondary_main() -> ! {
+fn secondary_main(_: usize) -> ! {
     bring_up();
     STATE.store(STATE_READY, Ordering::SeqCst);
     loop {
@@ -266,11 +189,7 @@ extern "C" fn vgic_secondary_main() -> ! {
             }
             CMD_OFF => {
                 STATE.store(STATE_OFF, Ordering::SeqCst);
-                guest_rt::hvc_call(PSCI_CPU_OFF, 0, 0, 0);
-                // CPU_OFF returns only on failure: stay parked.
-                loop {
-                    gic::wfi();
-                }
+                guest_rt::smp::cpu_off();
             }
             _ => {}
         }
@@ -279,50 +198,3 @@ extern "C" fn vgic_secondary_main() -> ! {
         gic::mask_irqs();
     }
 }
-
-unsafe extern "C" {
-    /// The CPU_ON entry point (assembly below).
-    fn vgic_secondary_entry() -> !;
-}
-
-core::arch::global_asm!(
-    r#"
-    .pushsection .text.vgic_secondary_entry, "ax"
-    .global vgic_secondary_entry
-    .balign 4
-vgic_secondary_entry:
-    // x0 = context_id = the boot block (identity map: its VA is its PA).
-    mov     x19, x0
-    ldr     x1, [x19, #{cpacr}]
-    msr     cpacr_el1, x1
-    adrp    x1, __guest_rt_vectors
-    add     x1, x1, :lo12:__guest_rt_vectors
-    msr     vbar_el1, x1
-    ldr     x1, [x19, #{mair}]
-    msr     mair_el1, x1
-    ldr     x1, [x19, #{tcr}]
-    msr     tcr_el1, x1
-    ldr     x1, [x19, #{ttbr0}]
-    msr     ttbr0_el1, x1
-    isb
-    tlbi    vmalle1
-    ic      iallu
-    dsb     nsh
-    isb
-    ldr     x1, [x19, #{sctlr}]
-    msr     sctlr_el1, x1
-    isb
-    ldr     x1, [x19, #{stack}]
-    mov     sp, x1
-    bl      vgic_secondary_main
-1:  wfi
-    b       1b
-    .popsection
-"#,
-    cpacr = const offset_of!(BootBlock, cpacr_el1),
-    mair = const offset_of!(BootBlock, mair_el1),
-    tcr = const offset_of!(BootBlock, tcr_el1),
-    ttbr0 = const offset_of!(BootBlock, ttbr0_el1),
-    sctlr = const offset_of!(BootBlock, sctlr_el1),
-    stack = const offset_of!(BootBlock, stack_top),
-);
