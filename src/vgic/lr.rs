@@ -151,9 +151,15 @@ impl Candidate {
 /// Chooses which candidates get the `nr_lrs` list registers. Returns the chosen
 /// INTIDs in LR order and whether some had to wait.
 pub fn choose(candidates: &mut [Candidate], nr_lrs: usize) -> (Vec<u32>, bool) {
+    let (n, overflow) = choose_in_place(candidates, nr_lrs);
+    (candidates[..n].iter().map(|c| c.intid).collect(), overflow)
+}
+
+/// As [`choose`], without allocating: sorts `candidates` so the chosen ones come
+/// first and returns how many are chosen and whether some are left over.
+pub fn choose_in_place(candidates: &mut [Candidate], nr_lrs: usize) -> (usize, bool) {
     candidates.sort_unstable_by_key(Candidate::key);
-    let chosen = candidates.iter().take(nr_lrs).map(|c| c.intid).collect();
-    (chosen, candidates.len() > nr_lrs)
+    (candidates.len().min(nr_lrs), candidates.len() > nr_lrs)
 }
 
 /// Whether an interrupt wants an LR: active (it must stay deactivatable), or

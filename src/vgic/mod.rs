@@ -272,6 +272,8 @@ pub struct Vgic {
     lr_shadow: Vec<Vec<LrShadow>>,
     kicks: Vec<bool>,
     actions: Vec<HwAction>,
+    /// Scratch space for choosing LRs, kept so an entry does not allocate.
+    candidates: Vec<lr::Candidate>,
 }
 
 /// PPIs the hypervisor configures as level-sensitive: all of them (the generic
@@ -303,6 +305,7 @@ impl Vgic {
             lr_shadow: vec![Vec::new(); n],
             kicks: vec![false; n],
             actions: Vec::new(),
+            candidates: Vec::new(),
             cfg,
         };
         v.reset();
@@ -534,12 +537,15 @@ impl Vgic {
     /// Folds the LR values read at exit (the first `lrs_in_use(vcpu)` LRs, in
     /// order) into software state.
     pub fn sync_lrs(&mut self, vcpu: usize, lrs: &[u64]) {
-        let shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
+        let mut shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
         for (s, &value) in shadow.iter().zip(lrs) {
             if let Some(irq) = self.irq_mut(Some(vcpu), s.vintid) {
                 lr::sync(irq, s, value, vcpu);
             }
         }
+        // Emptied, its capacity kept for the next entry.
+        shadow.clear();
+        self.lr_shadow[vcpu] = shadow;
     }
 
     /// LRs loaded at this vCPU's last entry (the ones `sync_lrs` needs).
@@ -555,8 +561,18 @@ impl Vgic {
 
     /// Chooses and builds the LRs for vCPU `vcpu`'s next entry.
     pub fn flush_lrs(&mut self, vcpu: usize) -> EntryState {
+        let mut lrs = Vec::new();
+        let hcr = self.flush_into(vcpu, |_, v| lrs.push(v));
+        EntryState { lrs, hcr }
+    }
+
+    /// Chooses the LRs for vCPU `vcpu`'s next entry and hands each to `emit(n,
+    /// value)` in order; returns ICH_HCR_EL2 for the entry. Allocation-free once
+    /// the scratch buffers have grown (this runs before every guest entry).
+    fn flush_into(&mut self, vcpu: usize, mut emit: impl FnMut(usize, u64)) -> u64 {
         let fwd = self.forwarding();
-        let mut candidates = Vec::new();
+        let mut candidates = core::mem::take(&mut self.candidates);
+        candidates.clear();
         for (i, irq) in self.private[vcpu].iter().enumerate() {
             if lr::wants_lr(irq, fwd) {
                 candidates.push(Candidate {
@@ -580,23 +596,21 @@ impl Vgic {
                 });
             }
         }
-        let (chosen, overflow) = lr::choose(&mut candidates, self.cfg.nr_lrs);
-        let mut lrs = Vec::with_capacity(chosen.len());
-        let mut shadow = Vec::with_capacity(chosen.len());
-        for intid in chosen {
+        let (chosen, overflow) = lr::choose_in_place(&mut candidates, self.cfg.nr_lrs);
+        let mut shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
+        shadow.clear();
+        for (n, c) in candidates[..chosen].iter().enumerate() {
             let irq = self
-                .irq_mut(Some(vcpu), intid)
+                .irq_mut(Some(vcpu), c.intid)
                 .expect("candidate INTIDs exist");
-            let (value, s) = lr::load(irq, intid, fwd, vcpu);
-            lrs.push(value);
+            let (value, s) = lr::load(irq, c.intid, fwd, vcpu);
+            emit(n, value);
             shadow.push(s);
         }
         self.lr_shadow[vcpu] = shadow;
+        self.candidates = candidates;
         self.kicks[vcpu] = false;
-        EntryState {
-            lrs,
-            hcr: lr::hcr_for_entry(overflow),
-        }
+        lr::hcr_for_entry(overflow)
     }
 
     /// At exit: read back the LRs, clear them, quiesce ICH_HCR_EL2.
@@ -615,11 +629,8 @@ impl Vgic {
 
     /// Before entry: load the LRs and ICH_HCR_EL2.
     pub fn restore<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
-        let e = self.flush_lrs(vcpu);
-        for (i, v) in e.lrs.iter().enumerate() {
-            hw.write_lr(i, *v);
-        }
-        hw.write_hcr(e.hcr);
+        let hcr = self.flush_into(vcpu, |n, v| hw.write_lr(n, v));
+        hw.write_hcr(hcr);
     }
 
     /// vCPUs whose interrupt state changed since their last entry (and that are
