@@ -4,8 +4,8 @@
 //! EL1 with the MMU and caches off and `x0 = context_id`. Its stack, vector table
 //! and translation regime are its own to set up, so the entry code here does for it
 //! what [`crate::boot`]'s `_start` did for CPU 0, with the register values the
-//! starting CPU had when it called [`Secondary::start`] (its [`BootParams`],
-//! `context_id` is their address):
+//! starting CPU had when it called [`Secondary::start`] (its boot parameters,
+//! whose address is `context_id`):
 //! 1. `CPACR_EL1` and `VBAR_EL1` ([`Vectors`]);
 //! 2. `MAIR_EL1`, `TCR_EL1`, `TTBR0_EL1`, then `SCTLR_EL1`: the same identity map
 //!    with caches on, so from then on the CPUs share memory coherently (every CPU
@@ -89,6 +89,7 @@ impl Default for Secondary {
 }
 
 impl Secondary {
+    /// A CPU not started yet: no boot parameters, an unused stack.
     pub const fn new() -> Self {
         Self {
             boot: UnsafeCell::new(BootParams {
