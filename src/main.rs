@@ -99,7 +99,7 @@ mod hyp {
         };
 
         // Every physical CPU reports what it is (ID registers, caches) before
-        // the CPU model is computed; those with no vCPU then stay parked.
+        // the CPU model is computed; those with no vCPU then power off.
         let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
         let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
             halt(format_args!(
