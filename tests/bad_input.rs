@@ -30,7 +30,7 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// `MOVZ Xd, #imm16, LSL #16` (Arm ARM C6.2.x, MOVZ, 64-bit, hw = 1).
+/// `MOVZ Xd, #imm16, LSL #16` (Arm ARM, A64 instruction MOVZ, 64-bit variant, hw = 1).
 fn movz_lsl16(rd: u32, imm16: u32) -> u32 {
     0xd2a0_0000 | (imm16 << 5) | rd
 }

@@ -354,6 +354,38 @@ macro_rules! check {
     };
 }
 
+/// The victim's own verdict: no failure, its memory intact.
+fn victim_ended_well(label: &str, raw: &str, err: &str, t: &Transcript) {
+    check!(
+        label,
+        raw,
+        err,
+        t.failures("victim").is_empty(),
+        "the victim reported failures: {:?}",
+        t.failures("victim")
+    );
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l == "PASS: victim memory intact")
+            .is_some(),
+        "no `PASS: victim memory intact`"
+    );
+}
+
+/// The victim received the `q` typed on the console.
+fn victim_got_q(label: &str, raw: &str, err: &str, t: &Transcript, why: &str) {
+    check!(
+        label,
+        raw,
+        err,
+        t.find(Some("victim"), |l| l.starts_with("victim: q received"))
+            .is_some(),
+        "{why}"
+    );
+}
+
 /// The isolation run: see the module documentation.
 fn isolation(cpu: &str) {
     let mut s = Session::start(cpu, "isolation.cpio");
@@ -413,22 +445,7 @@ fn isolation(cpu: &str) {
         t.count(Some("victim"), |l| l.starts_with(VICTIM_BANNER)) == 1,
         "the victim's banner should appear exactly once (a restart would repeat it)"
     );
-    check!(
-        label,
-        raw,
-        err,
-        t.failures("victim").is_empty(),
-        "the victim reported failures: {:?}",
-        t.failures("victim")
-    );
-    check!(
-        label,
-        raw,
-        err,
-        t.find(Some("victim"), |l| l == "PASS: victim memory intact")
-            .is_some(),
-        "no `PASS: victim memory intact`"
-    );
+    victim_ended_well(&label, raw, err, &t);
     check!(
         label,
         raw,
@@ -437,13 +454,12 @@ fn isolation(cpu: &str) {
         "the victim's summary: {:?}",
         t.summary("victim")
     );
-    check!(
-        label,
+    victim_got_q(
+        &label,
         raw,
         err,
-        t.find(Some("victim"), |l| l.starts_with("victim: q received"))
-            .is_some(),
-        "the victim never got the `q` typed on the console (it stopped at its time limit)"
+        &t,
+        "the victim never got the `q` typed on the console (it stopped at its time limit)",
     );
 
     // The hostile guest: every attempt aborted, then it crashed itself.
@@ -624,29 +640,13 @@ fn lifecycle(cpu: &str) {
                 .any(|(i, l)| i > reset_at && i < off_at && l.starts_with(HEARTBEAT)),
         "the victim should beat before the resetter's reset and between the reset and the resetter's power-off"
     );
-    check!(
-        label,
+    victim_ended_well(&label, raw, err, &t);
+    victim_got_q(
+        &label,
         raw,
         err,
-        t.failures("victim").is_empty(),
-        "the victim reported failures: {:?}",
-        t.failures("victim")
-    );
-    check!(
-        label,
-        raw,
-        err,
-        t.find(Some("victim"), |l| l == "PASS: victim memory intact")
-            .is_some(),
-        "no `PASS: victim memory intact`"
-    );
-    check!(
-        label,
-        raw,
-        err,
-        t.find(Some("victim"), |l| l.starts_with("victim: q received"))
-            .is_some(),
-        "the victim never got the `q` typed after Ctrl-a x3 (the console switch)"
+        &t,
+        "the victim never got the `q` typed after Ctrl-a x3 (the console switch)",
     );
     check!(
         label,

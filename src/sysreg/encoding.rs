@@ -9,7 +9,8 @@ pub struct SysReg(u32);
 
 impl SysReg {
     /// Packs an encoding. Field widths follow the ISS of an EC 0x18 trap
-    /// (Arm ARM D24.2.xx, ISS encoding for MSR/MRS/system instructions).
+    /// (Arm ARM, ESR_EL2: ISS encoding for an exception from MSR, MRS, or System
+    /// instruction execution in AArch64 state).
     pub const fn new(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Self {
         SysReg(
             ((op0 as u32 & 0x3) << 14)

@@ -67,7 +67,8 @@ impl Access {
 pub enum UndefReason {
     /// The table has no descriptor for the encoding.
     Unknown,
-    /// A write (MSR) to a read-only register: UNDEFINED (Arm ARM C5.2.x).
+    /// A write (MSR) to a read-only register: UNDEFINED (Arm ARM, the register's
+    /// accessibility pseudocode: MSR of a read-only register is UNDEFINED).
     ReadOnly,
     /// A read (MRS) of a write-only register or a system instruction, or a
     /// read of a VM control register, which HCR_EL2.TVM never traps.

@@ -202,7 +202,7 @@ pub fn el2_controls(features: &HostFeatures, traps: SysRegTraps) -> El2Controls 
 
 /// VMPIDR_EL2 for vCPU `index`: Aff0 = index within a cluster of 16 (GICv3's
 /// SGI target lists address 16 CPUs per Aff1 group), Aff1 = index / 16, and
-/// RES1 bit 31 (Arm ARM D24.2.xx MPIDR_EL1).
+/// RES1 bit 31 (Arm ARM, MPIDR_EL1 register description).
 pub fn vmpidr(index: usize) -> u64 {
     (1 << 31) | (((index / 16) as u64) << 8) | (index % 16) as u64
 }

@@ -259,7 +259,7 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
 }
 
 /// The value a load puts in its register: sign-extended when ISS.SSE says so, to
-/// 64 bits for Xt and to 32 bits (upper half zero) for Wt (Arm ARM D24.2.xx, ISS
+/// 64 bits for Xt and to 32 bits (upper half zero) for Wt (Arm ARM, ESR_EL2, ISS
 /// encoding for a Data Abort: SSE, SF).
 pub fn extend_load(v: u64, size: u8, sse: bool, sf: bool) -> u64 {
     let bits = size as u32 * 8;

@@ -321,9 +321,15 @@ pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
 
 /// Sets or clears HCR_EL2.TVM on this CPU (trap the guest's VM control registers).
 pub fn set_trap_vm(on: bool) {
-    const TVM: u64 = 1 << 26;
-    let hcr = read_hcr_el2();
-    write_hcr_el2(if on { hcr | TVM } else { hcr & !TVM });
+    use aarch64_cpu::registers::HCR_EL2;
+    use tock_registers::LocalRegisterCopy;
+    let mut hcr = LocalRegisterCopy::<u64, HCR_EL2::Register>::new(read_hcr_el2());
+    hcr.modify(if on {
+        HCR_EL2::TVM::SET
+    } else {
+        HCR_EL2::TVM::CLEAR
+    });
+    write_hcr_el2(hcr.get());
     isb();
 }
 
