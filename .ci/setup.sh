@@ -51,9 +51,22 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
   have_qemu || { echo "error: qemu-system-aarch64 is still older than ${need_qemu_major}.${need_qemu_minor} after install" >&2; exit 1; }
 fi
 
-# The Rust target and llvm-tools come from rust-toolchain.toml through rustup.
+# The toolchain, its bare-metal targets and llvm-tools come from rust-toolchain.toml
+# through rustup. rustup adds a toolchain file's `targets` and `components` only when
+# it installs the toolchain, so on a machine that already has the pinned version
+# without them the build would fail with "can't find crate for `core`":
+# `rustup toolchain install` with no arguments (inside the repository) installs
+# whatever the file lists and is missing, and does nothing otherwise.
 if command -v rustup >/dev/null 2>&1; then
-  rustup show active-toolchain >/dev/null 2>&1 || rustup show >/dev/null
+  missing_targets=()
+  installed=$(rustup target list --installed 2>/dev/null || true)
+  for t in $(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '",'); do
+    grep -qx "$t" <<<"$installed" || missing_targets+=("$t")
+  done
+  if [ ${#missing_targets[@]} -gt 0 ] || ! rustup component list --installed 2>/dev/null | grep -q '^llvm-tools'; then
+    echo "setup: rustup toolchain install (rust-toolchain.toml: ${missing_targets[*]:-components})"
+    rustup toolchain install
+  fi
 else
   echo "error: rustup not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
