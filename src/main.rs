@@ -18,7 +18,10 @@ mod hyp {
     use alloc::string::String;
     use alloc::vec::Vec;
     use ferrovisor::arch::boot::MAX_CPUS;
-    use ferrovisor::arch::{console as uart, cpuinfo, firmware, hostgic, memory, percpu, regs};
+    use ferrovisor::arch::hw::{self, ArchHw};
+    use ferrovisor::arch::{
+        console as uart, cpuinfo, firmware, gic, hostgic, memory, percpu, regs,
+    };
     use ferrovisor::config::bundle::Bundle;
     use ferrovisor::config::{HostFacts, SystemConfig};
     use ferrovisor::devices::console;
@@ -26,10 +29,11 @@ mod hyp {
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
     use ferrovisor::platform::{self, Conduit, Platform};
     use ferrovisor::sysreg::{
-        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
+        CachePolicy, ExplicitCaches, HostCpu, IdField, Mpidr, SystemCpuInfo, VmCpuModel,
     };
     use ferrovisor::vm::controls::{HostFeatures, IdRegs};
-    use ferrovisor::vm::run::{Host, PassthroughDevice, Vm, VmSpec};
+    use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
+    use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};
     use log::{error, info, warn};
 
     /// Stops here after a fatal error: the message is out, nothing else runs.
@@ -41,8 +45,63 @@ mod hyp {
         }
     }
 
+    /// The boot, phase by phase; each phase stops the machine with a clear
+    /// message if it cannot go on.
     #[unsafe(no_mangle)]
     extern "C" fn fv_main(dtb_pa: u64) -> ! {
+        start_log(dtb_pa);
+        let (platform, dtb) = read_device_tree(dtb_pa);
+        if let Some(u) = platform
+            .uart
+            .as_ref()
+            .filter(|u| u.base != uart::EARLY_UART as u64)
+        {
+            uart::init(u.base);
+        }
+        platform.log_summary();
+        let features = read_features();
+        map_el2(&platform, features.parange);
+        init_frames(&platform, dtb, platform.initrd);
+        let firmware = platform
+            .psci
+            .as_ref()
+            .map(|p| p.method)
+            .unwrap_or(Conduit::Smc);
+        FIRMWARE.call_once(|| firmware);
+        hw::init(firmware);
+        let stage2 = Stage2Geometry::from_pa_range(features.parange)
+            .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
+        info!(
+            "stage 2: {}-bit IPA, start level {}, {} root table(s); frame allocator: {} MiB free",
+            stage2.ipa_bits(),
+            stage2.start_level(),
+            stage2.root_tables(),
+            memory::free_bytes() >> 20
+        );
+        let cpus = bring_up_cpus(&platform, firmware);
+        let (bundle, config) = read_bundle(&platform);
+        check_config(&platform, &config, &bundle, cpus.count);
+        let host = Host {
+            features,
+            stage2,
+            nr_lrs: gic::nr_list_registers(),
+            priority_bits: gic::virtual_priority_bits(),
+            vmcr_reset: ferrovisor::vgic::host::ich_vmcr_reset(gic::read_ich_vtr()),
+        };
+        let vms = build_vms(&platform, &config, &bundle, &cpus, host);
+        start_console(&config, &vms);
+        let vms: &'static [Vm] = alloc::boxed::Box::leak(vms.into_boxed_slice());
+        PLAN.call_once(|| Plan {
+            vms,
+            uart_intid: hostgic::uart_intid(),
+        });
+        regs::dsb_ish();
+        regs::sev();
+        run_this_cpu(0)
+    }
+
+    /// The log on the early UART, and the first line.
+    fn start_log(dtb_pa: u64) {
         percpu::init_this_cpu(0);
         memory::init_heap();
         uart::init(uart::EARLY_UART as u64);
@@ -59,80 +118,67 @@ mod hyp {
             regs::read_mpidr_el1(),
             dtb_pa
         );
+    }
 
-        let (platform, dtb) = read_device_tree(dtb_pa);
-        if let Some(u) = platform
-            .uart
-            .as_ref()
-            .filter(|u| u.base != uart::EARLY_UART as u64)
-        {
-            uart::init(u.base);
+    /// The physical CPUs that came up: how many, what they are, and how a
+    /// device-tree CPU number maps to a logical index (the boot CPU is 0).
+    struct Cpus {
+        count: usize,
+        boot_dt: usize,
+        system: SystemCpuInfo,
+    }
+
+    impl Cpus {
+        /// Logical index 0 is the boot CPU (it owns the first stack); the others
+        /// follow in device-tree order. Config CPU numbers are device-tree order.
+        fn logical_of(&self, dt: usize) -> usize {
+            if dt == self.boot_dt {
+                0
+            } else if dt < self.boot_dt {
+                dt + 1
+            } else {
+                dt
+            }
         }
-        platform.log_summary();
+    }
 
-        let features = read_features();
-        map_el2(&platform, features.parange);
-        let bundle_range = platform.initrd;
-        init_frames(&platform, dtb, bundle_range);
-
-        let firmware = platform
-            .psci
-            .as_ref()
-            .map(|p| p.method)
-            .unwrap_or(Conduit::Smc);
-        FIRMWARE.call_once(|| firmware);
-        let stage2 = Stage2Geometry::from_pa_range(features.parange)
-            .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
-        info!(
-            "stage 2: {}-bit IPA, start level {}, {} root table(s); frame allocator: {} MiB free",
-            stage2.ipa_bits(),
-            stage2.start_level(),
-            stage2.root_tables(),
-            memory::free_bytes() >> 20
-        );
-        let host = Host {
-            features,
-            stage2,
-            firmware,
-            kick: hostgic::kick,
-            console_input: wake_console_focus,
-        };
-
-        // Every physical CPU reports what it is (ID registers, caches) before
-        // the CPU model is computed; those with no vCPU then power off.
-        let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
-        let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
+    /// Brings up the GIC and every CPU; each reports its ID and cache registers,
+    /// and the CPU model is computed from all of them.
+    fn bring_up_cpus(platform: &Platform, firmware: Conduit) -> Cpus {
+        let boot_mpidr = Mpidr::new(regs::read_mpidr_el1());
+        let Some(boot_dt) = platform
+            .cpus
+            .iter()
+            .position(|c| Mpidr::new(c.mpidr) == boot_mpidr)
+        else {
             halt(format_args!(
-                "the boot CPU (MPIDR {boot_mpidr:#x}) is not among the device tree's CPUs"
+                "the boot CPU (MPIDR {:#x}) is not among the device tree's CPUs",
+                boot_mpidr.affinity()
             ))
         };
-        let cpus = platform.cpus.len().min(MAX_CPUS);
+        let count = platform.cpus.len().min(MAX_CPUS);
         if platform.cpus.len() > MAX_CPUS {
             warn!(
                 "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
                 platform.cpus.len()
             );
         }
-        // Logical index 0 is the boot CPU (it owns the first stack); the others
-        // follow in device-tree order. Config CPU numbers are device-tree order.
-        let logical_of = |dt: usize| -> usize {
-            if dt == boot_dt {
-                0
-            } else if dt < boot_dt {
-                dt + 1
-            } else {
-                dt
-            }
-        };
-        init_gic(&platform);
+        init_gic(platform);
         if !hostgic::init_this_cpu(0) {
             halt(format_args!(
                 "no GIC redistributor for the boot CPU in the device tree"
             ));
         }
         CPU_INFO[0].call_once(cpuinfo::read_host_cpu);
-        for dt in 0..cpus {
-            let logical = logical_of(dt);
+        let placeholder =
+            SystemCpuInfo::new(&[*CPU_INFO[0].get().expect("just read")]).expect("one CPU");
+        let mut cpus = Cpus {
+            count,
+            boot_dt,
+            system: placeholder,
+        };
+        for dt in 0..count {
+            let logical = cpus.logical_of(dt);
             if logical == 0 {
                 continue;
             }
@@ -142,41 +188,48 @@ mod hyp {
                 error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
             }
         }
-        let started = wait_for_cpus(cpus);
-        let host_cpus: Vec<HostCpu> = (0..cpus)
+        let started = wait_for_cpus(count);
+        let host_cpus: Vec<HostCpu> = (0..count)
             .filter_map(|l| CPU_INFO[l].get().copied())
             .collect();
-        let system = SystemCpuInfo::new(&host_cpus)
+        cpus.system = SystemCpuInfo::new(&host_cpus)
             .unwrap_or_else(|| halt(format_args!("no CPU reported its ID registers")));
         info!(
-            "{started} of {cpus} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
-            system.midr_el1,
-            system.ctr_el0,
-            if system.evt() {
+            "{started} of {count} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
+            cpus.system.midr_el1,
+            cpus.system.ctr_el0,
+            if cpus.system.evt() {
                 "TID4 (FEAT_EVT)"
             } else {
                 "TID2"
             }
         );
+        cpus
+    }
 
-        let Some(bundle_range) = bundle_range else {
+    /// The boot bundle the loader passed as the initrd, and its config.
+    fn read_bundle(platform: &Platform) -> (Bundle<'static>, SystemConfig) {
+        let Some(range) = platform.initrd else {
             halt(format_args!(
                 "no boot bundle: the device tree's /chosen has no linux,initrd-start/end. \
                  Pass the bundle as the initrd (QEMU: -initrd build/<config>.cpio; U-Boot: booti <kernel> <bundle>:<size> <fdt>)"
             ))
         };
-        let blob = memory::boot_blob(bundle_range.base, bundle_range.size as usize);
+        let blob = memory::boot_blob(range.base, range.size as usize);
         let bundle = Bundle::parse(blob)
-            .unwrap_or_else(|e| halt(format_args!("boot bundle at {:#x}: {e}", bundle_range.base)));
+            .unwrap_or_else(|e| halt(format_args!("boot bundle at {:#x}: {e}", range.base)));
         let text = bundle
             .config_text()
             .unwrap_or_else(|e| halt(format_args!("boot bundle: {e}")));
         let config = SystemConfig::parse(text, "ferrovisor.toml")
             .unwrap_or_else(|e| halt(format_args!("{e}")));
+        (bundle, config)
+    }
 
-        // What the config asks of the machine: CPUs, RAM, devices to pass
-        // through (not the UART or GIC, which the hypervisor keeps), and the
-        // files it names (present in the bundle, each image fitting its VM).
+    /// What the config asks of the machine: CPUs, RAM, devices to pass through
+    /// (not the UART or GIC, which the hypervisor keeps), and the files it
+    /// names (present in the bundle, each image fitting its VM).
+    fn check_config(platform: &Platform, config: &SystemConfig, bundle: &Bundle, cpus: usize) {
         let kept: Vec<(u64, u64)> = platform
             .uart
             .iter()
@@ -208,12 +261,22 @@ mod hyp {
                 halt(format_args!("{e}"));
             }
         }
-        let assignment = config
-            .cpu_assignment(cpus)
-            .unwrap_or_else(|e| halt(format_args!("{e}")));
+    }
 
+    /// Builds and loads every VM of the config (a VM that cannot be built is
+    /// reported and left out; the others still start).
+    fn build_vms(
+        platform: &Platform,
+        config: &SystemConfig,
+        bundle: &Bundle<'static>,
+        cpus: &Cpus,
+        host: Host,
+    ) -> Vec<Vm> {
+        let assignment = config
+            .cpu_assignment(cpus.count)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
         let mut vms: Vec<Vm> = Vec::new();
-        let mut work: [Option<(usize, usize)>; MAX_CPUS] = [None; MAX_CPUS];
+        let mut frames = memory::VmFrames::new();
         for (index, vmc) in config.vms.iter().enumerate() {
             let file = |path: &str, what: &str| -> &'static [u8] {
                 bundle.file(path).unwrap_or_else(|| {
@@ -225,12 +288,15 @@ mod hyp {
             };
             let console_index = console::add_vm(&vmc.name);
             debug_assert_eq!(console_index, index);
-            let pcpus: Vec<usize> = assignment[index].iter().map(|&dt| logical_of(dt)).collect();
+            let pcpus: Vec<usize> = assignment[index]
+                .iter()
+                .map(|&dt| cpus.logical_of(dt))
+                .collect();
             let vm_cpus: Vec<HostCpu> = pcpus
                 .iter()
                 .filter_map(|&l| CPU_INFO[l].get().copied())
                 .collect();
-            let model = match cpu_model(&system, &vm_cpus, vmc) {
+            let model = match cpu_model(&cpus.system, &vm_cpus, vmc) {
                 Ok(m) => m,
                 Err(e) => {
                     error!("VM '{}' not started: {e}", vmc.name);
@@ -250,37 +316,22 @@ mod hyp {
                 bootargs: vmc.bootargs.clone(),
                 console: vmc.console == ferrovisor::config::VmConsole::Pl011,
                 model,
-                passthrough: vmc
-                    .passthrough
-                    .iter()
-                    .map(|p| PassthroughDevice {
-                        base: p.base,
-                        size: p.size,
-                        irqs: p.irqs.clone(),
-                        // The host nodes inside the window describe the device to the guest.
-                        nodes: platform
-                            .devices
-                            .iter()
-                            .filter(|d| {
-                                !d.regs.is_empty()
-                                    && d.regs.iter().all(|r| {
-                                        r.base >= p.base && r.base + r.size <= p.base + p.size
-                                    })
-                            })
-                            .cloned()
-                            .collect(),
-                    })
-                    .collect(),
+                passthrough: passthrough_devices(platform, vmc),
+                priority: 0,
+                timeslice_us: 4000,
             };
-            match Vm::create(spec, pcpus.clone(), host) {
+            let created = Vm::create(spec, pcpus.clone(), host, &mut frames, &RUNNING_VMS)
+                .and_then(|vm| vm.load(&mut ArchHw).map(|_| vm));
+            match created {
                 Ok(vm) => {
                     info!(
                         "VM '{}': stage-2 tables {} bytes",
                         vmc.name,
                         vm.stage2_bytes()
                     );
-                    for (vcpu, &cpu) in pcpus.iter().enumerate() {
-                        work[cpu] = Some((vms.len(), vcpu));
+                    for &intid in vm.passthrough_irqs() {
+                        hostgic::route_spi(intid, pcpus[0]);
+                        hostgic::enable_spi(intid);
                     }
                     vms.push(vm);
                 }
@@ -291,6 +342,38 @@ mod hyp {
             halt(format_args!("no VM could be started"));
         }
         info!("heap: {} bytes in use", memory::heap_used());
+        vms
+    }
+
+    /// The board's devices a VM is given: each window with its interrupts and
+    /// the host device-tree nodes inside it (copied into the guest's).
+    fn passthrough_devices(
+        platform: &Platform,
+        vmc: &ferrovisor::config::VmConfig,
+    ) -> Vec<PassthroughDevice> {
+        vmc.passthrough
+            .iter()
+            .map(|p| PassthroughDevice {
+                base: p.base,
+                size: p.size,
+                irqs: p.irqs.clone(),
+                nodes: platform
+                    .devices
+                    .iter()
+                    .filter(|d| {
+                        !d.regs.is_empty()
+                            && d.regs
+                                .iter()
+                                .all(|r| r.base >= p.base && r.base + r.size <= p.base + p.size)
+                    })
+                    .cloned()
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The shared console's switch key and first focus, from the config.
+    fn start_console(config: &SystemConfig, vms: &[Vm]) {
         console::configure(
             config.console.switch_key,
             config.console.switch_presses,
@@ -303,20 +386,18 @@ mod hyp {
                 config.console.switch_presses
             );
         }
-        let plan = PLAN.call_once(|| Plan { vms, work });
-
-        regs::dsb_ish();
-        regs::sev();
-        run_this_cpu(plan, 0)
     }
 
-    /// The VMs and which vCPU each physical CPU (logical index) runs.
+    /// Every VM, and the hypervisor console's interrupt.
     struct Plan {
-        vms: Vec<Vm>,
-        work: [Option<(usize, usize)>; MAX_CPUS],
+        vms: &'static [Vm],
+        uart_intid: Option<u32>,
     }
 
     static PLAN: spin::Once<Plan> = spin::Once::new();
+
+    /// VMs still running; the machine powers off when this reaches zero.
+    static RUNNING_VMS: RunningCount = RunningCount::new(0);
 
     /// Brings the physical GIC up (boot CPU, before the others start). Only a
     /// GICv3 host is supported so far.
@@ -342,14 +423,18 @@ mod hyp {
         );
     }
 
-    /// Keyboard input arrived: kick the CPUs of the VM that has the focus so
-    /// its console interrupt is raised.
+    /// Keyboard input arrived: the VM that has the focus looks at its devices'
+    /// interrupt lines again, and its CPUs are kicked so it does so soon.
     fn wake_console_focus() {
         if let Some(plan) = PLAN.get() {
             let focus = console::focus();
             if let Some(vm) = plan.vms.iter().find(|v| v.spec.index == focus) {
+                vm.note_input();
+                let me = percpu::current_index();
                 for &cpu in vm.pcpus() {
-                    hostgic::kick(cpu);
+                    if cpu != me {
+                        hostgic::kick(cpu);
+                    }
                 }
             }
         }
@@ -422,26 +507,36 @@ mod hyp {
         }
     }
 
-    /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0).
-    const MPIDR_AFF: u64 = 0xff_00ff_ffff;
-
-    /// Runs this CPU's vCPU for its VM's life, then waits for the machine to be
-    /// powered off by whichever CPU stops the last VM.
-    fn run_this_cpu(plan: &Plan, logical: usize) -> ! {
-        if let Some((vm, vcpu)) = plan.work[logical] {
-            plan.vms[vm].run_vcpu(vcpu);
-        }
-        // Nothing (more) to run here. The boot CPU stays to take the console's
-        // keyboard interrupt (routed to it); any other CPU goes back to the
-        // firmware (PSCI CPU_OFF), so it neither spins nor costs power.
-        if logical != 0 {
+    /// Runs this CPU's vCPUs. A CPU that has none goes back to the firmware
+    /// (PSCI CPU_OFF), except the boot CPU, which stays to take the console's
+    /// keyboard interrupt (routed to it).
+    fn run_this_cpu(logical: usize) -> ! {
+        let plan = PLAN.get().expect("the plan is published before CPUs run");
+        let vcpus: Vec<(&'static Vm, usize)> = plan
+            .vms
+            .iter()
+            .flat_map(|vm| {
+                vm.pcpus()
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(_, &p)| p == logical)
+                    .map(move |(i, _)| (vm, i))
+            })
+            .collect();
+        if vcpus.is_empty() && logical != 0 {
             let status = firmware::cpu_off(firmware_conduit());
             warn!("CPU {logical}: PSCI CPU_OFF returned {status}; it stays parked");
+            loop {
+                regs::wfi();
+            }
         }
-        loop {
-            regs::wfi();
-            ferrovisor::vm::run::service_interrupts(wake_console_focus);
-        }
+        ferrovisor::arch::run(Pcpu::new(PcpuConfig {
+            index: logical,
+            vcpus,
+            vms: plan.vms,
+            uart_intid: plan.uart_intid,
+            console_input: wake_console_focus,
+        }))
     }
 
     /// How the firmware is reached (from the host device tree, read at boot).
@@ -602,13 +697,10 @@ mod hyp {
         }
         CPU_INFO[logical].call_once(cpuinfo::read_host_cpu);
         // Wait until the boot CPU has built the VMs.
-        let plan = loop {
-            if let Some(plan) = PLAN.get() {
-                break plan;
-            }
+        while PLAN.get().is_none() {
             regs::wfe();
-        };
-        run_this_cpu(plan, logical)
+        }
+        run_this_cpu(logical)
     }
 
     #[panic_handler]

@@ -1,6 +1,10 @@
 //! Virtual devices on a VM's MMIO bus. A guest access to an address its stage-2
 //! tables do not map arrives as a data abort; the bus finds the device whose
 //! window holds the IPA and emulates the access.
+//!
+//! The bus is built with the VM and never changes afterwards, so finding a
+//! device takes no lock; each device has a lock of its own, held only for one
+//! access. Two vCPUs reaching different devices never wait for each other.
 
 pub mod console;
 pub mod pl011;
@@ -34,7 +38,15 @@ pub trait MmioDevice: Send {
 pub struct Slot {
     pub base: u64,
     pub size: u64,
-    pub device: Box<dyn MmioDevice>,
+    pub device: spin::Mutex<Box<dyn MmioDevice>>,
+}
+
+/// What one emulated access did: the value read (0 for a write) and the
+/// device's interrupt output after it, if the device has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub value: u64,
+    pub irq_line: Option<(u32, bool)>,
 }
 
 /// The MMIO bus of one VM.
@@ -71,42 +83,56 @@ impl MmioBus {
         {
             return Err(OverlapError { base, size });
         }
-        self.slots.push(Slot { base, size, device });
+        self.slots.push(Slot {
+            base,
+            size,
+            device: spin::Mutex::new(device),
+        });
         Ok(())
     }
 
-    /// The device claiming `ipa` and the access offset within it, if any. An
+    /// The slot claiming `ipa` and the access offset within it, if any. An
     /// access that would run past the end of the window is not claimed.
-    pub fn claim(&mut self, ipa: u64, size: u8) -> Option<(&mut dyn MmioDevice, MmioAccess)> {
+    fn claim(&self, ipa: u64, size: u8) -> Option<(&Slot, MmioAccess)> {
         let slot = self
             .slots
-            .iter_mut()
+            .iter()
             .find(|s| ipa >= s.base && ipa - s.base + size as u64 <= s.size)?;
         let offset = ipa - slot.base;
-        Some((slot.device.as_mut(), MmioAccess { offset, size }))
+        Some((slot, MmioAccess { offset, size }))
+    }
+
+    /// Emulates one access (`write`: the value stored, else a load); `None`
+    /// when no device claims the address.
+    pub fn access(&self, ipa: u64, size: u8, write: Option<u64>) -> Option<Done> {
+        let (slot, acc) = self.claim(ipa, size)?;
+        let mut dev = slot.device.lock();
+        let value = match write {
+            Some(v) => {
+                dev.write(acc, v & size_mask(size));
+                0
+            }
+            None => dev.read(acc) & size_mask(size),
+        };
+        Some(Done {
+            value,
+            irq_line: dev.irq_line(),
+        })
     }
 
     /// Emulates a read; `None` when no device claims the address.
-    pub fn read(&mut self, ipa: u64, size: u8) -> Option<u64> {
-        let (dev, acc) = self.claim(ipa, size)?;
-        Some(dev.read(acc) & size_mask(size))
+    pub fn read(&self, ipa: u64, size: u8) -> Option<u64> {
+        self.access(ipa, size, None).map(|d| d.value)
     }
 
     /// Emulates a write; `false` when no device claims the address.
-    pub fn write(&mut self, ipa: u64, size: u8, value: u64) -> bool {
-        match self.claim(ipa, size) {
-            Some((dev, acc)) => {
-                dev.write(acc, value & size_mask(size));
-                true
-            }
-            None => false,
-        }
+    pub fn write(&self, ipa: u64, size: u8, value: u64) -> bool {
+        self.access(ipa, size, Some(value)).is_some()
     }
 
-    /// Calls `f(intid, level)` for each device's interrupt output (no
-    /// allocation: this runs on every guest exit).
+    /// Calls `f(intid, level)` for each device's interrupt output.
     pub fn for_each_irq_line(&self, mut f: impl FnMut(u32, bool)) {
-        for (intid, level) in self.slots.iter().filter_map(|s| s.device.irq_line()) {
+        for (intid, level) in self.slots.iter().filter_map(|s| s.device.lock().irq_line()) {
             f(intid, level);
         }
     }

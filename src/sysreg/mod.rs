@@ -112,10 +112,12 @@ pub use encoding::SysReg;
 
 pub mod cache;
 pub mod id;
+pub mod mpidr;
 pub mod setway;
 pub mod table;
 
 pub use cache::{CachePolicy, CacheTopology, CacheTrap, ExplicitCaches, cache_trap};
 pub use id::{HostCpu, IdField, IdRegs, ModelError, SystemCpuInfo, VmCpuModel};
+pub use mpidr::Mpidr;
 pub use setway::{Actions, HwAction};
 pub use table::{Access, Outcome, SYSREGS, UndefReason, UnknownLog, VcpuSysRegs, access};

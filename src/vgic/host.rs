@@ -16,6 +16,8 @@ pub const MAINTENANCE_INTID: u32 = 25;
 pub const HYP_TIMER_INTID: u32 = 26;
 /// The EL1 virtual timer (CNTV, PPI 11): the guest's timer, hardware-linked.
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
+/// The EL1 physical timer (CNTP, PPI 14): the guest's too, hardware-linked.
+pub const PHYSICAL_TIMER_INTID: u32 = 30;
 /// The SGI the hypervisor sends to make another CPU exit its guest (or leave
 /// WFI). SGIs 0-7 are the Non-secure world's; 8-15 may belong to Secure firmware
 /// (Arm's convention, which Linux also follows).
@@ -122,7 +124,7 @@ pub fn gicr_rwp(ctlr: u32) -> bool {
 /// GICD_IROUTER<n> that routes an SPI to the one PE `mpidr` (IRM = 0, Aff3 at
 /// [39:32], Aff2..Aff0 at [23:0], as in MPIDR_EL1).
 pub fn irouter_for(mpidr: u64) -> u64 {
-    mpidr & super::MPIDR_AFF_MASK
+    crate::sysreg::Mpidr::new(mpidr).affinity()
 }
 
 /// Whether a physical GICR_TYPER belongs to the PE with `mpidr`.
@@ -202,9 +204,11 @@ pub enum PhysIrq {
     /// 1020-1023: nothing to do (no EOI either; IHI 0069, "Special INTIDs").
     Spurious,
     Maintenance,
-    /// The guest's virtual timer on this CPU: inject, hardware-linked.
-    VirtualTimer,
-    /// The EL2 physical timer (backing the emulated EL1 physical timer).
+    /// One of the guest's timers on this CPU (PPI 27 or 30): inject,
+    /// hardware-linked.
+    GuestTimer(u32),
+    /// The EL2 physical timer: the hypervisor's own deadlines (scheduling,
+    /// absent vCPUs' timers, the console).
     HypTimer,
     /// Another CPU asked this one to exit (re-read interrupt state).
     Kick,
@@ -235,7 +239,7 @@ pub fn classify(intid: u32, passthrough: &[PassthroughSpi]) -> PhysIrq {
     match intid {
         1020..=1023 => PhysIrq::Spurious,
         MAINTENANCE_INTID => PhysIrq::Maintenance,
-        VIRTUAL_TIMER_INTID => PhysIrq::VirtualTimer,
+        VIRTUAL_TIMER_INTID | PHYSICAL_TIMER_INTID => PhysIrq::GuestTimer(intid),
         HYP_TIMER_INTID => PhysIrq::HypTimer,
         KICK_SGI => PhysIrq::Kick,
         _ => match passthrough.iter().find(|p| p.pintid == intid) {
@@ -252,7 +256,7 @@ impl PhysIrq {
     pub fn completion(self) -> Completion {
         match self {
             PhysIrq::Spurious => Completion::None,
-            PhysIrq::VirtualTimer | PhysIrq::Passthrough { .. } => Completion::PriorityDropOnly,
+            PhysIrq::GuestTimer(_) | PhysIrq::Passthrough { .. } => Completion::PriorityDropOnly,
             _ => Completion::DropAndDeactivate,
         }
     }

@@ -38,6 +38,11 @@ pub(crate) struct Irq {
     pub trigger: Trigger,
     /// The physical INTID this interrupt is linked to, if any.
     pub hw_intid: Option<u32>,
+    /// A hardware-linked interrupt fired again while its previous instance
+    /// was still in a vCPU's LRs (which the vCPU has since deactivated: the
+    /// physical interrupt could not fire otherwise). The read-back of those
+    /// LRs must not lose it.
+    pub hw_refired: bool,
     /// GICD_IROUTER<n> (SPIs only): Aff3.Aff2.Aff1.Aff0, IRM always 0.
     pub route: u64,
     /// The vCPU whose list registers held this interrupt at its last entry, until
@@ -60,6 +65,7 @@ impl Irq {
             priority: 0,
             trigger,
             hw_intid: None,
+            hw_refired: false,
             route: 0,
             lr_vcpu: None,
             active_vcpu: None,
@@ -69,6 +75,12 @@ impl Irq {
     /// IHI 0069: the pending state as the distributor sees it.
     pub fn pending(&self) -> bool {
         self.pending_latch || self.hw_pending || (self.trigger == Trigger::Level && self.line_level)
+    }
+
+    /// Whether the interrupt may want an LR or wake a vCPU: pending, active, or
+    /// in some vCPU's LRs.
+    pub fn is_hot(&self) -> bool {
+        self.pending() || self.active || self.lr_vcpu.is_some()
     }
 
     /// A device drives the interrupt's input line.

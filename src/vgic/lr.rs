@@ -116,7 +116,8 @@ pub(crate) fn sync(irq: &mut Irq, shadow: &LrShadow, value: u64, vcpu: usize) {
         // acknowledged it, only the active state remains (and is the physical
         // interrupt's too); once deactivated, both are gone, and a still-asserted
         // physical line will be signalled to EL2 again.
-        irq.hw_pending = s.pending;
+        irq.hw_pending = s.pending || irq.hw_refired;
+        irq.hw_refired = false;
         irq.active_hw = s.active;
         irq.active = s.active;
     } else {

@@ -129,30 +129,29 @@ pub mod dist;
 pub mod host;
 pub mod irq;
 pub mod lr;
-pub mod mmio;
 pub mod redist;
 pub mod sgi;
+pub mod shared;
 
 #[cfg(test)]
 mod tests;
 
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
-use crate::sysreg::SysReg;
+use crate::sysreg::{Mpidr, SysReg};
 use crate::vm::exit::SysRegResult;
 use irq::{FIRST_SPI, Irq, MAX_SPI_INTID, NR_PRIVATE, Trigger};
 use lr::{Candidate, LrShadow};
 use sgi::SgiRegister;
 
-pub use mmio::{GicdMmio, GicrMmio};
+pub use shared::VmGic;
 
-/// A VM's vGIC, shared by its vCPUs (each on its own physical CPU).
-pub type SharedVgic = Arc<spin::Mutex<Vgic>>;
+/// vCPUs a vGIC serves at most (its kick masks are 64-bit).
+pub const MAX_VCPUS: usize = 64;
 
 /// The shape of a VM's vGIC.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +185,8 @@ impl VgicConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VgicError {
     NoVcpus,
+    /// More vCPUs than [`MAX_VCPUS`].
+    TooManyVcpus(usize),
     /// SPIs not a multiple of 32 or beyond INTID 1019.
     BadSpiCount(u32),
     /// Not 1..=16 list registers.
@@ -201,6 +202,7 @@ impl fmt::Display for VgicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VgicError::NoVcpus => write!(f, "a vGIC needs at least one vCPU"),
+            VgicError::TooManyVcpus(n) => write!(f, "{n} vCPUs: at most {MAX_VCPUS}"),
             VgicError::BadSpiCount(n) => {
                 write!(f, "{n} SPIs: must be a multiple of 32, at most 960")
             }
@@ -270,7 +272,15 @@ pub struct Vgic {
     processor_sleep: Vec<bool>,
     /// What each vCPU's LRs were loaded with at its last entry.
     lr_shadow: Vec<Vec<LrShadow>>,
+    /// vCPUs whose LRs are out of date since their last refill.
     kicks: Vec<bool>,
+    /// Per vCPU, the private INTIDs that may want an LR (bit n: INTID n); and
+    /// the SPIs that may (bit n: INTID 32 + n). A superset: every change to an
+    /// interrupt sets its bit ([`Vgic::touch`]), a scan clears the bits of
+    /// interrupts found idle. Entry and idle checks look only at these bits, so
+    /// their cost follows what is pending or active, not the number of INTIDs.
+    hot_private: Vec<u32>,
+    hot_spi: Vec<u64>,
     actions: Vec<HwAction>,
     /// Scratch space for choosing LRs, kept so an entry does not allocate.
     candidates: Vec<lr::Candidate>,
@@ -286,6 +296,9 @@ impl Vgic {
         let n = cfg.vcpu_mpidrs.len();
         if n == 0 {
             return Err(VgicError::NoVcpus);
+        }
+        if n > MAX_VCPUS {
+            return Err(VgicError::TooManyVcpus(n));
         }
         if !cfg.nr_spis.is_multiple_of(32) || FIRST_SPI + cfg.nr_spis > MAX_SPI_INTID + 1 {
             return Err(VgicError::BadSpiCount(cfg.nr_spis));
@@ -304,6 +317,8 @@ impl Vgic {
             processor_sleep: vec![true; n],
             lr_shadow: vec![Vec::new(); n],
             kicks: vec![false; n],
+            hot_private: vec![0; n],
+            hot_spi: vec![0; (cfg.nr_spis as usize).div_ceil(64)],
             actions: Vec::new(),
             candidates: Vec::new(),
             cfg,
@@ -341,7 +356,9 @@ impl Vgic {
             self.processor_sleep[v] = true;
             self.lr_shadow[v].clear();
             self.kicks[v] = true;
+            self.hot_private[v] = u32::MAX;
         }
+        self.hot_spi.iter_mut().for_each(|w| *w = u64::MAX);
         for i in 0..self.spis.len() {
             let irq = &self.spis[i];
             if let Some(p) = irq.hw_intid.filter(|_| irq.hw_pending || irq.active_hw) {
@@ -381,7 +398,7 @@ impl Vgic {
         self.cfg
             .vcpu_mpidrs
             .iter()
-            .position(|m| m & MPIDR_AFF_MASK == aff)
+            .position(|&m| Mpidr::new(m).affinity() == aff)
     }
 
     /// The vCPU whose CPU interface an interrupt belongs to now: a private one's
@@ -398,13 +415,26 @@ impl Vgic {
         }
     }
 
-    /// After a change to an interrupt: the vCPUs that must reload their LRs.
+    /// After a change to an interrupt: the vCPUs that must reload their LRs,
+    /// and the interrupt's hot bit.
     fn touch(&mut self, vcpu: Option<usize>, intid: u32) {
+        self.mark_hot(vcpu, intid);
         let lr_vcpu = self.irq(vcpu, intid).and_then(|i| i.lr_vcpu);
         for v in [lr_vcpu, self.owner(vcpu, intid)].into_iter().flatten() {
             if let Some(k) = self.kicks.get_mut(v) {
                 *k = true;
             }
+        }
+    }
+
+    /// Sets the hot bit of an interrupt (see `hot_private`).
+    fn mark_hot(&mut self, vcpu: Option<usize>, intid: u32) {
+        if (intid as usize) < NR_PRIVATE {
+            if let Some(w) = vcpu.and_then(|v| self.hot_private.get_mut(v)) {
+                *w |= 1 << intid;
+            }
+        } else if let Some(w) = self.hot_spi.get_mut(((intid - FIRST_SPI) / 64) as usize) {
+            *w |= 1 << ((intid - FIRST_SPI) % 64);
         }
     }
 
@@ -458,6 +488,9 @@ impl Vgic {
             .ok_or(VgicError::NoSuchInterrupt(intid))?;
         if irq.hw_intid.is_none() {
             return Err(VgicError::NoSuchInterrupt(intid));
+        }
+        if irq.lr_vcpu.is_some() {
+            irq.hw_refired = true;
         }
         irq.hw_pending = true;
         self.touch(vcpu, intid);
@@ -573,28 +606,49 @@ impl Vgic {
         let fwd = self.forwarding();
         let mut candidates = core::mem::take(&mut self.candidates);
         candidates.clear();
-        for (i, irq) in self.private[vcpu].iter().enumerate() {
-            if lr::wants_lr(irq, fwd) {
+        let mut hot = self.hot_private[vcpu];
+        let mut bits = hot;
+        while bits != 0 {
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            let irq = &self.private[vcpu][i as usize];
+            if !irq.is_hot() {
+                hot &= !(1 << i);
+            } else if lr::wants_lr(irq, fwd) {
                 candidates.push(Candidate {
-                    intid: i as u32,
+                    intid: i,
                     active: irq.active,
                     priority: irq.priority,
                 });
             }
         }
-        for (i, irq) in self.spis.iter().enumerate() {
-            let intid = FIRST_SPI + i as u32;
-            // Not in another vCPU's LRs (it reads them back at its next exit).
-            if irq.lr_vcpu.is_some_and(|v| v != vcpu) || !lr::wants_lr(irq, fwd) {
-                continue;
+        self.hot_private[vcpu] = hot;
+        for w in 0..self.hot_spi.len() {
+            let mut hot = self.hot_spi[w];
+            let mut bits = hot;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                let n = w * 64 + b as usize;
+                let intid = FIRST_SPI + n as u32;
+                let irq = &self.spis[n];
+                if !irq.is_hot() {
+                    hot &= !(1 << b);
+                    continue;
+                }
+                // Not in another vCPU's LRs (it reads them back at its next exit).
+                if irq.lr_vcpu.is_some_and(|v| v != vcpu) || !lr::wants_lr(irq, fwd) {
+                    continue;
+                }
+                if self.owner(None, intid) == Some(vcpu) {
+                    candidates.push(Candidate {
+                        intid,
+                        active: irq.active,
+                        priority: irq.priority,
+                    });
+                }
             }
-            if self.owner(None, intid) == Some(vcpu) {
-                candidates.push(Candidate {
-                    intid,
-                    active: irq.active,
-                    priority: irq.priority,
-                });
-            }
+            self.hot_spi[w] = hot;
         }
         let (chosen, overflow) = lr::choose_in_place(&mut candidates, self.cfg.nr_lrs);
         let mut shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
@@ -613,37 +667,126 @@ impl Vgic {
         lr::hcr_for_entry(overflow)
     }
 
-    /// At exit: read back the LRs, clear them, quiesce ICH_HCR_EL2.
-    pub fn save<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
+    /// Reads back the LRs vCPU `vcpu` was loaded with into software state and
+    /// clears them. Returns how many were in use.
+    pub fn read_back<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) -> usize {
         let n = self.lrs_in_use(vcpu);
+        if n == 0 {
+            return 0;
+        }
         let mut values = [0u64; 16];
         for (i, v) in values.iter_mut().enumerate().take(n) {
             *v = hw.read_lr(i);
         }
         self.sync_lrs(vcpu, &values[..n]);
+        n
+    }
+
+    /// The vCPU leaves its CPU (switched out, powered off, its VM stopping):
+    /// read back the LRs, clear them, quiesce ICH_HCR_EL2, so no maintenance
+    /// condition stays asserted and nothing of this vCPU stays in the hardware.
+    pub fn save<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
+        let n = self.read_back(vcpu, hw);
         for i in 0..n {
             hw.write_lr(i, 0);
         }
         hw.write_hcr(lr::hcr_at_exit());
     }
 
-    /// Before entry: load the LRs and ICH_HCR_EL2.
+    /// Before entry, when the vCPU's interrupt state changed: reads back what
+    /// the guest left in the LRs, then chooses and writes them anew with
+    /// ICH_HCR_EL2. LRs that held something and are not chosen again are cleared.
+    pub fn refill<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
+        let before = self.read_back(vcpu, hw);
+        self.load_lrs(vcpu, hw, before);
+    }
+
+    /// The second half of [`Vgic::refill`], after [`Vgic::read_back`]
+    /// returned `before` (the caller may look at the state in between):
+    /// chooses and writes the LRs, clears the ones left over, writes
+    /// ICH_HCR_EL2.
+    pub fn load_lrs<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H, before: usize) {
+        let hcr = self.flush_into(vcpu, |n, v| hw.write_lr(n, v));
+        for i in self.lrs_in_use(vcpu)..before {
+            hw.write_lr(i, 0);
+        }
+        hw.write_hcr(hcr);
+    }
+
+    /// Marks vCPU `vcpu`'s LRs out of date (after [`Vgic::save`] emptied them
+    /// while it stays on its CPU: its next entry refills them).
+    pub fn mark_stale_for(&mut self, vcpu: usize) {
+        if let Some(k) = self.kicks.get_mut(vcpu) {
+            *k = true;
+        }
+    }
+
+    /// Whether vCPU `vcpu`'s LRs hold one of its timer interrupts (the run
+    /// loop then watches the timer: if the guest masks it, the interrupt is
+    /// withdrawn at the next refill).
+    pub fn timer_in_lrs(&self, vcpu: usize) -> bool {
+        self.lr_shadow[vcpu].iter().any(|s| {
+            s.vintid == host::VIRTUAL_TIMER_INTID || s.vintid == host::PHYSICAL_TIMER_INTID
+        })
+    }
+
+    /// vCPU `vcpu` is powered off (PSCI CPU_OFF): its CPU interface will start
+    /// from reset, so nothing may stay active on it. Active interrupts of its
+    /// own and SPIs it had acknowledged become inactive (a hardware-linked one
+    /// is deactivated at the physical GIC: [`HwAction::DeactivatePhysical`]);
+    /// pending ones stay pending, as the redistributor keeps them. Call with
+    /// its LRs already saved.
+    pub fn cpu_off(&mut self, vcpu: usize) {
+        let Some(private) = self.private.get_mut(vcpu) else {
+            return;
+        };
+        for irq in private.iter_mut() {
+            // The only hardware-linked private interrupts are the timers, whose
+            // physical PPIs were saved and cleared with the timers.
+            irq.active = false;
+            irq.active_hw = false;
+            irq.active_vcpu = None;
+            if irq.hw_intid.is_some() {
+                irq.hw_pending = false;
+            }
+        }
+        for irq in self.spis.iter_mut().filter(|i| i.active_vcpu == Some(vcpu)) {
+            if let Some(p) = irq.hw_intid.filter(|_| irq.active_hw) {
+                self.actions
+                    .push(HwAction::DeactivatePhysical { vcpu, intid: p });
+            }
+            irq.active = false;
+            irq.active_hw = false;
+            irq.active_vcpu = None;
+        }
+        self.hot_private[vcpu] = u32::MAX;
+        self.hot_spi.iter_mut().for_each(|w| *w = u64::MAX);
+        self.kicks[vcpu] = true;
+    }
+
+    /// Loads a vCPU whose LRs are empty (it was saved, or never ran).
     pub fn restore<H: ListRegisters>(&mut self, vcpu: usize, hw: &mut H) {
         let hcr = self.flush_into(vcpu, |n, v| hw.write_lr(n, v));
         hw.write_hcr(hcr);
     }
 
-    /// vCPUs whose interrupt state changed since their last entry (and that are
-    /// not the caller, which reloads anyway): send each a kick.
-    pub fn take_kicks(&mut self) -> Vec<usize> {
-        let mut out = Vec::new();
+    /// vCPUs whose interrupt state changed since their last refill, as a bit
+    /// mask (bit n: vCPU n); clears the marks.
+    pub fn take_kicks_mask(&mut self) -> u64 {
+        let mut out = 0;
         for (i, k) in self.kicks.iter_mut().enumerate() {
             if *k {
                 *k = false;
-                out.push(i);
+                out |= 1 << i;
             }
         }
         out
+    }
+
+    /// As [`Vgic::take_kicks_mask`], as a list.
+    pub fn take_kicks(&mut self) -> Vec<usize> {
+        let m = self.take_kicks_mask();
+        (0..64).filter(|i| m & (1 << i) != 0).collect()
     }
 
     /// Hardware effects asked for since the last call.
@@ -662,12 +805,25 @@ impl Vgic {
         }
         let pmr = vmcr.read(ICH_VMCR_EL2::VPMR) as u8;
         let wakes = |irq: &Irq| irq.pending() && irq.enabled && !irq.active && irq.priority < pmr;
-        self.private[vcpu].iter().any(wakes)
-            || self
-                .spis
-                .iter()
-                .enumerate()
-                .any(|(i, irq)| wakes(irq) && self.owner(None, FIRST_SPI + i as u32) == Some(vcpu))
+        let mut bits = self.hot_private[vcpu];
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if wakes(&self.private[vcpu][i]) {
+                return true;
+            }
+        }
+        for (w, &word) in self.hot_spi.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let n = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if wakes(&self.spis[n]) && self.owner(None, FIRST_SPI + n as u32) == Some(vcpu) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// The mask of implemented priority bits.
@@ -680,11 +836,8 @@ impl Vgic {
     }
 }
 
-/// MPIDR affinity fields Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0 [7:0].
-pub(crate) const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
-
 /// GICD_IROUTER<n> affinity (Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0
 /// [7:0]: the same positions as MPIDR_EL1's, IHI 0069).
 pub(crate) fn route_to_mpidr(route: u64) -> u64 {
-    route & MPIDR_AFF_MASK
+    Mpidr::new(route).affinity()
 }

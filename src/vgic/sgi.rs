@@ -69,10 +69,6 @@ impl SgiRegister {
     }
 }
 
-/// The MPIDR affinity fields an SGI matches: Aff3 [39:32], Aff2 [23:16],
-/// Aff1 [15:8], Aff0 [7:0] (Arm ARM, MPIDR_EL1).
-const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
-
 fn mpidr_of(aff3: u64, aff2: u64, aff1: u64, aff0: u64) -> u64 {
     (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | aff0
 }
@@ -104,7 +100,7 @@ pub fn sgi_targets(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> Vec<us
         .iter()
         .enumerate()
         .filter(|(_, m)| {
-            let m = **m & MPIDR_AFF_MASK;
+            let m = crate::sysreg::Mpidr::new(**m).affinity();
             let aff0 = m & 0xff;
             // Aff0 = RS * 16 + n for TargetList bit n.
             m & !0xff == base && aff0 / 16 == rs && targets & (1 << (aff0 % 16)) != 0

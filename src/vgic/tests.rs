@@ -1,4 +1,3 @@
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -6,7 +5,6 @@ use super::host::{self, Completion, PassthroughSpi, PhysIrq};
 use super::lr::{self, LrState};
 use super::sgi::{self, SgiRegister};
 use super::*;
-use crate::devices::MmioBus;
 
 const SGI_BASE: u64 = 0x1_0000;
 const STRIDE: u64 = 0x2_0000;
@@ -463,6 +461,24 @@ fn hardware_linked_interrupt() {
 }
 
 #[test]
+fn a_hardware_interrupt_that_fires_again_before_the_lrs_are_read_back_is_kept() {
+    // LRs stay loaded across exits: the guest takes and deactivates the timer
+    // interrupt in place, the timer fires again (the physical PPI was free
+    // again), and only then are the LRs read back. The new instance must
+    // survive the read-back of the old one's empty LR.
+    let mut v = enabled(1);
+    v.link_hw(Some(0), 27, 27).unwrap();
+    enable_private(&mut v, 0, 27);
+    v.inject_hw(Some(0), 27).unwrap();
+    let e = v.flush_lrs(0);
+    let done = deactivate(ack(e.lrs[0]));
+    v.inject_hw(Some(0), 27).unwrap();
+    v.sync_lrs(0, &[done]);
+    let l = lr_of(&v.flush_lrs(0))[0];
+    assert_eq!((l.vintid, l.pending, l.hw), (27, true, Some(27)));
+}
+
+#[test]
 fn clearing_a_hardware_linked_interrupt_deactivates_the_physical_one() {
     let mut v = enabled(2);
     v.link_hw(Some(1), 27, 27).unwrap();
@@ -656,20 +672,59 @@ fn save_and_restore_through_the_hardware_trait() {
 }
 
 #[test]
-fn mmio_windows_on_the_bus() {
-    let shared: SharedVgic = Arc::new(spin::Mutex::new(vgic(2)));
-    let mut bus = MmioBus::new();
-    mmio::attach(&mut bus, &shared, 0x0800_0000, 0x080A_0000).unwrap();
-    assert_eq!(bus.read(0x0800_FFE8, 4).map(|v| (v >> 4) & 0xf), Some(3));
-    assert!(bus.write(0x0800_0000, 4, 0b10));
-    assert_eq!(shared.lock().gicd_read(0, 4) & 0b10, 0b10);
-    let t = bus.read(0x080A_0000 + STRIDE + 8, 8).unwrap();
-    assert_ne!(t & (1 << 4), 0, "vCPU 1 is Last");
-    assert_eq!(
-        bus.read(0x080A_0000 + 2 * STRIDE, 4),
-        None,
-        "region ends after vCPU 1"
-    );
+fn refill_keeps_what_the_guest_left_and_clears_the_rest() {
+    let mut v = enabled(1);
+    enable_spi(&mut v, 40);
+    enable_spi(&mut v, 41);
+    v.gicd_write(0x204, 4, (1 << 8) | (1 << 9));
+    let mut hw = FakeIch {
+        lrs: [0; 16],
+        hcr: 0,
+    };
+    v.restore(0, &mut hw);
+    assert_eq!(v.lrs_in_use(0), 2);
+    // The guest takes and finishes SPI 40 in place; SPI 41 stays pending.
+    let n40 = (0..2)
+        .find(|&n| lr::decode(hw.lrs[n]).vintid == 40)
+        .unwrap();
+    hw.lrs[n40] = deactivate(ack(hw.lrs[n40]));
+    v.refill(0, &mut hw);
+    assert_eq!(v.lrs_in_use(0), 1, "only SPI 41 is loaded again");
+    assert_eq!(lr::decode(hw.lrs[0]).vintid, 41);
+    assert_eq!(hw.lrs[1], 0, "the LR no longer used is cleared");
+    assert_eq!(v.gicd_read(0x304, 4), 0, "nothing active");
+}
+
+#[test]
+fn shared_vgic_marks_exactly_the_vcpus_whose_lrs_changed() {
+    let g = VmGic::new(vgic(3));
+    for i in 0..3 {
+        assert!(g.take_stale(i), "a new vGIC starts stale");
+        assert!(!g.take_stale(i));
+    }
+    let (_, kick) = g.update(|v| {
+        v.gicd_write(0, 4, 0b10);
+        v.send_sgi(0, SgiRegister::Sgi1r, 0x0100_0000 | (5 << 24) | 0b100)
+    });
+    assert_ne!(kick & 0b100, 0, "vCPU 2 got SGI 5");
+    assert!(g.take_stale(2));
+    // Reading state changes nothing.
+    let (_, kick) = g.update(|v| v.gicd_read(0x100, 4));
+    assert_eq!(kick, 0);
+    assert!(!g.take_stale(2));
+}
+
+#[test]
+fn hot_bits_cover_every_pending_interrupt() {
+    // An SPI made pending while disabled, enabled later: the flush must find it
+    // even though nothing was pending when the last scan ran.
+    let mut v = enabled(1);
+    assert!(v.flush_lrs(0).lrs.is_empty());
+    v.gicd_write(0x204, 4, 1 << 8); // ISPENDR: SPI 40
+    assert!(v.flush_lrs(0).lrs.is_empty(), "disabled: not forwarded");
+    assert!(v.flush_lrs(0).lrs.is_empty());
+    enable_spi(&mut v, 40);
+    assert_eq!(lr_of(&v.flush_lrs(0))[0].vintid, 40);
 }
 
 #[test]
@@ -681,7 +736,8 @@ fn physical_irq_classification() {
     }];
     assert_eq!(host::classify(1023, &pt), PhysIrq::Spurious);
     assert_eq!(host::classify(25, &pt), PhysIrq::Maintenance);
-    assert_eq!(host::classify(27, &pt), PhysIrq::VirtualTimer);
+    assert_eq!(host::classify(27, &pt), PhysIrq::GuestTimer(27));
+    assert_eq!(host::classify(30, &pt), PhysIrq::GuestTimer(30));
     assert_eq!(host::classify(26, &pt), PhysIrq::HypTimer);
     assert_eq!(host::classify(host::KICK_SGI, &pt), PhysIrq::Kick);
     assert_eq!(
@@ -690,7 +746,7 @@ fn physical_irq_classification() {
     );
     assert_eq!(host::classify(33, &pt), PhysIrq::Host(33));
     assert_eq!(
-        PhysIrq::VirtualTimer.completion(),
+        PhysIrq::GuestTimer(27).completion(),
         Completion::PriorityDropOnly
     );
     assert_eq!(

@@ -204,7 +204,7 @@ pub fn el2_controls(features: &HostFeatures, traps: SysRegTraps) -> El2Controls 
 /// SGI target lists address 16 CPUs per Aff1 group), Aff1 = index / 16, and
 /// RES1 bit 31 (Arm ARM, MPIDR_EL1 register description).
 pub fn vmpidr(index: usize) -> u64 {
-    (1 << 31) | (((index / 16) as u64) << 8) | (index % 16) as u64
+    crate::sysreg::Mpidr::of_vcpu(index).mpidr_el1()
 }
 
 /// SCTLR_EL1 at reset as the Linux boot protocol wants it: MMU and caches off,

@@ -1,10 +1,11 @@
 //! Handling one guest exit: a function from (vCPU state, exit) to (new state,
-//! what the run loop does next). Hardware effects go through [`GuestHw`], which the
-//! arch layer implements and host tests fake.
+//! what the run loop does next). What the exit reaches — system registers,
+//! devices, the guest's EL1 exception registers — goes through [`ExitEnv`],
+//! which the run loop implements over the VM and the hardware and host tests
+//! fake.
 
-use crate::devices::MmioBus;
 use crate::psci::{self, PsciOutcome, PsciVm};
-use crate::trap::{DataAbort, Exit, FaultStatus};
+use crate::trap::{DataAbort, Exit, FaultStatus, SysRegAccess};
 
 use super::inject::{self, GuestEl1, PStateFeatures, SyncException};
 
@@ -25,6 +26,20 @@ pub trait GuestHw {
     fn sctlr_el1(&self) -> u64;
     /// Delivers an exception: ESR_EL1, FAR_EL1 (if given), ELR_EL1, SPSR_EL1.
     fn write_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+}
+
+/// The VM and hardware side of an exit: trapped system registers, emulated
+/// devices, and the guest's EL1 registers an injected exception writes.
+pub trait ExitEnv: GuestHw {
+    /// A trapped system-register access; `value` is Rt for a write.
+    fn sysreg(&mut self, acc: SysRegAccess, value: u64) -> SysRegResult;
+    /// An emulated load; `None` when no device claims the address.
+    fn mmio_read(&mut self, ipa: u64, size: u8) -> Option<u64>;
+    /// An emulated store; `false` when no device claims the address.
+    fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> bool;
+    /// Counts one guest fault against the VM's log budget ([`FaultLog`]);
+    /// says whether to log it and how many came before.
+    fn note_fault(&mut self) -> Option<u64>;
 }
 
 /// What the run loop does after an exit.
@@ -83,21 +98,16 @@ impl FaultLog {
 }
 
 /// Everything one exit may need, borrowed from the VM and vCPU.
-pub struct ExitContext<'a, G: GuestGprs, H: GuestHw, P: PsciVm> {
+pub struct ExitContext<'a, G: GuestGprs, E: ExitEnv, P: PsciVm> {
     pub gprs: &'a mut G,
-    pub hw: &'a mut H,
-    pub bus: &'a mut MmioBus,
+    pub env: &'a mut E,
     pub psci: &'a mut P,
     pub features: PStateFeatures,
     /// The length of the trapped instruction (from ESR_EL2.IL).
     pub instr_len: u64,
-    /// Resolves trapped system-register accesses.
-    pub sysreg: &'a mut dyn FnMut(crate::trap::SysRegAccess, u64) -> SysRegResult,
-    /// The VM's fault-log budget.
-    pub faults: &'a mut FaultLog,
 }
 
-impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
+impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
     /// Handles `exit` and says what happens next.
     pub fn handle(&mut self, exit: Exit) -> Next {
         match exit {
@@ -110,7 +120,7 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             }
             Exit::DataAbort(da) => self.data_abort(&da),
             Exit::InstAbort(ia) => {
-                if let Some(n) = self.faults.note() {
+                if let Some(n) = self.env.note_fault() {
                     log::warn!(
                         "guest instruction fetch from unmapped IPA {:#x} (VA {:#x}): injecting an external abort (fault #{n})",
                         ia.ipa,
@@ -122,7 +132,7 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             }
             Exit::SysReg(acc) => {
                 let value = if acc.write { self.gprs.x(acc.rt) } else { 0 };
-                match (self.sysreg)(acc, value) {
+                match self.env.sysreg(acc, value) {
                     SysRegResult::Read(v) => {
                         self.gprs.set_x(acc.rt, v);
                         self.skip();
@@ -146,7 +156,7 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
                 Next::Resume
             }
             Exit::Debug(_) | Exit::IllegalState | Exit::Unknown { .. } => {
-                if let Some(n) = self.faults.note() {
+                if let Some(n) = self.env.note_fault() {
                     log::debug!("guest exit {exit:?}: injecting UNDEFINED (fault #{n})");
                 }
                 self.inject(SyncException::Undefined);
@@ -203,9 +213,10 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             && matches!(da.dfsc, FaultStatus::Translation { .. })
             && if da.wnr {
                 let v = if da.srt == 31 { 0 } else { self.gprs.x(da.srt) };
-                self.bus.write(da.ipa, da.sas, v)
+                self.env
+                    .mmio_write(da.ipa, da.sas, v & crate::devices::size_mask(da.sas))
             } else {
-                match self.bus.read(da.ipa, da.sas) {
+                match self.env.mmio_read(da.ipa, da.sas) {
                     Some(v) => {
                         let v = extend_load(v, da.sas, da.sse, da.sf);
                         if da.srt != 31 {
@@ -222,7 +233,7 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
             // No device claims the address (or the access cannot be emulated,
             // ISV = 0): the guest gets a synchronous external abort, as a bus with
             // nothing at that address would give it.
-            if let Some(n) = self.faults.note() {
+            if let Some(n) = self.env.note_fault() {
                 log::warn!(
                     "guest {} at IPA {:#x} (VA {:#x}) claimed by no device{}: injecting an external abort (fault #{n})",
                     if da.wnr { "write" } else { "read" },
@@ -247,11 +258,11 @@ impl<G: GuestGprs, H: GuestHw, P: PsciVm> ExitContext<'_, G, H, P> {
         let g = GuestEl1 {
             pc: self.gprs.pc(),
             pstate: self.gprs.pstate(),
-            vbar_el1: self.hw.vbar_el1(),
-            sctlr_el1: self.hw.sctlr_el1(),
+            vbar_el1: self.env.vbar_el1(),
+            sctlr_el1: self.env.sctlr_el1(),
         };
         let i = inject::inject(e, &g, &self.features);
-        self.hw
+        self.env
             .write_exception_regs(i.esr_el1, i.far_el1, i.elr_el1, i.spsr_el1);
         self.gprs.set_pc(i.pc);
         self.gprs.set_pstate(i.pstate);

@@ -202,9 +202,6 @@ impl From<vm_fdt::Error> for GuestFdtError {
     }
 }
 
-/// Arm ARM D23.2 (MPIDR_EL1): affinity lives in Aff3 [39:32] and Aff2..Aff0 [23:0].
-const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
-
 /// A GIC binding interrupt specifier for `intid` (SPI or PPI), with `flags`.
 fn gic_specifier(node: &str, intid: u32, flags: u32) -> Result<[u32; 3], GuestFdtError> {
     match intid {
@@ -245,7 +242,7 @@ fn validate(m: &GuestMachine) -> Result<(), GuestFdtError> {
         return Err(GuestFdtError::NoVcpus);
     }
     for (i, &mpidr) in m.vcpu_mpidrs.iter().enumerate() {
-        if mpidr & !MPIDR_AFFINITY_MASK != 0 {
+        if crate::sysreg::Mpidr::has_other_bits(mpidr) {
             return Err(GuestFdtError::BadMpidr(mpidr));
         }
         if m.vcpu_mpidrs[..i].contains(&mpidr) {

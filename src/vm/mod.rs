@@ -1,12 +1,17 @@
 //! VMs and vCPUs: what a VM is built from (images, layout, device tree), the EL2
 //! controls it runs under, how a guest exit is handled and how exceptions are
-//! injected, and (on the target) the run loop.
+//! injected, the per-CPU loop that runs vCPUs ([`pcpu`]), and the hardware it
+//! needs as a trait ([`hw`]) so all of it runs under `cargo test`.
 
 pub mod controls;
 pub mod exit;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod guest_fdt;
+pub mod hw;
 pub mod image;
 pub mod inject;
 pub mod layout;
-#[cfg(target_os = "none")]
-pub mod run;
+pub mod machine;
+pub mod pcpu;
+pub mod vcpu;

@@ -1,54 +1,29 @@
 //! The EL2 vector table and the world switch.
 //!
-//! The world switch is a function call: [`enter_guest`] saves the hypervisor's
-//! callee-saved registers on the EL2 stack, loads the guest's general registers and
-//! `eret`s. Any exception from the guest lands in a lower-EL vector, which stores
-//! the guest's registers back into the same context, restores the hypervisor's
-//! registers and returns from [`enter_guest`] with the kind of exception. The
-//! guest's EL1 system registers stay live in the hardware: each physical CPU runs
-//! exactly one vCPU (static partitioning), so they never need switching.
+//! A guest exception lands in a lower-EL vector, which stores the guest's
+//! general registers into the loaded vCPU's [`GuestRegs`] (its address is in
+//! this CPU's `PerCpu::frame`), then calls [`fv_guest_exit`] on this CPU's
+//! stack. That runs the run loop (`vm::pcpu::Pcpu::on_exit`), which returns
+//! the registers of the vCPU to enter next — usually the same — and the vector
+//! restores them and `eret`s. Between two exits the EL2 stack is empty: the
+//! hypervisor keeps no frame across a guest run. The first entry on a CPU is
+//! [`enter_first`], which resets the stack and takes the same way out.
+//!
+//! Everything else of a vCPU (EL1 system registers, timers, GIC, FP) stays in
+//! the hardware while it runs; the run loop moves it only when another vCPU
+//! takes the CPU.
 
 use core::arch::global_asm;
 
-/// The guest's general-purpose state, saved and restored by the vectors.
-/// The layout is fixed: the assembly below uses these offsets.
-#[repr(C)]
-#[derive(Clone, Debug, Default)]
-pub struct GuestRegs {
-    /// x0..x30.
-    pub x: [u64; 31],
-    /// The guest PC (ELR_EL2 on exit).
-    pub pc: u64,
-    /// The guest PSTATE (SPSR_EL2 on exit).
-    pub pstate: u64,
-}
-
-const _: () = assert!(core::mem::offset_of!(GuestRegs, pc) == 248);
-const _: () = assert!(core::mem::offset_of!(GuestRegs, pstate) == 256);
-
-/// Why the guest stopped running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCause {
-    /// A synchronous exception: read ESR_EL2/FAR_EL2/HPFAR_EL2.
-    Sync,
-    /// A physical IRQ arrived while the guest ran.
-    Irq,
-    /// A physical FIQ arrived while the guest ran.
-    Fiq,
-    /// An SError arrived while the guest ran.
-    SError,
-}
+use crate::vm::pcpu::ExitCause;
+use crate::vm::vcpu::GuestRegs;
 
 global_asm!(
     r#"
-// Frame pushed by __fv_enter_guest: x19..x30 at [0, 96), the context pointer at 96.
-.equ FRAME_SIZE, 112
-.equ FRAME_CTX, 96
-
 .macro GUEST_VECTOR code
     .balign 0x80
     stp     x0, x1, [sp, #-16]!
-    mov     x0, #\code
+    mov     x1, #\code
     b       __fv_guest_exit
 .endm
 
@@ -91,7 +66,7 @@ __fv_vectors:
 
 // Fast paths, answered with only x0-x2 touched (guest x0/x1 on the stack):
 // - HVC #0 with SMCCC_VERSION (0x8000_0000) in w0: x0 = 1.1, x1-x3 = 0, as the
-//   full path (psci::handle) answers it; the null call `make bench` measures.
+//   full path (psci::handle) answers it.
 // - MRS Xt, CTR_EL0 trapped by HCR_EL2.TID2: Xt = the VM's CTR_EL0 (PerCpu), as
 //   the sysreg table answers it; PC steps over the MRS.
 // Anything else takes the full exit.
@@ -102,7 +77,7 @@ __fv_guest_sync:
     b.eq    10f
     cmp     x1, #0x18
     b.eq    20f
-1:  mov     x0, #0
+1:  mov     x1, #0
     b       __fv_guest_exit
 
 10: tst     x0, #0xffff             // HVC immediate must be 0
@@ -151,50 +126,34 @@ __fv_guest_sync:
     ldp     x0, x1, [sp], #16
     eret
 
-// x0 = exit code; guest x0/x1 are on the stack above the frame.
+// The full exit. x1 = exit code; guest x0/x1 are on the stack.
 __fv_guest_exit:
-    ldr     x1, [sp, #16 + FRAME_CTX]
-    stp     x2, x3, [x1, #16]
-    stp     x4, x5, [x1, #32]
-    stp     x6, x7, [x1, #48]
-    stp     x8, x9, [x1, #64]
-    stp     x10, x11, [x1, #80]
-    stp     x12, x13, [x1, #96]
-    stp     x14, x15, [x1, #112]
-    stp     x16, x17, [x1, #128]
-    stp     x18, x19, [x1, #144]
-    stp     x20, x21, [x1, #160]
-    stp     x22, x23, [x1, #176]
-    stp     x24, x25, [x1, #192]
-    stp     x26, x27, [x1, #208]
-    stp     x28, x29, [x1, #224]
-    str     x30, [x1, #240]
+    mrs     x0, tpidr_el2
+    ldr     x0, [x0, #{frame_off}]
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    str     x30, [x0, #240]
     ldp     x2, x3, [sp], #16
-    stp     x2, x3, [x1, #0]
+    stp     x2, x3, [x0, #0]
     mrs     x2, elr_el2
     mrs     x3, spsr_el2
-    stp     x2, x3, [x1, #248]
-    ldp     x19, x20, [sp, #0]
-    ldp     x21, x22, [sp, #16]
-    ldp     x23, x24, [sp, #32]
-    ldp     x25, x26, [sp, #48]
-    ldp     x27, x28, [sp, #64]
-    ldp     x29, x30, [sp, #80]
-    add     sp, sp, #FRAME_SIZE
-    ret
-
-// x0 = &mut GuestRegs. Returns the exit code in x0.
-.section .text
-.global __fv_enter_guest
-__fv_enter_guest:
-    sub     sp, sp, #FRAME_SIZE
-    stp     x19, x20, [sp, #0]
-    stp     x21, x22, [sp, #16]
-    stp     x23, x24, [sp, #32]
-    stp     x25, x26, [sp, #48]
-    stp     x27, x28, [sp, #64]
-    stp     x29, x30, [sp, #80]
-    str     x0, [sp, #FRAME_CTX]
+    stp     x2, x3, [x0, #248]
+    mov     x0, x1
+    bl      fv_guest_exit
+    // x0 = the registers to enter.
+__fv_resume:
     ldp     x1, x2, [x0, #248]
     msr     elr_el2, x1
     msr     spsr_el2, x2
@@ -217,27 +176,44 @@ __fv_enter_guest:
     eret
     dsb     nsh
     isb
+
+// x0 = the registers to enter, x1 = this CPU's stack top. Never returns.
+.section .text
+.global __fv_enter_first
+__fv_enter_first:
+    mov     sp, x1
+    b       __fv_resume
 "#,
     ctr_off = const super::percpu::GUEST_CTR_EL0_OFFSET,
+    frame_off = const super::percpu::FRAME_OFFSET,
 );
 
 unsafe extern "C" {
-    fn __fv_enter_guest(regs: *mut GuestRegs) -> u64;
+    fn __fv_enter_first(regs: *mut GuestRegs, stack_top: u64) -> !;
 }
 
-/// Runs the guest whose registers are `regs` until it takes an exception to EL2.
-/// The caller has installed the guest's stage-2 tables and EL2 controls.
-pub fn enter_guest(regs: &mut GuestRegs) -> ExitCause {
-    // SAFETY: `regs` is a valid, exclusive GuestRegs with the layout the assembly
-    // expects (checked by the const asserts above). The assembly preserves the
-    // AAPCS64 callee-saved registers and the stack pointer across the guest run.
-    let code = unsafe { __fv_enter_guest(regs) };
-    match code {
-        0 => ExitCause::Sync,
-        1 => ExitCause::Irq,
-        2 => ExitCause::Fiq,
-        _ => ExitCause::SError,
-    }
+/// Enters the guest whose registers are `regs` for the first time on this
+/// CPU, on an empty stack: whatever called this is abandoned (it must hold
+/// no lock and own nothing that must be dropped).
+///
+/// # Safety
+/// `regs` points at a vCPU's GuestRegs that lives for the whole run and that
+/// only this CPU uses; `stack_top` is the top of this CPU's own stack.
+pub unsafe fn enter_first(regs: *mut GuestRegs, stack_top: u64) -> ! {
+    super::percpu::set_frame(regs);
+    // SAFETY: the caller's guarantees above. The assembly loads the registers
+    // and erets; every later exit comes back through the vector on that stack.
+    unsafe { __fv_enter_first(regs, stack_top) }
+}
+
+/// The full exit, called by the vector with the guest's registers saved in
+/// the loaded vCPU's frame. Returns the registers of the vCPU to enter.
+#[unsafe(no_mangle)]
+extern "C" fn fv_guest_exit(code: u64) -> *mut GuestRegs {
+    let regs =
+        super::percpu::with_pcpu(|p| p.on_exit(&mut super::hw::ArchHw, ExitCause::from_code(code)));
+    super::percpu::set_frame(regs);
+    regs
 }
 
 /// An exception taken from EL2 itself: a hypervisor bug. Report and stop.
@@ -246,48 +222,4 @@ extern "C" fn fv_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     panic!(
         "exception in the hypervisor (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}"
     );
-}
-
-impl crate::vm::exit::GuestGprs for GuestRegs {
-    fn x(&self, n: u8) -> u64 {
-        // Register 31 is XZR for the transfers that reach here.
-        self.x.get(n as usize).copied().unwrap_or(0)
-    }
-    fn set_x(&mut self, n: u8, v: u64) {
-        if let Some(r) = self.x.get_mut(n as usize) {
-            *r = v;
-        }
-    }
-    fn pc(&self) -> u64 {
-        self.pc
-    }
-    fn set_pc(&mut self, v: u64) {
-        self.pc = v;
-    }
-    fn pstate(&self) -> u64 {
-        self.pstate
-    }
-    fn set_pstate(&mut self, v: u64) {
-        self.pstate = v;
-    }
-}
-
-/// The guest's EL1 registers, live in this CPU.
-pub struct LiveEl1;
-
-impl crate::vm::exit::GuestHw for LiveEl1 {
-    fn vbar_el1(&self) -> u64 {
-        super::regs::read_vbar_el1()
-    }
-    fn sctlr_el1(&self) -> u64 {
-        super::regs::read_sctlr_el1()
-    }
-    fn write_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
-        super::regs::write_esr_el1(esr);
-        if let Some(far) = far {
-            super::regs::write_far_el1(far);
-        }
-        super::regs::write_elr_el1(elr);
-        super::regs::write_spsr_el1(spsr);
-    }
 }

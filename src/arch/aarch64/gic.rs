@@ -277,6 +277,17 @@ impl Redistributor {
     pub fn deactivate_private(&self, intid: u32) {
         self.sgi().icactiver0.set(1 << intid);
     }
+
+    /// The active state of this PE's SGIs and PPIs (GICR_ISACTIVER0).
+    pub fn active_private(&self) -> u32 {
+        self.sgi().isactiver0.get()
+    }
+
+    /// Sets a PPI active (GICR_ISACTIVER0): a vCPU's hardware-linked timer
+    /// interrupt that was active when it left, as it comes back.
+    pub fn activate_private(&self, intid: u32) {
+        self.sgi().isactiver0.set(1 << intid);
+    }
 }
 
 /// This CPU's interface: system registers at EL2, EL1 allowed its own
@@ -411,6 +422,11 @@ pub fn write_ap0r(n: usize, v: u64) {
 pub fn write_ap1r(n: usize, v: u64) {
     by_index!(n, 0 => ICH_AP1R0_EL2, 1 => ICH_AP1R1_EL2, 2 => ICH_AP1R2_EL2, 3 => ICH_AP1R3_EL2;
         |r| r.set(v))
+}
+
+pub fn read_ap0r(n: usize) -> u64 {
+    by_index!(n, 0 => ICH_AP0R0_EL2, 1 => ICH_AP0R1_EL2, 2 => ICH_AP0R2_EL2, 3 => ICH_AP0R3_EL2;
+        |r| r.get())
 }
 
 pub fn read_ap1r(n: usize) -> u64 {

@@ -7,7 +7,9 @@ use spin::Once;
 use super::boot::MAX_CPUS;
 use super::gic::{self, Distributor, Redistributor};
 use super::percpu;
-use crate::vgic::host::{HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, VIRTUAL_TIMER_INTID};
+use crate::vgic::host::{
+    HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID,
+};
 use crate::vgic::sgi::sgi1r_for;
 
 struct HostGic {
@@ -76,6 +78,7 @@ pub fn init_this_cpu(logical: usize) -> bool {
     for intid in [
         MAINTENANCE_INTID,
         VIRTUAL_TIMER_INTID,
+        PHYSICAL_TIMER_INTID,
         HYP_TIMER_INTID,
         KICK_SGI,
     ] {
@@ -106,6 +109,30 @@ pub fn kick(logical: usize) {
 pub fn deactivate_ppi_on(logical: usize, intid: u32) {
     if let Some(r) = REDIST.get(logical).and_then(|s| s.get()) {
         r.0.deactivate_private(intid);
+    }
+}
+
+/// This CPU's redistributor.
+fn here() -> Option<&'static Redistributor> {
+    REDIST
+        .get(percpu::current_index())
+        .and_then(|s| s.get())
+        .map(|s| &s.0)
+}
+
+/// The active state of this CPU's SGIs and PPIs (bit n: INTID n).
+pub fn private_active_here() -> u32 {
+    here().map(|r| r.active_private()).unwrap_or(0)
+}
+
+/// Sets (`true`) or clears this CPU's PPI `intid` active state.
+pub fn set_private_active_here(intid: u32, active: bool) {
+    if let Some(r) = here() {
+        if active {
+            r.activate_private(intid);
+        } else {
+            r.deactivate_private(intid);
+        }
     }
 }
 

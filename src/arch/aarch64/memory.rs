@@ -205,3 +205,46 @@ pub fn switch_el2_table(root_pa: u64) {
     super::regs::isb();
     super::regs::tlbi_el2_all();
 }
+
+impl crate::vm::machine::GuestRam for OwnedFrames {
+    fn pa(&self) -> u64 {
+        self.pa
+    }
+    fn len(&self) -> u64 {
+        self.len as u64
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        OwnedFrames::bytes_mut(self)
+    }
+}
+
+/// Guest RAM and stage-2 tables from the frame allocator.
+pub struct VmFrames(HwTableMemory);
+
+impl VmFrames {
+    pub fn new() -> Self {
+        VmFrames(HwTableMemory)
+    }
+}
+
+impl Default for VmFrames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::vm::machine::VmMemory for VmFrames {
+    type Tables = HwTableMemory;
+    fn alloc_ram(
+        &mut self,
+        bytes: u64,
+        align: u64,
+    ) -> Option<alloc::boxed::Box<dyn crate::vm::machine::GuestRam>> {
+        let pages = bytes.div_ceil(PAGE_SIZE) as usize;
+        let frames = alloc_frames(pages, (align / PAGE_SIZE).max(1) as usize)?;
+        Some(alloc::boxed::Box::new(frames))
+    }
+    fn tables(&mut self) -> &mut HwTableMemory {
+        &mut self.0
+    }
+}

@@ -1,6 +1,7 @@
 //! aarch64 at EL2: entry and Image header, vectors and world switch, EL2 MMU,
 //! TLB/cache maintenance, system-register accessors, firmware PSCI calls, the
-//! physical UART. All `unsafe` and assembly of Ferrovisor live here.
+//! physical GIC and UART, and the run loop's hardware ([`hw::ArchHw`]). All
+//! `unsafe` and assembly of Ferrovisor live here.
 
 pub mod boot;
 pub mod console;
@@ -9,10 +10,22 @@ pub mod exception;
 pub mod firmware;
 pub mod gic;
 pub mod hostgic;
+pub mod hw;
 pub mod memory;
 pub mod percpu;
 pub mod regs;
 pub mod uart;
 
-pub use exception::{ExitCause, GuestRegs, LiveEl1, enter_guest};
-pub use regs::reset_el1_state;
+use crate::vm::pcpu::Pcpu;
+
+/// Runs this CPU's vCPUs for ever: installs its run loop, waits (at EL2) for
+/// a vCPU to run, and enters it. Every later exit goes through the vector.
+pub fn run(pcpu: Pcpu) -> ! {
+    let pcpu = alloc::boxed::Box::leak(alloc::boxed::Box::new(pcpu));
+    let index = pcpu.index();
+    let regs = pcpu.start(&mut hw::ArchHw);
+    percpu::install_pcpu(pcpu);
+    // SAFETY: `regs` belongs to a vCPU of the leaked run loop (it lives for
+    // the whole run, and only this CPU uses it); the stack is this CPU's.
+    unsafe { exception::enter_first(regs, boot::stack_top(index) as u64) }
+}

@@ -244,6 +244,8 @@ sysreg!(read_tpidrro_el0, write_tpidrro_el0, "tpidrro_el0");
 sysreg!(read_cntkctl_el1, write_cntkctl_el1, "cntkctl_el1");
 sysreg!(read_cntv_ctl_el0, write_cntv_ctl_el0, "cntv_ctl_el0");
 sysreg!(read_cntv_cval_el0, write_cntv_cval_el0, "cntv_cval_el0");
+sysreg!(read_cntp_ctl_el0, write_cntp_ctl_el0, "cntp_ctl_el0");
+sysreg!(read_cntp_cval_el0, write_cntp_cval_el0, "cntp_cval_el0");
 sysreg!(read_par_el1, write_par_el1, "par_el1");
 sysreg!(read_mdscr_el1, write_mdscr_el1, "mdscr_el1");
 
@@ -275,6 +277,8 @@ pub fn reset_el1_state(sctlr_el1: u64) {
         write_cntkctl_el1,
         write_cntv_ctl_el0,
         write_cntv_cval_el0,
+        write_cntp_ctl_el0,
+        write_cntp_cval_el0,
         write_par_el1,
         write_mdscr_el1,
         write_csselr_el1,
@@ -347,6 +351,13 @@ pub fn now_ms() -> u64 {
 pub fn arm_hyp_timer_ms(ms: u64) {
     let ticks = read_cntfrq_el0() / 1000 * ms;
     write_cnthp_cval_el2(read_cntpct_el0() + ticks);
+    write_cnthp_ctl_el2(1); // ENABLE, not masked
+    isb();
+}
+
+/// Arms the EL2 physical timer to fire when the counter reaches `deadline`.
+pub fn arm_hyp_timer_at(deadline: u64) {
+    write_cnthp_cval_el2(deadline);
     write_cnthp_ctl_el2(1); // ENABLE, not masked
     isb();
 }

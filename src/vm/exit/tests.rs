@@ -1,5 +1,5 @@
 use super::*;
-use crate::devices::{MmioAccess, MmioDevice};
+use crate::devices::{MmioAccess, MmioBus, MmioDevice};
 use crate::psci::VcpuPower;
 use crate::sysreg::SysReg;
 use crate::trap::{self, SysRegAccess};
@@ -90,6 +90,41 @@ impl MmioDevice for Latch {
     }
 }
 
+/// The test's exit environment: EL1 registers, a bus, the sysreg answer.
+struct Env<'a> {
+    el1: El1,
+    faults: FaultLog,
+    bus: MmioBus,
+    sysreg: &'a mut dyn FnMut(SysRegAccess, u64) -> SysRegResult,
+}
+
+impl GuestHw for Env<'_> {
+    fn vbar_el1(&self) -> u64 {
+        self.el1.vbar_el1()
+    }
+    fn sctlr_el1(&self) -> u64 {
+        self.el1.sctlr_el1()
+    }
+    fn write_exception_regs(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+        self.el1.write_exception_regs(esr, far, elr, spsr)
+    }
+}
+
+impl ExitEnv for Env<'_> {
+    fn sysreg(&mut self, acc: SysRegAccess, value: u64) -> SysRegResult {
+        (self.sysreg)(acc, value)
+    }
+    fn mmio_read(&mut self, ipa: u64, size: u8) -> Option<u64> {
+        self.bus.read(ipa, size)
+    }
+    fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> bool {
+        self.bus.write(ipa, size, value)
+    }
+    fn note_fault(&mut self) -> Option<u64> {
+        self.faults.note()
+    }
+}
+
 /// Runs one exit with a bus holding a latch at 0x0900_0000 and returns
 /// (next, registers, EL1 state, latch value read back).
 fn run(
@@ -98,25 +133,26 @@ fn run(
     sysreg: &mut dyn FnMut(SysRegAccess, u64) -> SysRegResult,
 ) -> (Next, Regs, El1, Option<u64>) {
     let mut regs = regs;
-    let mut el1 = El1::default();
     let mut bus = MmioBus::new();
     bus.add(0x0900_0000, 0x1000, Box::new(Latch(0xffff_ff80)))
         .unwrap();
+    let mut env = Env {
+        el1: El1::default(),
+        faults: FaultLog::default(),
+        bus,
+        sysreg,
+    };
     let mut psci = OneCpu;
-    let mut faults = FaultLog::default();
     let next = ExitContext {
         gprs: &mut regs,
-        hw: &mut el1,
-        bus: &mut bus,
+        env: &mut env,
         psci: &mut psci,
         features: PStateFeatures::default(),
         instr_len: 4,
-        sysreg,
-        faults: &mut faults,
     }
     .handle(exit);
-    let latch = bus.read(0x0900_0000, 8);
-    (next, regs, el1, latch)
+    let latch = env.bus.read(0x0900_0000, 8);
+    (next, regs, env.el1, latch)
 }
 
 fn no_sysreg(_: SysRegAccess, _: u64) -> SysRegResult {

@@ -1,0 +1,551 @@
+//! The run loop on fake hardware: exits, PSCI power management, VM reset and
+//! power-off, time-sharing, interrupts between CPUs.
+
+use super::*;
+use crate::mm::pagetable::Stage2Geometry;
+use crate::psci::VcpuPower;
+use crate::sysreg::id::tests::qemu_max;
+use crate::sysreg::{CachePolicy, SystemCpuInfo, VmCpuModel};
+use crate::vm::fake::{Board, FakeHw, FakeMemory};
+use crate::vm::image::ImageKind;
+use crate::vm::machine::{Host, RunningCount, VmSpec, VmState};
+use crate::vm::vcpu::FpRegs;
+use std::boxed::Box;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::vec;
+use std::vec::Vec;
+
+const RAM: u64 = 0x4000_0000;
+const ENTRY: u64 = RAM + 0x8_0000;
+
+// ESR_EL2 values, from the Arm ARM's ISS layouts.
+const ESR_HVC0: u64 = 0x5a00_0000;
+const ESR_WFI: u64 = (0x01 << 26) | (1 << 25);
+
+/// MSR/MRS trap syndrome (EC 0x18) for (op0, op1, crn, crm, op2), Rt, direction.
+fn esr_sysreg(r: (u64, u64, u64, u64, u64), rt: u64, read: bool) -> u64 {
+    let (op0, op1, crn, crm, op2) = r;
+    (0x18 << 26)
+        | (1 << 25)
+        | (op0 << 20)
+        | (op2 << 17)
+        | (op1 << 14)
+        | (crn << 10)
+        | (rt << 5)
+        | (crm << 1)
+        | read as u64
+}
+
+/// A data abort (EC 0x24) on a 32-bit access with ISV = 1, translation fault.
+fn esr_mmio(write: bool, srt: u64) -> u64 {
+    (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (srt << 16) | ((write as u64) << 6) | 0x07
+}
+
+fn model() -> VmCpuModel {
+    let cpus = [qemu_max()];
+    VmCpuModel::new(
+        &SystemCpuInfo::new(&cpus).unwrap(),
+        &cpus,
+        &CachePolicy::Virtual,
+    )
+    .unwrap()
+}
+
+fn spec(index: usize, vcpus: usize, priority: u8) -> VmSpec {
+    VmSpec {
+        name: std::format!("vm{index}"),
+        index,
+        ram_base: RAM,
+        ram_size: 4 << 20,
+        vcpus,
+        kernel: &[0x1f, 0x20, 0x03, 0xd5, 0, 0, 0, 0],
+        kernel_kind: ImageKind::Raw {
+            load: ENTRY,
+            entry: ENTRY,
+        },
+        initrd: None,
+        dtb: None,
+        bootargs: None,
+        console: true,
+        model: model(),
+        passthrough: Vec::new(),
+        priority,
+        timeslice_us: 1000,
+    }
+}
+
+fn host() -> Host {
+    Host {
+        features: Default::default(),
+        stage2: Stage2Geometry::from_pa_range(2).unwrap(),
+        nr_lrs: 4,
+        priority_bits: 5,
+        vmcr_reset: 0x1234,
+    }
+}
+
+/// A system: VMs built from `(spec, physical CPU of each vCPU)`, loaded, and
+/// one `Pcpu` + fake CPU per physical CPU.
+struct System {
+    board: Rc<RefCell<Board>>,
+    vms: &'static [Vm],
+    cpus: Vec<(Pcpu, FakeHw)>,
+}
+
+fn system(ncpus: usize, vms: Vec<(VmSpec, Vec<usize>)>) -> System {
+    let board = Board::new(ncpus);
+    let running: &'static RunningCount = Box::leak(Box::new(RunningCount::new(0)));
+    let mut mem = FakeMemory::new();
+    let built: Vec<Vm> = vms
+        .into_iter()
+        .map(|(s, pcpus)| Vm::create(s, pcpus, host(), &mut mem, running).unwrap())
+        .collect();
+    let vms: &'static [Vm] = Box::leak(built.into_boxed_slice());
+    let mut boot = FakeHw::new(0, &board);
+    for vm in vms {
+        vm.load(&mut boot).unwrap();
+    }
+    let cpus = (0..ncpus)
+        .map(|c| {
+            let vcpus = vms
+                .iter()
+                .flat_map(|vm| {
+                    vm.pcpus()
+                        .iter()
+                        .enumerate()
+                        .filter(move |&(_, &p)| p == c)
+                        .map(move |(i, _)| (vm, i))
+                })
+                .collect();
+            let p = Pcpu::new(PcpuConfig {
+                index: c,
+                vcpus,
+                vms,
+                uart_intid: None,
+                console_input: || {},
+            });
+            (p, FakeHw::new(c, &board))
+        })
+        .collect();
+    board
+        .borrow_mut()
+        .pending
+        .iter_mut()
+        .for_each(|q| q.clear());
+    System { board, vms, cpus }
+}
+
+/// Runs one step of a CPU's loop; `None` if the CPU went to sleep waiting
+/// for a kick (see `fake::Asleep`).
+fn step(f: impl FnOnce() -> *mut GuestRegs) -> Option<*mut GuestRegs> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(e) if e.is::<crate::vm::fake::Asleep>() => None,
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+impl System {
+    /// CPU `c`'s first entry (or its loop resumed after it slept).
+    fn start(&mut self, c: usize) -> Option<*mut GuestRegs> {
+        let (p, hw) = &mut self.cpus[c];
+        step(|| p.start(hw))
+    }
+
+    /// The loaded vCPU's registers on CPU `c`.
+    fn regs(&mut self, c: usize) -> &mut GuestRegs {
+        let p = &mut self.cpus[c].0;
+        let i = p.loaded.expect("a vCPU is loaded");
+        &mut p.vcpus[i].regs
+    }
+
+    fn loaded(&self, c: usize) -> Option<(usize, usize)> {
+        self.cpus[c].0.loaded().map(|(vm, id)| (vm.spec.index, id))
+    }
+
+    /// An exit on CPU `c` with syndrome `esr` (FAR, HPFAR as given).
+    fn exit(&mut self, c: usize, esr: u64, far: u64, hpfar: u64) -> Option<*mut GuestRegs> {
+        let (p, hw) = &mut self.cpus[c];
+        hw.syndrome = (esr, far, hpfar);
+        step(|| p.on_exit(hw, ExitCause::Sync))
+    }
+
+    /// An SMCCC call over HVC from CPU `c`'s vCPU; returns its x0 (or 0 if
+    /// the call did not return to it: CPU_OFF, SYSTEM_OFF, ...).
+    fn hvc(&mut self, c: usize, args: &[u64]) -> u64 {
+        for (i, a) in args.iter().enumerate() {
+            self.regs(c).x[i] = *a;
+        }
+        let caller = self.loaded(c);
+        self.exit(c, ESR_HVC0, 0, 0);
+        if self.loaded(c) == caller && caller.is_some() {
+            self.regs(c).x[0]
+        } else {
+            0
+        }
+    }
+
+    /// CPU `c` takes whatever physical interrupts are pending there: an IRQ
+    /// exit if a vCPU is loaded, else its sleeping loop resumed.
+    fn irq(&mut self, c: usize) -> Option<*mut GuestRegs> {
+        let (p, hw) = &mut self.cpus[c];
+        if p.loaded.is_some() {
+            step(|| p.on_exit(hw, ExitCause::Irq))
+        } else {
+            step(|| p.start(hw))
+        }
+    }
+
+    fn hw(&mut self, c: usize) -> &mut FakeHw {
+        &mut self.cpus[c].1
+    }
+}
+
+const PSCI_VERSION: u64 = 0x8400_0000;
+const CPU_OFF: u64 = 0x8400_0002;
+const CPU_ON: u64 = 0xc400_0003;
+const AFFINITY_INFO: u64 = 0xc400_0004;
+const SYSTEM_OFF: u64 = 0x8400_0008;
+const SYSTEM_RESET: u64 = 0x8400_0009;
+const NOT_SUPPORTED: u64 = -1i64 as u64;
+const ALREADY_ON: u64 = -4i64 as u64;
+const ON_PENDING: u64 = -5i64 as u64;
+
+#[test]
+fn a_vcpu_starts_at_its_entry_with_the_device_tree_in_x0() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    let r = s.regs(0).clone();
+    assert_eq!(r.pc, ENTRY);
+    assert_eq!(r.pstate, controls::PSTATE_EL1H_MASKED);
+    assert!(
+        r.x[0] > RAM && r.x[0] < RAM + (4 << 20),
+        "x0 is the DTB's IPA"
+    );
+    let hw = s.hw(0);
+    let el2 = hw.el2.expect("EL2 state loaded");
+    assert_eq!(el2.vmpidr, 0x8000_0000);
+    assert_eq!(hw.el1.sctlr, controls::SCTLR_EL1_RESET);
+    assert!(
+        s.board.borrow().cleaned >= 4 << 20,
+        "RAM cleaned to the PoC"
+    );
+}
+
+#[test]
+fn a_trap_that_returns_to_the_same_vcpu_switches_nothing() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    let first = s.start(0);
+    let (loads, saves) = (s.hw(0).loads, s.hw(0).saves);
+    assert_eq!(s.hvc(0, &[PSCI_VERSION]), 0x1_0001);
+    assert_eq!(
+        s.hvc(0, &[0x8600_ff00]),
+        NOT_SUPPORTED,
+        "unknown SMCCC call"
+    );
+    // MRS x3, ID_AA64PFR0_EL1 (TID3).
+    s.exit(0, esr_sysreg((3, 0, 0, 4, 0), 3, true), 0, 0);
+    assert_eq!(
+        s.regs(0).x[3],
+        model()
+            .id_reg(crate::sysreg::SysReg::new(3, 0, 0, 4, 0))
+            .unwrap()
+    );
+    let again = s.exit(0, ESR_HVC0, 0, 0);
+    assert_eq!(first, again, "the same vCPU's registers");
+    assert_eq!(
+        (s.hw(0).loads, s.hw(0).saves),
+        (loads, saves),
+        "no EL1 switch"
+    );
+}
+
+#[test]
+fn unknown_system_registers_and_unclaimed_addresses_are_the_guests_problem() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    s.hw(0).el1.vbar = 0x4010_0000;
+    s.regs(0).pc = ENTRY + 0x40;
+    // MRS x1, PMCR_EL0: the PMU is hidden.
+    s.exit(0, esr_sysreg((3, 3, 9, 12, 0), 1, true), 0, 0);
+    let inj = s.hw(0).injected.take().expect("an UNDEF injected");
+    assert_eq!(inj.esr >> 26, 0, "EC 0x00: unknown reason");
+    assert_eq!(inj.elr, ENTRY + 0x40);
+    assert_eq!(s.regs(0).pc, 0x4010_0200, "current EL, SP_ELx, synchronous");
+    // A load from an IPA nothing claims: an external data abort.
+    s.regs(0).pc = ENTRY + 0x80;
+    s.exit(0, esr_mmio(false, 2), 0x3000_0000, 0x3000_0000 >> 8);
+    let inj = s.hw(0).injected.take().expect("an abort injected");
+    assert_eq!(inj.esr >> 26, 0x25);
+    assert_eq!(s.loaded(0), Some((0, 0)), "the vCPU runs on");
+}
+
+#[test]
+fn cpu_on_starts_the_target_once_and_affinity_info_follows() {
+    let mut s = system(2, vec![(spec(0, 2, 0), vec![0, 1])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[AFFINITY_INFO, 1, 0]), 1, "vCPU 1 OFF");
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x100, 0x77]), 0);
+    assert!(s.board.borrow().kicks.contains(&(0, 1)), "CPU 1 kicked");
+    // A second CPU_ON before the target ran: ON_PENDING, entry unchanged.
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x200, 0x88]), ON_PENDING);
+    assert_eq!(s.hvc(0, &[AFFINITY_INFO, 1, 0]), 2, "ON_PENDING");
+    s.start(1);
+    assert_eq!(s.loaded(1), Some((0, 1)));
+    assert_eq!(s.regs(1).pc, ENTRY + 0x100, "the first caller's entry");
+    assert_eq!(s.regs(1).x[0], 0x77);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY, 0]), ALREADY_ON);
+    assert_eq!(s.hvc(0, &[AFFINITY_INFO, 1, 0]), 0, "ON");
+    assert_eq!(s.hw(1).el2.unwrap().vmpidr, 0x8000_0001);
+}
+
+#[test]
+fn racing_cpu_on_calls_start_the_target_exactly_once() {
+    let mut s = system(3, vec![(spec(0, 3, 0), vec![0, 1, 2])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY, 0]), 0);
+    s.start(1);
+    // vCPUs 0 and 1 both ask for vCPU 2: one SUCCESS, then ON_PENDING.
+    let a = s.hvc(0, &[CPU_ON, 2, ENTRY + 0x10, 1]);
+    let b = s.hvc(1, &[CPU_ON, 2, ENTRY + 0x20, 2]);
+    assert_eq!((a, b), (0, ON_PENDING));
+    s.start(2);
+    assert_eq!(s.regs(2).x[0], 1);
+    assert_eq!(s.hvc(1, &[CPU_ON, 2, ENTRY, 0]), ALREADY_ON);
+}
+
+#[test]
+fn a_powered_off_vcpu_leaves_nothing_armed_and_restarts_clean() {
+    let mut s = system(2, vec![(spec(0, 2, 0), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    // The guest enables Group 1 and vCPU 1's timer PPI.
+    s.vms[0].gic.update(|g| {
+        g.gicd_write(0, 4, 0b10);
+        g.gicr_write(0x2_0000 + 0x1_0100, 4, 1 << 27);
+    });
+    // vCPU 1 arms its virtual timer to fire at once, leaves state behind,
+    // takes the timer interrupt (acknowledges it: active in its LR), and
+    // powers off while it is active.
+    {
+        let hw = s.hw(1);
+        hw.timer.cntv_ctl = 1;
+        hw.timer.cntv_cval = 0;
+        hw.el1.tpidr_el1 = 0xdead;
+        hw.fp.v[3] = 0xfeed;
+    }
+    s.irq(1);
+    assert!(
+        s.hw(1).active.contains(&27),
+        "the timer PPI is active (handed to the guest)"
+    );
+    let n = (0..4)
+        .find(|&n| crate::vgic::lr::decode(s.hw(1).lrs[n]).vintid == 27)
+        .expect("the timer interrupt is in an LR");
+    let mut l = crate::vgic::lr::decode(s.hw(1).lrs[n]);
+    l.pending = false;
+    l.active = true;
+    s.hw(1).lrs[n] = crate::vgic::lr::encode(&l);
+    assert_eq!(s.hvc(1, &[CPU_OFF]), 0);
+    assert_eq!(s.loaded(1), None);
+    let hw = s.hw(1);
+    assert_eq!(hw.timer.cntv_ctl, 0, "the timer is off on the CPU");
+    assert!(!hw.active.contains(&27), "no physical PPI left active");
+    assert_eq!(hw.el1.tpidr_el1, 0, "nothing of the vCPU readable");
+    assert_eq!(hw.fp, FpRegs::default());
+    assert_eq!(s.hvc(0, &[AFFINITY_INFO, 1, 0]), 1, "OFF");
+    // CPU_ON again: it starts, from reset.
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x40, 9]), 0);
+    s.irq(1);
+    assert_eq!(s.loaded(1), Some((0, 1)));
+    assert_eq!(s.regs(1).pc, ENTRY + 0x40);
+    assert_eq!(s.hw(1).el1.tpidr_el1, 0);
+    // Its virtual timer interrupt is not stuck active in the vGIC: the next
+    // expiry is delivered again.
+    s.hw(1).timer.cntv_ctl = 1;
+    s.irq(1);
+    let lrs: Vec<_> = s
+        .hw(1)
+        .lrs
+        .iter()
+        .map(|&l| crate::vgic::lr::decode(l))
+        .collect();
+    assert!(
+        lrs.iter()
+            .any(|l| l.vintid == 27 && l.pending && l.hw == Some(27)),
+        "the timer fires again: {lrs:?}"
+    );
+}
+
+#[test]
+fn system_reset_reloads_the_vm_and_starts_it_from_reset() {
+    let mut s = system(2, vec![(spec(0, 2, 0), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    s.hw(0).el1.vbar = 0x1234_5000;
+    s.hw(1).fp.v[0] = 7;
+    // vCPU 1 resets the VM; vCPU 0 is kicked and leaves at its next exit.
+    s.hvc(1, &[SYSTEM_RESET]);
+    assert_eq!(s.loaded(1), None);
+    assert!(s.board.borrow().kicks.contains(&(1, 0)));
+    assert_eq!(s.vms[0].state(), VmState::Stopping(Stop::Reset));
+    s.irq(0);
+    assert_eq!(
+        s.vms[0].state(),
+        VmState::Running,
+        "reloaded by the last one out"
+    );
+    assert_eq!(s.loaded(0), Some((0, 0)), "vCPU 0 started again");
+    assert_eq!(s.regs(0).pc, ENTRY);
+    assert_eq!(s.hw(0).el1.vbar, 0, "EL1 state from reset");
+    assert_eq!(s.hw(1).fp, FpRegs::default(), "vCPU 1's FP state is gone");
+    assert_eq!(s.vms[0].slot(1).power, VcpuPower::Off);
+}
+
+#[test]
+fn system_off_of_the_last_vm_powers_the_machine_off() {
+    let mut s = system(2, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![1])]);
+    s.start(0);
+    s.start(1);
+    s.hvc(0, &[SYSTEM_OFF]);
+    assert_eq!(s.vms[0].state(), VmState::Off);
+    assert!(!s.board.borrow().system_off, "VM 1 still runs");
+    assert_eq!(s.loaded(1), Some((1, 0)));
+    s.hvc(1, &[SYSTEM_OFF]);
+    assert!(s.board.borrow().system_off);
+}
+
+#[test]
+fn an_sgi_to_a_vcpu_on_another_cpu_kicks_it_and_lands_in_its_lrs() {
+    let mut s = system(2, vec![(spec(0, 2, 0), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    // The guest enables Group 1 and SGI 3 on vCPU 1 (GICD_CTLR, GICR_ISENABLER0).
+    let gicd = guest_fdt::VIRT_GICD.base;
+    let gicr1 = guest_fdt::VIRT_GICR_BASE + 0x2_0000;
+    s.regs(0).x[1] = 0b10;
+    s.exit(0, esr_mmio(true, 1), gicd, gicd >> 8);
+    s.regs(1).x[1] = 1 << 3;
+    s.exit(
+        1,
+        esr_mmio(true, 1),
+        gicr1 + 0x1_0100,
+        (gicr1 + 0x1_0100) >> 8,
+    );
+    s.hw(1).gic.vmcr = 0xff << 24 | 0b10;
+    s.board.borrow_mut().kicks.clear();
+    // vCPU 0: MSR ICC_SGI1R_EL1, x2 with SGI 3 to Aff0 = 1.
+    s.regs(0).x[2] = (3 << 24) | 0b10;
+    s.exit(0, esr_sysreg((3, 0, 12, 11, 5), 2, false), 0, 0);
+    assert_eq!(s.board.borrow().kicks, vec![(0, 1)]);
+    s.irq(1);
+    let lrs: Vec<_> = s
+        .hw(1)
+        .lrs
+        .iter()
+        .map(|&l| crate::vgic::lr::decode(l))
+        .collect();
+    assert!(lrs.iter().any(|l| l.vintid == 3 && l.pending), "{lrs:?}");
+    // An MRS of the write-only SGI register is UNDEFINED.
+    s.exit(0, esr_sysreg((3, 0, 12, 11, 5), 2, true), 0, 0);
+    assert!(s.hw(0).injected.is_some());
+}
+
+#[test]
+fn two_vcpus_share_a_cpu_in_turns_and_keep_their_own_state() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 5]), 0);
+    // vCPU 0 marks its state; it keeps the CPU until its turn ends.
+    s.hw(0).el1.tpidr_el1 = 0xa0;
+    s.hw(0).fp.v[31] = 0xa1;
+    s.hw(0).debug.bvr[2] = 0xa2;
+    s.exit(0, ESR_HVC0, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    let deadline = s.hw(0).hyp_timer.expect("a turn ends by the EL2 timer");
+    assert!(
+        s.hw(0).hcr & HCR_TWI != 0,
+        "WFI traps while another vCPU waits for the CPU"
+    );
+    // The turn ends: vCPU 1 runs from its entry, with nothing of vCPU 0.
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.regs(0).pc, ENTRY + 0x300);
+    assert_eq!(s.hw(0).el1.tpidr_el1, 0);
+    assert_eq!(s.hw(0).fp.v[31], 0);
+    assert_eq!(s.hw(0).debug.bvr[2], 0);
+    assert_eq!(s.hw(0).el2.unwrap().vmpidr, 0x8000_0001);
+    s.hw(0).el1.tpidr_el1 = 0xb0;
+    // vCPU 1 waits for an interrupt: vCPU 0 gets the CPU back, state intact.
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).el1.tpidr_el1, 0xa0);
+    assert_eq!(s.hw(0).fp.v[31], 0xa1);
+    assert_eq!(s.hw(0).debug.bvr[2], 0xa2);
+    assert_eq!(s.hw(0).hcr & HCR_TWI, 0, "alone again: WFI runs natively");
+}
+
+#[test]
+fn a_waiting_vcpus_timer_wakes_it_while_another_runs() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    // vCPU 0 arms its virtual timer 1000 ticks ahead and waits.
+    let now = s.board.borrow().counter;
+    let off = s.hw(0).el2.unwrap().cntvoff;
+    s.hw(0).timer.cntv_ctl = 1;
+    s.hw(0).timer.cntv_cval = now - off + 1000;
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)), "vCPU 1 runs meanwhile");
+    let d = s
+        .hw(0)
+        .hyp_timer
+        .expect("the EL2 timer keeps vCPU 0's deadline");
+    assert_eq!(d, now + 1000);
+    // vCPU 1 waits too: the CPU idles until the deadline, then runs vCPU 0,
+    // whose timer interrupt is then taken.
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert!(s.board.borrow().counter >= now + 1000);
+}
+
+#[test]
+fn a_higher_priority_vcpu_that_wakes_preempts_at_once() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 5), vec![0])]);
+    s.start(0);
+    assert_eq!(s.loaded(0), Some((1, 0)), "the real-time VM runs first");
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    // An interrupt for the real-time VM arrives: a kick; it runs at once.
+    let rt = &s.vms[1];
+    rt.gic.update(|g| {
+        g.gicd_write(0, 4, 0b10);
+        g.gicr_write(0x1_0100, 4, 1 << 2);
+        g.send_sgi(0, SgiRegister::Sgi1r, (2 << 24) | 1);
+    });
+    s.cpus[0].0.vcpus[1].ctx.gic.vmcr = 0xff << 24 | 0b10;
+    s.board.borrow_mut().raise(0, crate::vgic::host::KICK_SGI);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((1, 0)));
+}
+
+#[test]
+fn a_vm_whose_last_vcpu_calls_cpu_off_is_off() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![0])]);
+    s.start(0);
+    let first = s.loaded(0).unwrap().0;
+    s.hvc(0, &[CPU_OFF]);
+    assert_eq!(s.vms[first].state(), VmState::Off);
+    assert_eq!(
+        s.loaded(0).map(|l| l.0),
+        Some(1 - first),
+        "the other VM runs"
+    );
+}
