@@ -28,7 +28,7 @@ mod hyp {
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
     };
-    use ferrovisor::vm::controls::{HostFeatures, IdRegs};
+    use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::run::{Host, PassthroughDevice, Vm, VmSpec};
     use log::{error, info, warn};
 
@@ -148,6 +148,11 @@ mod hyp {
             .collect();
         let system = SystemCpuInfo::new(&host_cpus)
             .unwrap_or_else(|| halt(format_args!("no CPU reported its ID registers")));
+        // The EL2 controls of every VM follow the features of all CPUs.
+        let host = Host {
+            features: HostFeatures::system(&host_cpus).unwrap_or(features),
+            ..host
+        };
         info!(
             "{started} of {cpus} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
             system.midr_el1,
@@ -467,34 +472,35 @@ mod hyp {
         (p, PhysRange::new(dtb_pa, dtb_pa + size as u64))
     }
 
+    /// Resets this CPU's EL2 trap controls and reads its features.
     fn read_features() -> HostFeatures {
-        let f = HostFeatures::from_id_regs(&IdRegs {
-            pfr0: regs::read_id_aa64pfr0_el1(),
-            pfr1: regs::read_id_aa64pfr1_el1(),
-            mmfr0: regs::read_id_aa64mmfr0_el1(),
-            mmfr1: regs::read_id_aa64mmfr1_el1(),
-            mmfr2: regs::read_id_aa64mmfr2_el1(),
-        });
+        let f = HostFeatures::from_cpu(&cpuinfo::init_this_cpu());
         let mut names: Vec<&str> = Vec::new();
         for (on, name) in [
             (f.sve, "SVE"),
             (f.sme, "SME"),
             (f.fgt, "FGT"),
+            (f.fgt2, "FGT2"),
+            (f.hcx, "HCX"),
             (f.evt, "EVT"),
             (f.pan, "PAN"),
             (f.bti, "BTI"),
             (f.mte, "MTE"),
             (f.vmid16, "VMID16"),
             (f.s2fwb, "S2FWB"),
+            (f.ras, "RAS"),
+            (f.mpam, "MPAM"),
+            (f.nmi, "NMI"),
         ] {
             if on {
                 names.push(name);
             }
         }
         info!(
-            "CPU: MIDR {:#x}, PARange {}, features: {}",
+            "CPU: MIDR {:#x}, PARange {}, PMU counters {}, features: {}",
             regs::read_midr_el1(),
             f.parange,
+            f.pmu_counters,
             if names.is_empty() {
                 String::from("(Armv8.0 base)")
             } else {
@@ -600,7 +606,7 @@ mod hyp {
                 regs::wfe();
             }
         }
-        CPU_INFO[logical].call_once(cpuinfo::read_host_cpu);
+        CPU_INFO[logical].call_once(cpuinfo::init_this_cpu);
         // Wait until the boot CPU has built the VMs.
         let plan = loop {
             if let Some(plan) = PLAN.get() {

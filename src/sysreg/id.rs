@@ -394,6 +394,11 @@ pub struct HostCpu {
     pub clidr_el1: u64,
     /// CCSIDR_EL1 for CSSELR_EL1 = 0..13.
     pub ccsidr_el1: [u64; CSSELR_SLOTS],
+    /// PMCR_EL0.N, the PMUv3's event counters (0 without a PMUv3): decides
+    /// MDCR_EL2.HPMN.
+    pub pmu_counters: u8,
+    /// MPAMIDR_EL1 (0 without FEAT_MPAM): whether MPAMHCR_EL2 exists.
+    pub mpamidr_el1: u64,
 }
 
 impl HostCpu {
@@ -646,6 +651,8 @@ pub(crate) mod tests {
             ctr_el0: 0xb444_c004,
             clidr_el1: 0x0200_0023,
             ccsidr_el1,
+            pmu_counters: 6,
+            mpamidr_el1: 0,
         }
     }
 
@@ -668,6 +675,8 @@ pub(crate) mod tests {
             ctr_el0: 0x8444_c004,
             clidr_el1: 0x0a20_0023,
             ccsidr_el1,
+            pmu_counters: 6,
+            mpamidr_el1: 0,
         }
     }
 
@@ -694,6 +703,8 @@ pub(crate) mod tests {
                 ctr_el0: 0x8444_c004,
                 clidr_el1: 0x8200_0023,
                 ccsidr_el1: a76,
+                pmu_counters: 6,
+                mpamidr_el1: 0,
             },
             HostCpu {
                 midr_el1: 0x412f_d050,
@@ -701,6 +712,8 @@ pub(crate) mod tests {
                 ctr_el0: 0x8444_8004,
                 clidr_el1: 0x8200_0023,
                 ccsidr_el1: a55,
+                pmu_counters: 6,
+                mpamidr_el1: 0,
             },
         ]
     }

@@ -7,6 +7,7 @@ use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
 use super::id::VmCpuModel;
 use super::setway::{Actions, SetWay};
+use crate::vm::ratelimit::RateLimit;
 
 pub const SCTLR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 0);
 pub const TTBR0_EL1: SysReg = SysReg::new(3, 0, 2, 0, 0);
@@ -341,30 +342,38 @@ pub fn access(vcpu: &mut VcpuSysRegs, model: &VmCpuModel, acc: Access) -> Outcom
     }
 }
 
-/// Remembers which encodings already produced an UNDEF log line, so each is
-/// logged once. 64 Ki bits: one per possible (Op0, Op1, CRn, CRm, Op2).
+/// Decides which UNDEFINED accesses are logged: each encoding once, and those
+/// first times within a rate limit (a burst, then one line a second), so a
+/// guest probing the whole encoding space cannot flood the console. 64 Ki bits:
+/// one per possible (Op0, Op1, CRn, CRm, Op2).
 pub struct UnknownLog {
     seen: [u64; 1024],
+    clock: fn() -> u64,
+    limit: RateLimit,
 }
 
 impl UnknownLog {
-    pub const fn new() -> Self {
-        UnknownLog { seen: [0; 1024] }
+    /// Lines at once, then one per [`UnknownLog::INTERVAL_MS`].
+    pub const BURST: u32 = 16;
+    pub const INTERVAL_MS: u64 = 1000;
+
+    /// A log on the millisecond clock `clock`.
+    pub const fn new(clock: fn() -> u64) -> Self {
+        UnknownLog {
+            seen: [0; 1024],
+            clock,
+            limit: RateLimit::new(Self::BURST, Self::INTERVAL_MS),
+        }
     }
 
-    /// True the first time `reg` is seen (then log it), false afterwards.
+    /// True the first time `reg` is seen if the rate limit allows a line (then
+    /// log it); false afterwards, and for first times beyond the limit.
     pub fn first_time(&mut self, reg: SysReg) -> bool {
         let bit = reg.packed() as usize & 0xffff;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let first = self.seen[word] & mask == 0;
         self.seen[word] |= mask;
-        first
-    }
-}
-
-impl Default for UnknownLog {
-    fn default() -> Self {
-        Self::new()
+        first && self.limit.note((self.clock)()).is_some()
     }
 }
 
@@ -447,7 +456,7 @@ mod tests {
     fn unknown_registers_undef_and_log_once() {
         let m = model(&[qemu_max()], CachePolicy::Virtual);
         let mut v = VcpuSysRegs::new(0, false);
-        let mut log = UnknownLog::new();
+        let mut log = UnknownLog::new(|| 0);
         let pmcr = SysReg::new(3, 3, 9, 12, 0); // PMCR_EL0: the PMU is hidden
         let mut logged = 0;
         for _ in 0..3 {
@@ -460,6 +469,26 @@ mod tests {
         assert!(log.first_time(SysReg::new(0, 0, 0, 0, 0)));
         assert!(log.first_time(SysReg::new(3, 7, 15, 15, 7)));
         assert!(!log.first_time(SysReg::new(3, 7, 15, 15, 7)));
+    }
+
+    #[test]
+    fn probing_every_encoding_logs_a_burst_not_64k_lines() {
+        // A guest walking the whole encoding space within one second (the clock
+        // stands still): the burst is logged, then nothing.
+        let mut log = UnknownLog::new(|| 0);
+        let logged = (0..=0xffffu32)
+            .filter(|&p| {
+                let r = SysReg::new(
+                    (p >> 14) as u8 & 3,
+                    (p >> 11) as u8 & 7,
+                    (p >> 7) as u8 & 15,
+                    (p >> 3) as u8 & 15,
+                    p as u8 & 7,
+                );
+                log.first_time(r)
+            })
+            .count();
+        assert_eq!(logged, UnknownLog::BURST as usize);
     }
 
     #[test]

@@ -8,5 +8,6 @@ pub mod guest_fdt;
 pub mod image;
 pub mod inject;
 pub mod layout;
+pub mod ratelimit;
 #[cfg(target_os = "none")]
 pub mod run;

@@ -268,8 +268,8 @@ impl Vm {
             vcpus: Mutex::new(alloc::vec![idle; spec.vcpus]),
             state: Mutex::new(VmState::Running),
             cntvoff: AtomicU64::new(0),
-            unknown_sysregs: Mutex::new(UnknownLog::new()),
-            fault_log: Mutex::new(FaultLog::default()),
+            unknown_sysregs: Mutex::new(UnknownLog::new(regs::now_ms)),
+            fault_log: Mutex::new(FaultLog::new(regs::now_ms)),
             pcpus,
             spec,
         };
@@ -379,15 +379,10 @@ impl Vm {
 
     /// Loads this VM's EL2 controls and a clean EL1 state on this CPU.
     fn load_cpu(&self, vcpu: usize) {
-        let c = &self.controls;
         regs::write_vtcr_el2(self.vtcr);
         regs::write_vttbr_el2(self.vttbr);
-        regs::write_hcr_el2(c.hcr_el2);
-        regs::write_cptr_el2(c.cptr_el2);
-        regs::write_mdcr_el2(regs::read_mdcr_el2() | c.mdcr_el2_set);
-        regs::write_cnthctl_el2(c.cnthctl_el2);
+        regs::write_el2_controls(&self.controls);
         regs::write_cntvoff_el2(self.cntvoff.load(Ordering::SeqCst));
-        regs::write_hstr_el2(0);
         regs::write_vpidr_el2(self.spec.model.midr_el1());
         arch::percpu::set_guest_ctr_el0(self.spec.model.ctr_el0());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
@@ -449,8 +444,14 @@ impl Vm {
                 self.physical_irqs(vcpu);
                 continue;
             }
+            if cause == arch::ExitCause::SError {
+                self.guest_serror(vcpu);
+                continue;
+            }
             if cause != arch::ExitCause::Sync {
-                warn!("VM '{}' vCPU {vcpu}: {cause:?} exit", self.spec.name);
+                if let Some(n) = self.fault_log.lock().note() {
+                    warn!("VM '{}' vCPU {vcpu}: {cause:?} exit (#{n})", self.spec.name);
+                }
                 continue;
             }
             let esr = regs::read_esr_el2();
@@ -524,6 +525,28 @@ impl Vm {
                     regs::sev();
                     (self.host.kick)(self.pcpus[target]);
                 }
+            }
+        }
+    }
+
+    /// A physical SError taken to EL2 while the guest ran (HCR_EL2.AMO) is the
+    /// guest's: it gets it as a virtual SError, with the syndrome where FEAT_RAS
+    /// gives one, rather than having it dropped.
+    fn guest_serror(&self, vcpu: usize) {
+        let esr = regs::read_esr_el2();
+        let v = controls::virtual_serror(esr, self.host.features.vsesr);
+        regs::pend_virtual_serror(&v);
+        if let Some(n) = self.fault_log.lock().note() {
+            if v.uncontainable {
+                error!(
+                    "VM '{}' vCPU {vcpu}: uncontainable SError (ESR_EL2 {esr:#x}) delivered to the guest (#{n})",
+                    self.spec.name
+                );
+            } else {
+                warn!(
+                    "VM '{}' vCPU {vcpu}: SError (ESR_EL2 {esr:#x}) delivered to the guest (#{n})",
+                    self.spec.name
+                );
             }
         }
     }
