@@ -235,7 +235,7 @@ mod hyp {
                 .iter()
                 .filter_map(|&l| CPU_INFO[l].get().copied())
                 .collect();
-            let model = match cpu_model(&system, &vm_cpus, vmc) {
+            let model = match cpu_model(&system, &vm_cpus, vmc, stage2.ipa_bits()) {
                 Ok(m) => m,
                 Err(e) => {
                     error!("VM '{}' not started: {e}", vmc.name);
@@ -379,14 +379,16 @@ mod hyp {
         }
     }
 
-    /// A VM's CPU model: the system-wide view, its cache policy, and the ID
-    /// fields its config lowers (raising one above the hardware is refused).
+    /// A VM's CPU model: the system-wide view, its cache policy, its IPA size
+    /// (PARange), and the ID fields its config lowers (raising one above the
+    /// hardware is refused).
     fn cpu_model(
         system: &SystemCpuInfo,
         vm_cpus: &[HostCpu],
         vmc: &ferrovisor::config::VmConfig,
+        ipa_bits: u32,
     ) -> Result<VmCpuModel, String> {
-        let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache))
+        let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache), ipa_bits)
             .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
         for (name, value) in &vmc.cpu.id {
             let field = IdField::by_name(name)

@@ -5,11 +5,12 @@
 
 use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
-use super::id::VmCpuModel;
+use super::id::{CPACR_EL1_FPEN, VmCpuModel};
 use super::setway::{Actions, SetWay};
 use crate::vm::ratelimit::RateLimit;
 
 pub const SCTLR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 0);
+pub const CPACR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 2);
 pub const TTBR0_EL1: SysReg = SysReg::new(3, 0, 2, 0, 0);
 pub const TTBR1_EL1: SysReg = SysReg::new(3, 0, 2, 0, 1);
 pub const TCR_EL1: SysReg = SysReg::new(3, 0, 2, 0, 2);
@@ -94,8 +95,9 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VcpuReg {
     CsselrEl1,
+    CpacrEl1,
 }
-const VCPU_REGS: usize = 1;
+const VCPU_REGS: usize = 2;
 
 /// One vCPU's emulated system-register state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +269,16 @@ pub static SYSREGS: &[SysRegDesc] = &[
     id(7, 7, "S3_0_C0_C7_7"),
     // VM control registers (HCR_EL2.TVM, while set/way tracking needs it).
     vm(SCTLR_EL1, "SCTLR_EL1"),
+    // Trapped by CPTR_EL2.TCPAC on cores with SVE or SME (`VmCpuModel::cpacr_el1_hw`).
+    SysRegDesc {
+        reg: CPACR_EL1,
+        name: "CPACR_EL1",
+        read: Some(|v, _, _| Some(v.regs[VcpuReg::CpacrEl1 as usize])),
+        write: Some(write_cpacr),
+        // Arm ARM: FPEN resets to an UNKNOWN value; 0 (FP/SIMD trapped) is what
+        // the Linux boot protocol expects a kernel to set up itself.
+        reset: Some((VcpuReg::CpacrEl1, 0)),
+    },
     vm(TTBR0_EL1, "TTBR0_EL1"),
     vm(TTBR1_EL1, "TTBR1_EL1"),
     vm(TCR_EL1, "TCR_EL1"),
@@ -311,6 +323,19 @@ fn read_id(_: &VcpuSysRegs, m: &VmCpuModel, reg: SysReg) -> Option<u64> {
 fn write_csselr(v: &mut VcpuSysRegs, _: &VmCpuModel, _: &Access, value: u64) -> Actions {
     v.regs[VcpuReg::CsselrEl1 as usize] = value & CSSELR_WRITABLE;
     Actions::NONE
+}
+
+/// Keeps FPEN, the only control of the model's CPACR_EL1 (the rest is RES0), and
+/// writes the hardware value with the hidden features' enables kept set.
+fn write_cpacr(v: &mut VcpuSysRegs, m: &VmCpuModel, _: &Access, value: u64) -> Actions {
+    let guest = value & CPACR_EL1_FPEN;
+    v.regs[VcpuReg::CpacrEl1 as usize] = guest;
+    let mut a = Actions::NONE;
+    a.push(super::setway::HwAction::WriteHw {
+        reg: CPACR_EL1,
+        value: m.cpacr_el1_hw(guest),
+    });
+    a
 }
 
 fn write_dc_sw(v: &mut VcpuSysRegs, _: &VmCpuModel, _: &Access, _: u64) -> Actions {
@@ -387,7 +412,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn model(cpus: &[HostCpu], policy: CachePolicy) -> VmCpuModel {
-        VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy).unwrap()
+        VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy, 48).unwrap()
     }
 
     fn read(v: &mut VcpuSysRegs, m: &VmCpuModel, reg: SysReg) -> Outcome {
@@ -569,6 +594,38 @@ mod tests {
             read(&mut v, &m32, CCSIDR2_EL1),
             Outcome::Undef(UndefReason::Absent)
         );
+    }
+
+    #[test]
+    fn cpacr_el1_keeps_fpen_and_holds_sve_sme_enabled_in_hardware() {
+        let m = model(&[qemu_max()], CachePolicy::Virtual);
+        let mut v = VcpuSysRegs::new(0, false);
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0), "reset");
+        // FPEN | ZEN | SMEN | TTA: only FPEN is the guest's.
+        let all = 0b11 << 20 | 0b11 << 16 | 0b11 << 24 | 1 << 28;
+        let zen_smen = 0b11 << 16 | 0b11 << 24;
+        assert_eq!(
+            access(&mut v, &m, Access::write(CPACR_EL1, all, 0)),
+            Outcome::Written({
+                let mut a = Actions::NONE;
+                a.push(WriteHw {
+                    reg: CPACR_EL1,
+                    value: 0b11 << 20 | zen_smen,
+                });
+                a
+            })
+        );
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0b11 << 20));
+        assert_eq!(
+            m.cpacr_el1_hw(0),
+            zen_smen,
+            "at reset: FP trapped, SVE/SME not at EL1"
+        );
+        v.reset();
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0));
+        // Without SVE and SME the hardware value is the guest's.
+        let m57 = model(&[qemu_a57()], CachePolicy::Virtual);
+        assert_eq!(m57.cpacr_el1_hw(all), 0b11 << 20);
     }
 
     #[test]

@@ -521,12 +521,18 @@ pub fn hcrx_el2(features: &HostFeatures) -> u64 {
 ///   never uses it).
 /// - TTA (20) = 1: trace System registers trap (no trace unit is offered).
 /// - TAM (30, FEAT_AMUv1) = 1: the activity monitors trap (hidden).
-/// - TCPAC (31) = 0: CPACR_EL1 is the guest's own (it enables FP with it).
+/// - TCPAC (31) = 1 where a core has SVE or SME: CPACR_EL1 traps and is emulated
+///   (`VmCpuModel::cpacr_el1_hw`), so the hardware's ZEN/SMEN stay enabled and a
+///   hidden SVE/SME access is UNDEFINED rather than an SVE/SME access trap at the
+///   guest's own EL1. Without either, 0: CPACR_EL1 is the guest's own.
 pub fn cptr_el2(features: &HostFeatures) -> u64 {
     let mut cptr = LocalRegisterCopy::<u64, CPTR_EL2::Register>::new(CPTR_EL2_RES1);
     cptr.modify(CPTR_EL2::TZ::SET + CPTR_EL2::TSM::SET + CPTR_EL2::TTA::SET);
     if features.amu {
         cptr.modify(CPTR_EL2::TAM::SET);
+    }
+    if features.sve || features.sme {
+        cptr.modify(CPTR_EL2::TCPAC::SET);
     }
     cptr.get()
 }

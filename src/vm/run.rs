@@ -387,6 +387,7 @@ impl Vm {
         arch::percpu::set_guest_ctr_el0(self.spec.model.ctr_el0());
         regs::write_vmpidr_el2(controls::vmpidr(vcpu));
         arch::reset_el1_state(controls::SCTLR_EL1_RESET);
+        regs::write_cpacr_el1(self.spec.model.cpacr_el1_hw(0));
         gic::reset_virtual_cpu_interface();
         regs::isb();
         regs::tlbi_vmid_all();

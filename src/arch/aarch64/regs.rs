@@ -284,12 +284,15 @@ pub fn reset_el1_state(sctlr_el1: u64) {
     isb();
 }
 
-/// Writes one of the VM control registers HCR_EL2.TVM traps (Arm ARM D24.2.48,
-/// HCR_EL2.TVM): a trapped guest write must still take effect. Returns false
+/// Writes one of the guest's EL1 registers whose trapped writes the CPU model
+/// passes on to the hardware: the VM control registers HCR_EL2.TVM traps (Arm ARM,
+/// HCR_EL2.TVM: a trapped guest write must still take effect) and CPACR_EL1
+/// (CPTR_EL2.TCPAC, the value `VmCpuModel::cpacr_el1_hw` gives). Returns false
 /// for any other encoding.
 pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
     use crate::sysreg::SysReg;
     const SCTLR: SysReg = SysReg::new(3, 0, 1, 0, 0);
+    const CPACR: SysReg = SysReg::new(3, 0, 1, 0, 2);
     const TTBR0: SysReg = SysReg::new(3, 0, 2, 0, 0);
     const TTBR1: SysReg = SysReg::new(3, 0, 2, 0, 1);
     const TCR: SysReg = SysReg::new(3, 0, 2, 0, 2);
@@ -302,6 +305,7 @@ pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
     const CONTEXTIDR: SysReg = SysReg::new(3, 0, 13, 0, 1);
     let write: fn(u64) = match reg {
         SCTLR => write_sctlr_el1,
+        CPACR => write_cpacr_el1,
         TTBR0 => write_ttbr0_el1,
         TTBR1 => write_ttbr1_el1,
         TCR => write_tcr_el1,

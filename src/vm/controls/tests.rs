@@ -141,7 +141,11 @@ fn hcrx_enables_nothing_and_traps_allint() {
 fn cptr_traps_sve_sme_trace_and_amu_not_fp() {
     let c = el2_controls(&max(), MODEL).cptr_el2;
     assert!(!bit(c, 10), "FP/SIMD not trapped");
-    assert!(!bit(c, 31), "CPACR_EL1 is the guest's");
+    assert!(bit(c, 31), "CPACR_EL1 emulated where SVE/SME exist");
+    assert!(
+        !bit(el2_controls(&a57(), MODEL).cptr_el2, 31),
+        "CPACR_EL1 the guest's"
+    );
     assert!(bit(c, 8) && bit(c, 12), "SVE and SME trapped");
     assert!(bit(c, 20), "trace trapped");
     assert!(!bit(c, 30), "TAM is RES0 without an AMU");
