@@ -547,7 +547,7 @@ mod tests {
         let m = model(&[qemu_a57()], CachePolicy::Virtual);
         let mut v = VcpuSysRegs::new(0, false);
         assert_eq!(read(&mut v, &m, CTR_EL0), Outcome::Read(0x8444_c004));
-        assert_eq!(read(&mut v, &m, CLIDR_EL1), Outcome::Read(0x0920_0003));
+        assert_eq!(read(&mut v, &m, CLIDR_EL1), Outcome::Read(0x0a20_0023));
         for reg in [CTR_EL0, CLIDR_EL1, CCSIDR_EL1, CCSIDR2_EL1] {
             assert_eq!(
                 access(&mut v, &m, Access::write(reg, 0, 0)),

@@ -361,6 +361,7 @@ impl Vm {
             self.spec.vcpus,
         );
         m.bootargs = self.spec.bootargs.clone();
+        m.caches = guest_fdt::GuestCacheLevel::from_topology(self.spec.model.cache());
         m.initrd = initrd.map(|r| crate::platform::MemRange {
             base: r.start,
             size: r.end - r.start,
