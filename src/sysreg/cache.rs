@@ -300,7 +300,7 @@ pub struct CacheTopology {
 /// The per-VM cache topology policy from the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CachePolicy {
-    /// One tiny level derived from CTR_EL0, as KVM/arm64 presents since Linux 6.3.
+    /// One fixed topology from CTR_EL0 alone: split L1, unified L2 (`virtual_view`).
     Virtual,
     /// The common topology of the cores the VM may run on.
     Host,
