@@ -46,9 +46,11 @@ run: hypervisor bundle
 	$(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
 
 # Debian's arm64 kernel and a busybox initramfs for the Linux guest (downloaded
-# with apt-get download, never committed).
+# with apt-get download, never committed); Linux 6.12 from bookworm-backports
+# too, for the tests that must hold on a newer kernel.
 linux: setup
 	bash tests/linux/fetch.sh $(BUILD)/linux
+	bash tests/linux/fetch.sh $(BUILD)/linux-6.12 bookworm-backports
 
 # A disk U-Boot boots CONFIG from: $(BUILD)/uboot/<config>.img, boot.scr beside it (boards/qemu-virt/uboot/README.md).
 uboot-image: hypervisor bundle

@@ -31,7 +31,7 @@ mod hyp {
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, Mpidr, SystemCpuInfo, VmCpuModel,
     };
-    use ferrovisor::vm::controls::{HostFeatures, IdRegs};
+    use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
     use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};
     use log::{error, info, warn};
@@ -81,12 +81,14 @@ mod hyp {
         let cpus = bring_up_cpus(&platform, firmware);
         let (bundle, config) = read_bundle(&platform);
         check_config(&platform, &config, &bundle, cpus.count);
+        // The EL2 controls of every VM follow the features of all CPUs.
         let host = Host {
-            features,
+            features: HostFeatures::system(&cpus.host).unwrap_or(features),
             stage2,
             nr_lrs: gic::nr_list_registers(),
             priority_bits: gic::virtual_priority_bits(),
             vmcr_reset: ferrovisor::vgic::host::ich_vmcr_reset(gic::read_ich_vtr()),
+            now_ms: regs::now_ms,
         };
         let vms = build_vms(&platform, &config, &bundle, &cpus, host);
         start_console(&config, &vms);
@@ -126,6 +128,8 @@ mod hyp {
         count: usize,
         boot_dt: usize,
         system: SystemCpuInfo,
+        /// What each CPU that came up reported.
+        host: Vec<HostCpu>,
     }
 
     impl Cpus {
@@ -176,6 +180,7 @@ mod hyp {
             count,
             boot_dt,
             system: placeholder,
+            host: Vec::new(),
         };
         for dt in 0..count {
             let logical = cpus.logical_of(dt);
@@ -194,6 +199,7 @@ mod hyp {
             .collect();
         cpus.system = SystemCpuInfo::new(&host_cpus)
             .unwrap_or_else(|| halt(format_args!("no CPU reported its ID registers")));
+        cpus.host = host_cpus;
         info!(
             "{started} of {count} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
             cpus.system.midr_el1,
@@ -296,7 +302,7 @@ mod hyp {
                 .iter()
                 .filter_map(|&l| CPU_INFO[l].get().copied())
                 .collect();
-            let model = match cpu_model(&cpus.system, &vm_cpus, vmc) {
+            let model = match cpu_model(&cpus.system, &vm_cpus, vmc, host.stage2.ipa_bits()) {
                 Ok(m) => m,
                 Err(e) => {
                     error!("VM '{}' not started: {e}", vmc.name);
@@ -459,14 +465,16 @@ mod hyp {
         }
     }
 
-    /// A VM's CPU model: the system-wide view, its cache policy, and the ID
-    /// fields its config lowers (raising one above the hardware is refused).
+    /// A VM's CPU model: the system-wide view, its cache policy, its IPA size
+    /// (PARange), and the ID fields its config lowers (raising one above the
+    /// hardware is refused).
     fn cpu_model(
         system: &SystemCpuInfo,
         vm_cpus: &[HostCpu],
         vmc: &ferrovisor::config::VmConfig,
+        ipa_bits: u32,
     ) -> Result<VmCpuModel, String> {
-        let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache))
+        let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache), ipa_bits)
             .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
         for (name, value) in &vmc.cpu.id {
             let field = IdField::by_name(name)
@@ -562,34 +570,35 @@ mod hyp {
         (p, PhysRange::new(dtb_pa, dtb_pa + size as u64))
     }
 
+    /// Resets this CPU's EL2 trap controls and reads its features.
     fn read_features() -> HostFeatures {
-        let f = HostFeatures::from_id_regs(&IdRegs {
-            pfr0: regs::read_id_aa64pfr0_el1(),
-            pfr1: regs::read_id_aa64pfr1_el1(),
-            mmfr0: regs::read_id_aa64mmfr0_el1(),
-            mmfr1: regs::read_id_aa64mmfr1_el1(),
-            mmfr2: regs::read_id_aa64mmfr2_el1(),
-        });
+        let f = HostFeatures::from_cpu(&cpuinfo::init_this_cpu());
         let mut names: Vec<&str> = Vec::new();
         for (on, name) in [
             (f.sve, "SVE"),
             (f.sme, "SME"),
             (f.fgt, "FGT"),
+            (f.fgt2, "FGT2"),
+            (f.hcx, "HCX"),
             (f.evt, "EVT"),
             (f.pan, "PAN"),
             (f.bti, "BTI"),
             (f.mte, "MTE"),
             (f.vmid16, "VMID16"),
             (f.s2fwb, "S2FWB"),
+            (f.ras, "RAS"),
+            (f.mpam, "MPAM"),
+            (f.nmi, "NMI"),
         ] {
             if on {
                 names.push(name);
             }
         }
         info!(
-            "CPU: MIDR {:#x}, PARange {}, features: {}",
+            "CPU: MIDR {:#x}, PARange {}, PMU counters {}, features: {}",
             regs::read_midr_el1(),
             f.parange,
+            f.pmu_counters,
             if names.is_empty() {
                 String::from("(Armv8.0 base)")
             } else {
@@ -695,7 +704,7 @@ mod hyp {
                 regs::wfe();
             }
         }
-        CPU_INFO[logical].call_once(cpuinfo::read_host_cpu);
+        CPU_INFO[logical].call_once(cpuinfo::init_this_cpu);
         // Wait until the boot CPU has built the VMs.
         while PLAN.get().is_none() {
             regs::wfe();

@@ -1,7 +1,10 @@
 //! The CPU-model conformance guest (tests/guests/cpumodel, issue 5) under the
 //! hypervisor: cache topology under each cache policy, CSSELR, hidden ID register
-//! fields, UNDEF for an unknown system register, the same view on two vCPUs, and
-//! set/way maintenance around turning caches off and on.
+//! fields, PARange within the IPA space, UNDEF for an unknown system register and
+//! for every register of a hidden feature, self-hosted debug left to the guest, the
+//! same view on two vCPUs, and set/way maintenance around turning caches off and
+//! on — also after a boot stage that left the EL2 trap registers permissive
+//! (tests/guests/dirtyfw).
 //!
 //! Every config runs on `-cpu max` (FEAT_EVT: the cache ID registers are trapped with
 //! HCR_EL2.TID4 and CTR_EL0 is not) and on `-cpu cortex-a57` (no FEAT_EVT: TID2,
@@ -17,8 +20,9 @@ mod common;
 use common::{BOOT_TIMEOUT, Run, artifact, hypervisor_args, machine_args, run_qemu};
 
 /// The guest's checks with one vCPU (tests/guests/cpumodel/src/main.rs `CHECKS_UP`):
-/// config 1, cache topology 5, CSSELR 3, ID registers 10, UNDEF 2, set/way 4.
-const CHECKS_UP: u32 = 25;
+/// config 1, cache topology 5, CSSELR 3, ID registers 12, UNDEF 2, hidden
+/// features 21, debug 2, set/way 4.
+const CHECKS_UP: u32 = 50;
 /// With two vCPUs (`CHECKS_SMP`): 5 more about vCPU 1.
 const CHECKS_SMP: u32 = CHECKS_UP + 5;
 
@@ -67,12 +71,78 @@ fn cpumodel(cpu: &Cpu, config: &str, policy: &str, checks: u32) -> Run {
 
 #[test]
 fn virtual_cache_policy_on_cpu_max() {
-    cpumodel(&MAX, "virtual", "virtual", CHECKS_UP);
+    let run = cpumodel(&MAX, "virtual", "virtual", CHECKS_UP);
+    pa_range_is_the_ipa_size(&run);
+}
+
+/// The guest's ID_AA64MMFR0_EL1.PARange is the IPA size the hypervisor's stage 2
+/// gives it (its boot log: `stage 2: N-bit IPA`), not the host's PA size (52 bits
+/// on `-cpu max`, 44 on cortex-a57).
+fn pa_range_is_the_ipa_size(run: &Run) {
+    let ipa = run
+        .output
+        .lines()
+        .find_map(|l| l.split("stage 2: ").nth(1)?.split("-bit IPA").next())
+        .unwrap_or_else(|| panic!("no `stage 2: N-bit IPA` line\n{}", run.report()));
+    let guest = run
+        .guest_lines()
+        .find_map(|l| l.strip_prefix("info: ID_AA64MMFR0_EL1.PARange "))
+        .and_then(|l| l.split('(').nth(1)?.split("-bit").next())
+        .unwrap_or_else(|| panic!("no PARange info line\n{}", run.report()));
+    assert_eq!(
+        guest,
+        ipa,
+        "guest PARange vs stage-2 IPA size\n{}",
+        run.report()
+    );
 }
 
 #[test]
 fn virtual_cache_policy_on_cortex_a57() {
-    cpumodel(&CORTEX_A57, "virtual", "virtual", CHECKS_UP);
+    let run = cpumodel(&CORTEX_A57, "virtual", "virtual", CHECKS_UP);
+    pa_range_is_the_ipa_size(&run);
+}
+
+/// A boot stage before the hypervisor (tests/guests/dirtyfw) leaves HCRX_EL2 and
+/// the fine-grained traps enabling everything, MDCR_EL2 routing debug to EL2 and
+/// reserving counters for EL2, the event stream on. The guest still finds every
+/// hidden feature UNDEFINED and its debug its own: the hypervisor writes the EL2
+/// controls whole. The hypervisor is loaded where its Image header says (RAM base
+/// + text_offset), which is where dirtyfw jumps.
+fn after_permissive_firmware(cpu: &Cpu) {
+    let hyp = artifact("ferrovisor.bin");
+    let header = std::fs::read(&hyp).expect("read ferrovisor.bin");
+    let text_offset = u64::from_le_bytes(header[8..16].try_into().unwrap());
+    assert_eq!(
+        text_offset, 0x20_0000,
+        "dirtyfw enters the hypervisor at RAM base + 2 MiB; its text_offset changed"
+    );
+    let mut args = machine_args("virt,virtualization=on,gic-version=3", cpu.qemu, HOST_CPUS);
+    args.extend([
+        "-kernel".into(),
+        artifact("guests/dirtyfw.bin"),
+        "-device".into(),
+        format!("loader,file={hyp},addr=0x40200000,force-raw=on"),
+        "-initrd".into(),
+        artifact("cpumodel-virtual.cpio"),
+    ]);
+    let run = run_qemu(&args, BOOT_TIMEOUT);
+    assert!(
+        run.has_line("dirtyfw: EL2 trap registers left permissive; entering the hypervisor"),
+        "dirtyfw did not run\n{}",
+        run.report()
+    );
+    run.assert_all_passed(CHECKS_UP);
+}
+
+#[test]
+fn permissive_firmware_leaves_nothing_to_the_guest_on_cpu_max() {
+    after_permissive_firmware(&MAX);
+}
+
+#[test]
+fn permissive_firmware_leaves_nothing_to_the_guest_on_cortex_a57() {
+    after_permissive_firmware(&CORTEX_A57);
 }
 
 #[test]

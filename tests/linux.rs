@@ -2,8 +2,11 @@
 //! `make linux`) with two vCPUs under Ferrovisor, in its scripted self-test
 //! mode (tests/linux/init): it must reach userspace, see two CPUs, run a pinned
 //! busy loop on each, sleep one second, count timer and IPI interrupts rising
-//! on both CPUs, report one cache topology for every CPU, and power off so
-//! QEMU exits 0.
+//! on both CPUs, report one cache topology for every CPU — the default
+//! `virtual` one, with its sizes, read from sysfs — and power off so QEMU exits
+//! 0. Debian's Linux 6.1 on both CPU models, and Linux 6.12 (bookworm-backports,
+//! `build/linux-6.12`) on `-cpu max`: the two read the cache hierarchy from the
+//! device tree and CLIDR_EL1 in different ways, and both must find it.
 
 mod common;
 
@@ -14,8 +17,37 @@ use common::{hypervisor_args, run_qemu_until};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
+/// What Linux shows of the default `virtual` cache topology
+/// (src/sysreg/cache.rs `virtual_view`) in /sys/devices/system/cpu/cpu0/cache:
+/// split 32 KiB L1 caches and a unified 512 KiB L2, 64-byte lines on both CPU
+/// models.
+const VIRTUAL_CACHES: [&str; 18] = [
+    "index0/level=1",
+    "index0/type=Data",
+    "index0/size=32K",
+    "index0/ways_of_associativity=4",
+    "index0/number_of_sets=128",
+    "index0/coherency_line_size=64",
+    "index1/level=1",
+    "index1/type=Instruction",
+    "index1/size=32K",
+    "index1/ways_of_associativity=4",
+    "index1/number_of_sets=128",
+    "index1/coherency_line_size=64",
+    "index2/level=2",
+    "index2/type=Unified",
+    "index2/size=512K",
+    "index2/ways_of_associativity=8",
+    "index2/number_of_sets=1024",
+    "index2/coherency_line_size=64",
+];
+
 fn boot_linux(cpu: &str) {
-    let args = hypervisor_args(cpu, 4, "linux-selftest.cpio");
+    boot_linux_bundle(cpu, "linux-selftest.cpio");
+}
+
+fn boot_linux_bundle(cpu: &str, bundle: &str) {
+    let args = hypervisor_args(cpu, 4, bundle);
     // A kernel panic would also end with exit status 0 after a reset, so the
     // run is judged by the self-test's lines, not only by the exit status.
     let run = run_qemu_until(&args, TIMEOUT, |l| {
@@ -62,6 +94,22 @@ fn boot_linux(cpu: &str) {
         views.windows(2).all(|w| w[0] == w[1]),
         "{cpu}: CPUs see different caches: {per_cpu:?}"
     );
+    // The default cache topology, found whole (no "Unable to detect cache
+    // hierarchy", which leaves /sys/devices/system/cpu/cpu*/cache empty or
+    // without sizes).
+    assert_eq!(
+        per_cpu.get("cpu0").map(|v| {
+            v.iter()
+                .map(|l| l.strip_prefix("cache/").unwrap_or(l))
+                .collect::<Vec<_>>()
+        }),
+        Some(VIRTUAL_CACHES.to_vec()),
+        "{cpu}: cpu0's caches in sysfs\n{report}"
+    );
+    assert!(
+        !run.output.contains("Unable to detect cache hierarchy"),
+        "{cpu}: Linux could not read the cache hierarchy\n{report}"
+    );
     assert!(
         !run.output.contains("UNDEFINED to the guest"),
         "{cpu}: the guest hit an UNDEFINED system register\n{report}"
@@ -76,4 +124,9 @@ fn linux_two_vcpus_on_cpu_max() {
 #[test]
 fn linux_two_vcpus_on_cortex_a57() {
     boot_linux("cortex-a57");
+}
+
+#[test]
+fn linux_6_12_two_vcpus_on_cpu_max() {
+    boot_linux_bundle("max", "linux-6.12-selftest.cpio");
 }

@@ -54,6 +54,13 @@ register_bitfields! {u64,
 /// another VM.
 pub const CCSIDR_NONEXISTENT: u64 = 0;
 
+/// The `Virtual` policy's caches ([`CacheTopology::virtual_view`]): L1
+/// instruction and data caches of 32 KiB, 4-way; a unified L2 of 512 KiB, 8-way.
+pub const VIRTUAL_L1_BYTES: u64 = 32 << 10;
+pub const VIRTUAL_L1_WAYS: u32 = 4;
+pub const VIRTUAL_L2_BYTES: u64 = 512 << 10;
+pub const VIRTUAL_L2_WAYS: u32 = 8;
+
 /// Number of CSSELR_EL1.{Level, InD} combinations: 7 levels x {data, instruction}.
 pub const CSSELR_SLOTS: usize = 14;
 
@@ -293,7 +300,7 @@ pub struct CacheTopology {
 /// The per-VM cache topology policy from the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CachePolicy {
-    /// One tiny level derived from CTR_EL0, as KVM/arm64 presents since Linux 6.3.
+    /// One fixed topology from CTR_EL0 alone: split L1, unified L2 (`virtual_view`).
     Virtual,
     /// The common topology of the cores the VM may run on.
     Host,
@@ -339,6 +346,9 @@ pub enum CacheError {
         line_bytes: u64,
         min_bytes: u64,
     },
+    /// A cache of 4 GiB or more: the guest's device tree describes each cache
+    /// in a 32-bit `cache-size` property.
+    TooLarge { csselr: u64, bytes: u64 },
     /// `Host` policy over cores whose CLIDR differ in the kind of cache at a level.
     HostLevelsDiffer { level: u8 },
     /// `Host` policy over an empty set of cores.
@@ -384,6 +394,10 @@ impl fmt::Display for CacheError {
             } => write!(
                 f,
                 "cache CSSELR_EL1 = {csselr:#x} has {line_bytes}-byte lines, below the CTR_EL0 minimum of {min_bytes}"
+            ),
+            CacheError::TooLarge { csselr, bytes } => write!(
+                f,
+                "cache CSSELR_EL1 = {csselr:#x} has {bytes} bytes, more than a device tree can describe (4 GiB)"
             ),
             CacheError::HostLevelsDiffer { level } => write!(
                 f,
@@ -450,54 +464,53 @@ impl CacheTopology {
         }
     }
 
-    /// The `Virtual` policy, following KVM/arm64 since Linux 6.3
-    /// (arch/arm64/kvm/sys_regs.c `reset_clidr`, `get_ccsidr`,
-    /// `get_min_cache_line_size`, commit 7af0c2534f4c "KVM: arm64: Normalize
-    /// cache configuration"):
-    /// - CTR_EL0.IDC = 1: no clean to the PoU is needed, so LoUU = LoUIS = 0
-    ///   and there is one unified cache, which is the LoC: at L1 if also
-    ///   DIC = 1, else at L2 so that an L1 instruction cache can sit below it.
-    /// - IDC = 0: L1 has a data cache and LoUU = LoUIS = LoC = 1.
-    /// - DIC = 0: instruction invalidation to the PoU is needed, so L1 also has
-    ///   an instruction cache (L1 becomes "separate" if it already has data).
-    /// - Every cache is 1 set x 1 way with the minimum line size CTR_EL0
-    ///   gives for its kind, so a set/way loop is one operation (one trap).
+    /// The `Virtual` policy: one fixed topology, the same on every core,
+    /// from nothing but CTR_EL0 — the shape almost every Arm core has (and
+    /// QEMU's CPUs): separate L1 instruction and data caches of
+    /// [`VIRTUAL_L1_BYTES`], a unified L2 of [`VIRTUAL_L2_BYTES`] that is the
+    /// point of coherence (LoC = 2), and LoUU = LoUIS = 0 where CTR_EL0.IDC
+    /// says no clean to the point of unification is needed (else 1: the L1
+    /// data cache must be cleaned).
+    ///
+    /// Why this shape and not KVM/arm64's (Linux 6.3+, sys_regs.c
+    /// `reset_clidr`: a single cache of one set and one way, unified at L1
+    /// when IDC = DIC = 1): a Linux that finds no cache description in its
+    /// device tree counts two L1 leaves for the CPU (Linux 6.1's
+    /// `of_count_cache_leaves` assumes split L1 caches, and newer kernels give
+    /// up on the device tree) while CLIDR_EL1 lists one, so it prints "cacheinfo:
+    /// Unable to detect cache hierarchy" and shows no caches at all. Split L1
+    /// caches plus an L2, described in the guest's device tree as well
+    /// (`vm::guest_fdt`), are counted the same way by every kernel. The sizes
+    /// are fixed and plausible (sysfs and `lscpu` show them in KiB; a one-line
+    /// cache would read as "0K"), never the hardware's. Lines are CTR_EL0's
+    /// minimum for each kind (the coherency line size Linux derives from them
+    /// is then exact). A full set/way walk is sizes / line operations (about
+    /// 9,000 with 64-byte lines); each traps, and only the first one flushes
+    /// (see `setway`): guests rarely walk caches at all (Linux never does).
     pub fn virtual_view(ctr: u64) -> Self {
         let idc = CTR_EL0::IDC.read(ctr) != 0;
-        let dic = CTR_EL0::DIC.read(ctr) != 0;
         let mut ctype = [Ctype::None; 7];
-        let (loc, lou) = if idc {
-            let loc = if dic { 1 } else { 2 };
-            ctype[loc - 1] = Ctype::Unified;
-            (loc as u8, 0)
-        } else {
-            ctype[0] = Ctype::Data;
-            (1, 1)
-        };
-        if !dic {
-            ctype[0] = match ctype[0] {
-                Ctype::Data => Ctype::Separate,
-                _ => Ctype::Instruction,
-            };
-        }
+        ctype[0] = Ctype::Separate;
+        ctype[1] = Ctype::Unified;
+        let lou = if idc { 0 } else { 1 };
         let clidr = Clidr {
             ctype,
             louu: lou,
-            loc,
+            loc: 2,
             louis: lou,
         };
-        let mut geometry = [None; CSSELR_SLOTS];
-        for (level, t) in ctype.iter().enumerate() {
-            for instruction in [false, true] {
-                if t.has(instruction) {
-                    geometry[level * 2 + instruction as usize] = Some(CacheGeometry {
-                        line_log2: ctr_min_line_log2(ctr, instruction).max(4),
-                        ways: 1,
-                        sets: 1,
-                    });
-                }
+        let cache = |bytes: u64, ways: u32, instruction: bool| {
+            let line_log2 = ctr_min_line_log2(ctr, instruction).max(4);
+            CacheGeometry {
+                line_log2,
+                ways,
+                sets: (bytes >> line_log2) as u32 / ways,
             }
-        }
+        };
+        let mut geometry = [None; CSSELR_SLOTS];
+        geometry[0] = Some(cache(VIRTUAL_L1_BYTES, VIRTUAL_L1_WAYS, false));
+        geometry[1] = Some(cache(VIRTUAL_L1_BYTES, VIRTUAL_L1_WAYS, true));
+        geometry[2] = Some(cache(VIRTUAL_L2_BYTES, VIRTUAL_L2_WAYS, false));
         CacheTopology { clidr, geometry }
     }
 
@@ -648,6 +661,12 @@ impl CacheTopology {
                             csselr,
                             line_bytes: g.line_bytes(),
                             min_bytes: 1 << min,
+                        });
+                    }
+                    if g.size_bytes() > u64::from(u32::MAX) {
+                        return Err(CacheError::TooLarge {
+                            csselr,
+                            bytes: g.size_bytes(),
                         });
                     }
                 }
@@ -925,34 +944,44 @@ mod tests {
     }
 
     #[test]
-    fn virtual_policy_follows_kvm_for_each_idc_dic_combination() {
+    fn virtual_policy_is_split_l1_and_a_unified_l2_whatever_the_ctr() {
         // QEMU 10.0.2 -cpu max CTR_EL0 = 0xb444c004: IDC = DIC = 1, 64-byte lines.
         let max = CacheTopology::virtual_view(0xb444_c004);
-        assert_eq!(max.clidr().ctype[0], Ctype::Unified);
-        assert_eq!(max.clidr().levels(), 1);
+        assert_eq!(
+            &max.clidr().ctype[..3],
+            [Ctype::Separate, Ctype::Unified, Ctype::None]
+        );
         assert_eq!(
             (max.clidr().loc, max.clidr().louu, max.clidr().louis),
-            (1, 0, 0)
+            (2, 0, 0)
         );
-        assert_eq!(max.ccsidr_el1(0, false), 2); // LineSize 2 = 64 bytes, 1 way, 1 set
-        assert_eq!(max.ccsidr_el1(1, false), CCSIDR_NONEXISTENT);
-        // cortex-a57 CTR_EL0 = 0x8444c004: IDC = DIC = 0.
+        // CLIDR_EL1 as QEMU's -cpu max has it (0x0200_0023), sizes our own.
+        assert_eq!(max.clidr_el1(), 0x0200_0023);
+        // L1: 32 KiB = 4 ways x 128 sets x 64 B; L2: 512 KiB = 8 x 1024 x 64 B.
+        let l1 = (127 << 13) | (3 << 3) | 2;
+        assert_eq!(max.ccsidr_el1(0, false), l1);
+        assert_eq!(max.ccsidr_el1(1, false), l1);
+        assert_eq!(max.ccsidr_el1(2, false), (1023 << 13) | (7 << 3) | 2);
+        assert_eq!(max.ccsidr_el1(3, false), CCSIDR_NONEXISTENT);
+        assert_eq!(max.ccsidr_el1(4, false), CCSIDR_NONEXISTENT);
+        for (csselr, bytes) in [
+            (0, VIRTUAL_L1_BYTES),
+            (1, VIRTUAL_L1_BYTES),
+            (2, VIRTUAL_L2_BYTES),
+        ] {
+            assert_eq!(max.geometry(csselr).unwrap().size_bytes(), bytes);
+        }
+        // cortex-a57 CTR_EL0 = 0x8444c004: IDC = 0, so L1 data must be cleaned
+        // to the PoU: LoUU = LoUIS = 1.
         let a57 = CacheTopology::virtual_view(CTR_64B);
-        assert_eq!(a57.clidr_el1(), 0b011 | (1 << 24) | (1 << 27) | (1 << 21));
-        assert_eq!(a57.ccsidr_el1(1, false), 2);
-        // IDC = 1, DIC = 0: L1 instruction, L2 unified = LoC.
-        let idc_only = CacheTopology::virtual_view(CTR_64B | 1 << 28);
-        assert_eq!(idc_only.clidr().ctype[0], Ctype::Instruction);
-        assert_eq!(idc_only.clidr().ctype[1], Ctype::Unified);
-        assert_eq!(idc_only.clidr().loc, 2);
-        assert_eq!(idc_only.clidr().louu, 0);
-        // IDC = 0, DIC = 1: L1 data only.
-        let dic_only = CacheTopology::virtual_view(CTR_64B | 1 << 29);
-        assert_eq!(dic_only.clidr().ctype[0], Ctype::Data);
-        // Smaller I-cache lines show in the instruction CCSIDR.
+        assert_eq!(
+            a57.clidr_el1(),
+            0b100_011 | (2 << 24) | (1 << 27) | (1 << 21)
+        );
+        // Smaller I-cache lines: more sets, the same size.
         let mixed = CacheTopology::virtual_view((CTR_64B & !0xf) | 3); // IminLine 32 B
-        assert_eq!(mixed.ccsidr_el1(1, false), 1);
-        assert_eq!(mixed.ccsidr_el1(0, false), 2);
+        assert_eq!(mixed.ccsidr_el1(1, false), (255 << 13) | (3 << 3) | 1);
+        assert_eq!(mixed.geometry(1).unwrap().size_bytes(), VIRTUAL_L1_BYTES);
         // The virtual view passes the same validation as explicit ones.
         for ctr in [0xb444_c004, CTR_64B, CTR_64B | 1 << 28, CTR_64B | 1 << 29] {
             CacheTopology::virtual_view(ctr)
@@ -1024,6 +1053,16 @@ mod tests {
                 csselr: 0,
                 line_bytes: 32,
                 min_bytes: 64
+            })
+        );
+        // A 64 GiB L2 (32768 sets x 1024 ways x 2 KiB, CCIDX-less format)
+        // cannot be described in the guest's device tree.
+        let huge = [ok[0], ok[1], (2, (32767 << 13) | (1023 << 3) | 7)];
+        assert_eq!(
+            explicit(M2_CLIDR, &huge),
+            Err(CacheError::TooLarge {
+                csselr: 2,
+                bytes: 64 << 30
             })
         );
         // LoC beyond the last level; LoUU beyond LoC.

@@ -253,7 +253,9 @@ pub static ID_FIELDS: &[IdField] = &[
     u(PFR0, "AMU", 44, Lower, HIDE),
     u(PFR0, "DIT", 48, Lower, HW),
     u(PFR0, "RME", 52, Lower, HIDE),
-    u(PFR0, "CSV2", 56, Lower, HW),
+    // CSV2 >= 2 (FEAT_CSV2_2) adds SCXTNUM_EL0/EL1, which are not switched per
+    // VM and trap (HCR_EL2.EnSCXT = 0): shown as FEAT_CSV2, as KVM does.
+    u(PFR0, "CSV2", 56, Lower, AtMost(1)),
     u(PFR0, "CSV3", 60, Lower, HW),
     // ID_AA64PFR1_EL1
     u(PFR1, "BT", 0, Lower, HW),
@@ -263,7 +265,7 @@ pub static ID_FIELDS: &[IdField] = &[
     u(PFR1, "MPAM_frac", 16, Lower, HIDE),
     u(PFR1, "SME", 24, Lower, HIDE),
     u(PFR1, "RNDR_trap", 28, Lower, HIDE),
-    u(PFR1, "CSV2_frac", 32, Lower, HW),
+    u(PFR1, "CSV2_frac", 32, Lower, AtMost(1)), // 2 (CSV2_1p2) adds SCXTNUM too
     u(PFR1, "NMI", 36, Lower, HIDE),
     u(PFR1, "MTE_frac", 40, Lower, HIDE),
     u(PFR1, "GCS", 44, Lower, HIDE),
@@ -335,7 +337,7 @@ pub static ID_FIELDS: &[IdField] = &[
     u(ISAR2, "CSSC", 52, Lower, HW),
     u(ISAR2, "RPRFM", 48, Lower, HW),
     // ID_AA64MMFR0_EL1: stage-2 granule fields and FGT describe EL2.
-    u(MMFR0, "PARange", 0, Lower, HW),
+    PARANGE,
     u(MMFR0, "ASIDBits", 4, Lower, HW),
     u(MMFR0, "BigEnd", 8, Lower, HW),
     u(MMFR0, "SNSMem", 12, Lower, HW),
@@ -394,6 +396,11 @@ pub struct HostCpu {
     pub clidr_el1: u64,
     /// CCSIDR_EL1 for CSSELR_EL1 = 0..13.
     pub ccsidr_el1: [u64; CSSELR_SLOTS],
+    /// PMCR_EL0.N, the PMUv3's event counters (0 without a PMUv3): decides
+    /// MDCR_EL2.HPMN.
+    pub pmu_counters: u8,
+    /// MPAMIDR_EL1 (0 without FEAT_MPAM): whether MPAMHCR_EL2 exists.
+    pub mpamidr_el1: u64,
 }
 
 impl HostCpu {
@@ -463,6 +470,18 @@ impl SystemCpuInfo {
     }
 }
 
+/// ID_AA64MMFR0_EL1.PARange: the hardware's, further limited to the VM's IPA
+/// size by [`VmCpuModel::new`].
+const PARANGE: IdField = u(MMFR0, "PARange", 0, Lower, HW);
+
+/// The ID_AA64MMFR0_EL1.PARange encoding of the largest physical address size
+/// that fits in `bits` (Arm ARM, ID_AA64MMFR0_EL1.PARange: 32, 36, 40, 42, 44,
+/// 48, 52 or 56 bits).
+pub fn pa_range_for_bits(bits: u32) -> u8 {
+    const SIZES: [u32; 8] = [32, 36, 40, 42, 44, 48, 52, 56];
+    SIZES.iter().rposition(|&s| s <= bits).unwrap_or(0) as u8
+}
+
 /// Why a VM's CPU model was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelError {
@@ -513,16 +532,31 @@ pub struct VmCpuModel {
     hw_ctr_matches: bool,
     /// Cached FEAT_CCIDX of the guest view (read on every CCSIDR trap).
     ccidx: bool,
+    /// CPACR_EL1 bits kept set in hardware whatever the guest writes (see
+    /// [`VmCpuModel::cpacr_el1_hw`]).
+    cpacr_el1_forced: u64,
 }
+
+/// CPACR_EL1.FPEN (21:20): the one CPACR_EL1 control a guest of this CPU model
+/// has (ZEN and SMEN are RES0 while SVE and SME are hidden, TTA while trace is).
+pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
+/// CPACR_EL1.ZEN (17:16) and SMEN (25:24).
+const CPACR_EL1_ZEN: u64 = 0b11 << 16;
+const CPACR_EL1_SMEN: u64 = 0b11 << 24;
 
 impl VmCpuModel {
     /// Builds a VM's model from the system-wide values, the cores the VM may
-    /// run on (for the `Host` cache policy and the TID2/TID4 choice) and the
-    /// cache policy from its config.
+    /// run on (for the `Host` cache policy and the TID2/TID4 choice), the cache
+    /// policy from its config and the size of its IPA space in bits (the
+    /// stage-2 input size): ID_AA64MMFR0_EL1.PARange shows no more than that,
+    /// since the guest's "physical" addresses are IPAs and an access beyond the
+    /// stage-2 input range faults (Arm ARM, ID_AA64MMFR0_EL1.PARange; KVM does
+    /// the same for its VM's IPA size).
     pub fn new(
         system: &SystemCpuInfo,
         vm_cpus: &[HostCpu],
         policy: &CachePolicy,
+        ipa_bits: u32,
     ) -> Result<Self, ModelError> {
         if vm_cpus.is_empty() {
             return Err(ModelError::NoCpus);
@@ -531,7 +565,11 @@ impl VmCpuModel {
         let cores: alloc::vec::Vec<CoreCaches> = vm_cpus.iter().map(HostCpu::caches).collect();
         let cache =
             CacheTopology::for_policy(policy, ctr_el0, &cores).map_err(ModelError::Cache)?;
-        let id = system.guest_id();
+        let mut id = system.guest_id();
+        let limit = pa_range_for_bits(ipa_bits);
+        if id.field(&PARANGE) > limit {
+            id.set_field(&PARANGE, limit);
+        }
         Ok(VmCpuModel {
             ccidx: has_ccidx(&id),
             id,
@@ -539,7 +577,30 @@ impl VmCpuModel {
             ctr_el0,
             cache,
             hw_ctr_matches: vm_cpus.iter().all(|c| c.ctr_el0 == ctr_el0),
+            cpacr_el1_forced: vm_cpus.iter().fold(0, |acc, c| {
+                let field = |reg, shift: u32| (c.id.get(reg).unwrap_or(0) >> shift) & 0xf;
+                acc | if field(ID_AA64PFR0_EL1, 32) != 0 {
+                    CPACR_EL1_ZEN
+                } else {
+                    0
+                } | if field(ID_AA64PFR1_EL1, 24) != 0 {
+                    CPACR_EL1_SMEN
+                } else {
+                    0
+                }
+            }),
         })
+    }
+
+    /// The CPACR_EL1 value to hold in hardware for a guest that wrote `guest`.
+    /// On a core with SVE or SME (hidden by the model) the guest's own
+    /// CPACR_EL1.ZEN/SMEN = 0 would trap SVE/SME accesses at its EL1 with EC
+    /// 0x19/0x1D — a hidden feature showing through, since the CPACR_EL1 trap
+    /// comes before EL2's. So CPACR_EL1 is trapped (CPTR_EL2.TCPAC) and emulated:
+    /// the guest reads back its FPEN, and the hardware keeps ZEN/SMEN = 0b11, so
+    /// every SVE/SME access reaches CPTR_EL2.TZ/TSM and is UNDEFINED to the guest.
+    pub fn cpacr_el1_hw(&self, guest: u64) -> u64 {
+        (guest & CPACR_EL1_FPEN) | self.cpacr_el1_forced
     }
 
     /// Lowers one field for this VM (e.g. `ID_AA64PFR0_EL1.GIC = 0` for a
@@ -611,6 +672,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::sysreg::cache::{CacheError, ExplicitCaches};
 
+    /// Ferrovisor's usual stage 2 (4 KiB granule, no LPA2): a 48-bit IPA space.
+    const IPA_48: u32 = 48;
+
     fn field(name: &str) -> &'static IdField {
         IdField::by_name(name).unwrap()
     }
@@ -646,6 +710,8 @@ pub(crate) mod tests {
             ctr_el0: 0xb444_c004,
             clidr_el1: 0x0200_0023,
             ccsidr_el1,
+            pmu_counters: 6,
+            mpamidr_el1: 0,
         }
     }
 
@@ -668,6 +734,8 @@ pub(crate) mod tests {
             ctr_el0: 0x8444_c004,
             clidr_el1: 0x0a20_0023,
             ccsidr_el1,
+            pmu_counters: 6,
+            mpamidr_el1: 0,
         }
     }
 
@@ -694,6 +762,8 @@ pub(crate) mod tests {
                 ctr_el0: 0x8444_c004,
                 clidr_el1: 0x8200_0023,
                 ccsidr_el1: a76,
+                pmu_counters: 6,
+                mpamidr_el1: 0,
             },
             HostCpu {
                 midr_el1: 0x412f_d050,
@@ -701,6 +771,8 @@ pub(crate) mod tests {
                 ctr_el0: 0x8444_8004,
                 clidr_el1: 0x8200_0023,
                 ccsidr_el1: a55,
+                pmu_counters: 6,
+                mpamidr_el1: 0,
             },
         ]
     }
@@ -792,8 +864,35 @@ pub(crate) mod tests {
         assert_eq!(g.get(SysReg::new(3, 0, 0, 1, 0)), Some(0)); // ID_PFR0_EL1
         assert_eq!(g.get(SysReg::new(3, 0, 0, 3, 0)), Some(0)); // MVFR0_EL1
         // The exact guest PFR0: EL0 = EL1 = 1, EL2 = EL3 = 0, FP = AdvSIMD =
-        // 1, GIC = 1, DIT = 1, CSV2 = 3, CSV3 = 1.
-        assert_eq!(g.get(ID_AA64PFR0_EL1), Some(0x1301_0000_0111_0011));
+        // 1, GIC = 1, DIT = 1, CSV2 = 1 (the hardware's CSV2_3 would promise
+        // SCXTNUM_ELx), CSV3 = 1.
+        assert_eq!(g.get(ID_AA64PFR0_EL1), Some(0x1101_0000_0111_0011));
+        assert_eq!(get(&g, "ID_AA64PFR1_EL1.CSV2_frac"), 0);
+    }
+
+    #[test]
+    fn pa_range_shows_the_ipa_space_the_vm_has() {
+        assert_eq!(
+            [32, 35, 36, 40, 42, 44, 47, 48, 52, 56, 64].map(pa_range_for_bits),
+            [0, 0, 1, 2, 3, 4, 4, 5, 6, 7, 7]
+        );
+        let parange = |cpu: HostCpu, ipa| {
+            let sys = SystemCpuInfo::new(&[cpu]).unwrap();
+            let m = VmCpuModel::new(&sys, &[cpu], &CachePolicy::Virtual, ipa).unwrap();
+            get(m.id_regs(), "ID_AA64MMFR0_EL1.PARange")
+        };
+        // -cpu max has 52-bit PAs (6), but stage 2 gives a VM 48 bits (5).
+        assert_eq!(get(&qemu_max().id, "ID_AA64MMFR0_EL1.PARange"), 6);
+        assert_eq!(parange(qemu_max(), IPA_48), 5);
+        assert_eq!(parange(qemu_max(), 40), 2);
+        // cortex-a57: 44 bits of both, and never raised by a larger IPA limit.
+        assert_eq!(parange(qemu_a57(), 44), 4);
+        assert_eq!(parange(qemu_a57(), IPA_48), 4);
+        // The config may lower it further, not raise it past the IPA size.
+        let sys = SystemCpuInfo::new(&[qemu_max()]).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Virtual, IPA_48).unwrap();
+        assert!(m.lower(field("ID_AA64MMFR0_EL1.PARange"), 6).is_err());
+        m.lower(field("ID_AA64MMFR0_EL1.PARange"), 2).unwrap();
     }
 
     #[test]
@@ -844,10 +943,10 @@ pub(crate) mod tests {
         assert_eq!(get(&sys.id, "ID_AA64PFR0_EL1.CSV3"), 0);
         // CTR_EL0: IDC from CLIDR (LoUU = LoUIS = 0), L1Ip VIPT from the A55.
         assert_eq!(sys.ctr_el0, 0x9444_8004);
-        let m = VmCpuModel::new(&sys, &[a76, a55], &CachePolicy::Host).unwrap();
+        let m = VmCpuModel::new(&sys, &[a76, a55], &CachePolicy::Host, IPA_48).unwrap();
         // Neither core's hardware CTR_EL0 equals the VM's: TID2 is needed.
         assert!(!m.hw_ctr_matches());
-        let big_only = VmCpuModel::new(&sys, &[a76], &CachePolicy::Virtual).unwrap();
+        let big_only = VmCpuModel::new(&sys, &[a76], &CachePolicy::Virtual, IPA_48).unwrap();
         assert!(!big_only.hw_ctr_matches());
         // Same ID view whichever cores the VM runs on.
         assert_eq!(big_only.id_regs(), m.id_regs());
@@ -856,7 +955,7 @@ pub(crate) mod tests {
     #[test]
     fn lower_accepts_lower_values_and_names_the_field_otherwise() {
         let sys = SystemCpuInfo::new(&[qemu_max()]).unwrap();
-        let mut m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Virtual).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Virtual, IPA_48).unwrap();
         m.lower(field("ID_AA64PFR0_EL1.GIC"), 0).unwrap();
         assert_eq!(get(m.id_regs(), "ID_AA64PFR0_EL1.GIC"), 0);
         m.lower(field("ID_AA64ISAR0_EL1.Atomic"), 0).unwrap();
@@ -893,7 +992,7 @@ pub(crate) mod tests {
     #[test]
     fn model_uses_the_policy_and_ccidx_format() {
         let sys = SystemCpuInfo::new(&[qemu_max()]).unwrap();
-        let m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Host).unwrap();
+        let m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Host, IPA_48).unwrap();
         assert!(!m.ccidx());
         assert_eq!(m.cache().clidr_el1(), 0x0200_0023);
         assert_eq!(m.cache().ccsidr_el1(0, m.ccidx()), 0x000f_e01a);
@@ -906,7 +1005,7 @@ pub(crate) mod tests {
         // cortex-a57 has no FEAT_EVT: TID2 (and CTR_EL0 must be answered).
         let a57 = SystemCpuInfo::new(&[qemu_a57()]).unwrap();
         assert!(!a57.evt());
-        let m57 = VmCpuModel::new(&a57, &[qemu_a57()], &CachePolicy::Virtual).unwrap();
+        let m57 = VmCpuModel::new(&a57, &[qemu_a57()], &CachePolicy::Virtual, IPA_48).unwrap();
         assert_eq!(m57.cache_trap(a57.evt()), CacheTrap::Tid2);
         // A system with one EVT-less core has no usable TID4.
         assert!(!SystemCpuInfo::new(&[qemu_max(), qemu_a57()]).unwrap().evt());
@@ -916,11 +1015,11 @@ pub(crate) mod tests {
             ccidx: false,
         });
         assert_eq!(
-            VmCpuModel::new(&sys, &[qemu_max()], &bad),
+            VmCpuModel::new(&sys, &[qemu_max()], &bad, IPA_48),
             Err(ModelError::Cache(CacheError::ReservedCtype { level: 1 }))
         );
         assert_eq!(
-            VmCpuModel::new(&sys, &[], &CachePolicy::Virtual),
+            VmCpuModel::new(&sys, &[], &CachePolicy::Virtual, IPA_48),
             Err(ModelError::NoCpus)
         );
         assert_eq!(SystemCpuInfo::new(&[]), None);

@@ -17,20 +17,24 @@
 //! - [`setway`]: DC ISW/CSW/CISW and the VM-control-register tracking.
 //!
 //! # Wiring (what the arch layer does)
-//! - HCR_EL2: TID3 (ID registers), TID1 (REVIDR/AIDR), TSW (set/way), and
+//! - The EL2 controls come from `vm::controls` (every bit explained there) and
+//!   are written whole at boot and at every vCPU load. For the CPU model:
+//!   HCR_EL2 TID3 (ID registers), TID1 (REVIDR/AIDR/SMIDR), TSW (set/way), and
 //!   [`cache_trap`]: TID4 when FEAT_EVT exists and every core the VM runs on
-//!   has the VM's CTR_EL0 in hardware ([`VmCpuModel::hw_ctr_matches`]),
-//!   else TID2 (which also traps CTR_EL0: answer it from
-//!   [`VmCpuModel::ctr_el0`], on the fast path if you like). TVM follows
-//!   [`VcpuSysRegs::trap_vm`] / the `SetTrapVm` actions. HCR_EL2.TLOR is
-//!   worth setting too: LORegions are hidden and their registers then UNDEF.
-//! - VPIDR_EL2 = [`VmCpuModel::midr_el1`], VMPIDR_EL2 = the vCPU's MPIDR.
-//! - Hiding a feature in the ID registers does not stop a guest that uses
-//!   it anyway; trap its registers so they reach [`access`] and UNDEF:
-//!   MDCR_EL2.{TPM,TPMCR} (PMU), MDCR_EL2.E2PB/TPMS (SPE), CPTR_EL2.TTA
-//!   (trace), CPTR_EL2.TAM (AMU), HCR_EL2.ATA = 0 (MTE), HCR_EL2.TERR (RAS
-//!   error records), CPTR_EL2.{TZ,TSM} (SVE/SME, until the FP issue),
-//!   HCR_EL2.{API,APK} = 0 (pointer authentication).
+//!   has the VM's CTR_EL0 in hardware ([`VmCpuModel::hw_ctr_matches`]), else
+//!   TID2 (which also traps CTR_EL0: answer it from [`VmCpuModel::ctr_el0`],
+//!   on the fast path if you like). TVM follows [`VcpuSysRegs::trap_vm`] / the
+//!   `SetTrapVm` actions.
+//! - VPIDR_EL2 = [`VmCpuModel::midr_el1`], VMPIDR_EL2 = the vCPU's MPIDR, and
+//!   CPACR_EL1 = [`VmCpuModel::cpacr_el1_hw`]`(0)` at load.
+//! - Hiding a feature in the ID registers does not stop a guest that uses it
+//!   anyway; every hidden feature's registers trap so they reach [`access`]
+//!   and UNDEF, whatever the firmware left: HCR_EL2 (TLOR, TERR, TID5, and
+//!   APK/API/EnSCXT/ATA clear), HCRX_EL2 (TALLINT; every enable clear), the
+//!   fine-grained traps (their `n` bits clear, the hidden features' positive
+//!   bits set), MDCR_EL2 (PMU, SPE, trace filter), CPTR_EL2 (SVE, SME, trace,
+//!   AMU; TCPAC where SVE/SME exist, with CPACR_EL1 emulated so ZEN/SMEN stay
+//!   enabled at EL1 and the accesses reach EL2), MPAM2_EL2/MPAMHCR_EL2.
 //! - [`Access::sctlr_el1`] is the guest's SCTLR_EL1 read from hardware at the
 //!   trap (needed to see caches being switched while TVM traps writes).
 //!
@@ -45,11 +49,13 @@
 //!
 //! Then each field's guest rule hides what Ferrovisor does not virtualize
 //! yet: PMU (PMUVer), SPE (PMSVer), trace/TRBE/BRBE, AMU, MTE, MPAM, RAS,
+//! SCXTNUM_ELx (CSV2 and CSV2_frac at most 1),
 //! SVE and SME (ZFR0/SMFR0 read zero), pointer authentication, nested
 //! virtualization (PFR0.EL2 = 0, MMFR2.NV, MMFR1.VH, the stage-2 granule
 //! fields, FGT, EVT, FWB...), and features needing EL2 state not yet
 //! switched (MOPS needs HCRX_EL2, WFxT needs the WFx path to decode it,
-//! LORegions, ECV limited to 1). Self-hosted debug fields (DebugVer, BRPs,
+//! LORegions, ECV limited to 1). PARange shows the VM's IPA size (the stage-2
+//! input range), not the host's PA size. Self-hosted debug fields (DebugVer, BRPs,
 //! WRPs, CTX_CMPs, DoubleLock) are kept. EL0 and EL1 are shown AArch64-only
 //! and every AArch32 ID register reads zero, which the Arm ARM allows ("In
 //! an AArch64-only implementation, this register is UNKNOWN"); so do the
@@ -70,12 +76,16 @@
 //! unknown = the largest), IDC/DIC only if every core has them, L1Ip PIPT
 //! only if every core is PIPT, else VIPT.
 //!
-//! - `Virtual` (default), as KVM/arm64 since Linux 6.3 (sys_regs.c
-//!   `reset_clidr`, `get_ccsidr`): one unified cache at the LoC (at L2 below
-//!   an L1 I-cache when DIC = 0), or an L1 data cache at LoUU = LoUIS = LoC =
-//!   1 when IDC = 0; every cache 1 set x 1 way of the CTR minimum line.
-//!   Nothing physical leaks, every core agrees, and a set/way loop is a
-//!   single trapped operation.
+//! - `Virtual` (default): one fixed topology from nothing but CTR_EL0 — split
+//!   32 KiB L1 instruction and data caches, a unified 512 KiB L2 at the LoC,
+//!   LoUU = LoUIS = 0 when CTR_EL0.IDC allows, lines at CTR_EL0's minimum.
+//!   Nothing physical leaks and every core agrees, as with KVM/arm64's
+//!   normalized topology (Linux 6.3+: a single 1-set, 1-way cache); but that
+//!   shape (a unified L1 on cores with IDC = DIC = 1) is one Linux cannot
+//!   match against a device tree without cache nodes — 6.1 prints "Unable to
+//!   detect cache hierarchy" and shows no caches — so the shape here is the
+//!   common one, with plausible sizes, and the guest's device tree describes
+//!   it cache by cache (`vm::guest_fdt`), as it does for every policy.
 //! - `Host`: the common topology of the cores the VM may run on. The cache
 //!   kinds per level must agree (else it is a config error: use `virtual` or
 //!   `explicit`); LoC/LoUU/LoUIS take the largest value; each cache gets the

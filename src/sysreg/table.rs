@@ -5,10 +5,12 @@
 
 use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
-use super::id::VmCpuModel;
+use super::id::{CPACR_EL1_FPEN, VmCpuModel};
 use super::setway::{Actions, SetWay};
+use crate::vm::ratelimit::RateLimit;
 
 pub const SCTLR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 0);
+pub const CPACR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 2);
 pub const TTBR0_EL1: SysReg = SysReg::new(3, 0, 2, 0, 0);
 pub const TTBR1_EL1: SysReg = SysReg::new(3, 0, 2, 0, 1);
 pub const TCR_EL1: SysReg = SysReg::new(3, 0, 2, 0, 2);
@@ -93,8 +95,9 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VcpuReg {
     CsselrEl1,
+    CpacrEl1,
 }
-const VCPU_REGS: usize = 1;
+const VCPU_REGS: usize = 2;
 
 /// One vCPU's emulated system-register state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +269,16 @@ pub static SYSREGS: &[SysRegDesc] = &[
     id(7, 7, "S3_0_C0_C7_7"),
     // VM control registers (HCR_EL2.TVM, while set/way tracking needs it).
     vm(SCTLR_EL1, "SCTLR_EL1"),
+    // Trapped by CPTR_EL2.TCPAC on cores with SVE or SME (`VmCpuModel::cpacr_el1_hw`).
+    SysRegDesc {
+        reg: CPACR_EL1,
+        name: "CPACR_EL1",
+        read: Some(|v, _, _| Some(v.regs[VcpuReg::CpacrEl1 as usize])),
+        write: Some(write_cpacr),
+        // Arm ARM: FPEN resets to an UNKNOWN value; 0 (FP/SIMD trapped) is what
+        // the Linux boot protocol expects a kernel to set up itself.
+        reset: Some((VcpuReg::CpacrEl1, 0)),
+    },
     vm(TTBR0_EL1, "TTBR0_EL1"),
     vm(TTBR1_EL1, "TTBR1_EL1"),
     vm(TCR_EL1, "TCR_EL1"),
@@ -312,6 +325,19 @@ fn write_csselr(v: &mut VcpuSysRegs, _: &VmCpuModel, _: &Access, value: u64) -> 
     Actions::NONE
 }
 
+/// Keeps FPEN, the only control of the model's CPACR_EL1 (the rest is RES0), and
+/// writes the hardware value with the hidden features' enables kept set.
+fn write_cpacr(v: &mut VcpuSysRegs, m: &VmCpuModel, _: &Access, value: u64) -> Actions {
+    let guest = value & CPACR_EL1_FPEN;
+    v.regs[VcpuReg::CpacrEl1 as usize] = guest;
+    let mut a = Actions::NONE;
+    a.push(super::setway::HwAction::WriteHw {
+        reg: CPACR_EL1,
+        value: m.cpacr_el1_hw(guest),
+    });
+    a
+}
+
 fn write_dc_sw(v: &mut VcpuSysRegs, _: &VmCpuModel, _: &Access, _: u64) -> Actions {
     v.setway.on_set_way()
 }
@@ -341,30 +367,38 @@ pub fn access(vcpu: &mut VcpuSysRegs, model: &VmCpuModel, acc: Access) -> Outcom
     }
 }
 
-/// Remembers which encodings already produced an UNDEF log line, so each is
-/// logged once. 64 Ki bits: one per possible (Op0, Op1, CRn, CRm, Op2).
+/// Decides which UNDEFINED accesses are logged: each encoding once, and those
+/// first times within a rate limit (a burst, then one line a second), so a
+/// guest probing the whole encoding space cannot flood the console. 64 Ki bits:
+/// one per possible (Op0, Op1, CRn, CRm, Op2).
 pub struct UnknownLog {
     seen: [u64; 1024],
+    clock: fn() -> u64,
+    limit: RateLimit,
 }
 
 impl UnknownLog {
-    pub const fn new() -> Self {
-        UnknownLog { seen: [0; 1024] }
+    /// Lines at once, then one per [`UnknownLog::INTERVAL_MS`].
+    pub const BURST: u32 = 16;
+    pub const INTERVAL_MS: u64 = 1000;
+
+    /// A log on the millisecond clock `clock`.
+    pub const fn new(clock: fn() -> u64) -> Self {
+        UnknownLog {
+            seen: [0; 1024],
+            clock,
+            limit: RateLimit::new(Self::BURST, Self::INTERVAL_MS),
+        }
     }
 
-    /// True the first time `reg` is seen (then log it), false afterwards.
+    /// True the first time `reg` is seen if the rate limit allows a line (then
+    /// log it); false afterwards, and for first times beyond the limit.
     pub fn first_time(&mut self, reg: SysReg) -> bool {
         let bit = reg.packed() as usize & 0xffff;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let first = self.seen[word] & mask == 0;
         self.seen[word] |= mask;
-        first
-    }
-}
-
-impl Default for UnknownLog {
-    fn default() -> Self {
-        Self::new()
+        first && self.limit.note((self.clock)()).is_some()
     }
 }
 
@@ -378,7 +412,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn model(cpus: &[HostCpu], policy: CachePolicy) -> VmCpuModel {
-        VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy).unwrap()
+        VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy, 48).unwrap()
     }
 
     fn read(v: &mut VcpuSysRegs, m: &VmCpuModel, reg: SysReg) -> Outcome {
@@ -447,7 +481,7 @@ mod tests {
     fn unknown_registers_undef_and_log_once() {
         let m = model(&[qemu_max()], CachePolicy::Virtual);
         let mut v = VcpuSysRegs::new(0, false);
-        let mut log = UnknownLog::new();
+        let mut log = UnknownLog::new(|| 0);
         let pmcr = SysReg::new(3, 3, 9, 12, 0); // PMCR_EL0: the PMU is hidden
         let mut logged = 0;
         for _ in 0..3 {
@@ -460,6 +494,26 @@ mod tests {
         assert!(log.first_time(SysReg::new(0, 0, 0, 0, 0)));
         assert!(log.first_time(SysReg::new(3, 7, 15, 15, 7)));
         assert!(!log.first_time(SysReg::new(3, 7, 15, 15, 7)));
+    }
+
+    #[test]
+    fn probing_every_encoding_logs_a_burst_not_64k_lines() {
+        // A guest walking the whole encoding space within one second (the clock
+        // stands still): the burst is logged, then nothing.
+        let mut log = UnknownLog::new(|| 0);
+        let logged = (0..=0xffffu32)
+            .filter(|&p| {
+                let r = SysReg::new(
+                    (p >> 14) as u8 & 3,
+                    (p >> 11) as u8 & 7,
+                    (p >> 7) as u8 & 15,
+                    (p >> 3) as u8 & 15,
+                    p as u8 & 7,
+                );
+                log.first_time(r)
+            })
+            .count();
+        assert_eq!(logged, UnknownLog::BURST as usize);
     }
 
     #[test]
@@ -493,7 +547,7 @@ mod tests {
         let m = model(&[qemu_a57()], CachePolicy::Virtual);
         let mut v = VcpuSysRegs::new(0, false);
         assert_eq!(read(&mut v, &m, CTR_EL0), Outcome::Read(0x8444_c004));
-        assert_eq!(read(&mut v, &m, CLIDR_EL1), Outcome::Read(0x0920_0003));
+        assert_eq!(read(&mut v, &m, CLIDR_EL1), Outcome::Read(0x0a20_0023));
         for reg in [CTR_EL0, CLIDR_EL1, CCSIDR_EL1, CCSIDR2_EL1] {
             assert_eq!(
                 access(&mut v, &m, Access::write(reg, 0, 0)),
@@ -540,6 +594,38 @@ mod tests {
             read(&mut v, &m32, CCSIDR2_EL1),
             Outcome::Undef(UndefReason::Absent)
         );
+    }
+
+    #[test]
+    fn cpacr_el1_keeps_fpen_and_holds_sve_sme_enabled_in_hardware() {
+        let m = model(&[qemu_max()], CachePolicy::Virtual);
+        let mut v = VcpuSysRegs::new(0, false);
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0), "reset");
+        // FPEN | ZEN | SMEN | TTA: only FPEN is the guest's.
+        let all = 0b11 << 20 | 0b11 << 16 | 0b11 << 24 | 1 << 28;
+        let zen_smen = 0b11 << 16 | 0b11 << 24;
+        assert_eq!(
+            access(&mut v, &m, Access::write(CPACR_EL1, all, 0)),
+            Outcome::Written({
+                let mut a = Actions::NONE;
+                a.push(WriteHw {
+                    reg: CPACR_EL1,
+                    value: 0b11 << 20 | zen_smen,
+                });
+                a
+            })
+        );
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0b11 << 20));
+        assert_eq!(
+            m.cpacr_el1_hw(0),
+            zen_smen,
+            "at reset: FP trapped, SVE/SME not at EL1"
+        );
+        v.reset();
+        assert_eq!(read(&mut v, &m, CPACR_EL1), Outcome::Read(0));
+        // Without SVE and SME the hardware value is the guest's.
+        let m57 = model(&[qemu_a57()], CachePolicy::Virtual);
+        assert_eq!(m57.cpacr_el1_hw(all), 0b11 << 20);
     }
 
     #[test]

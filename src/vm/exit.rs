@@ -74,28 +74,8 @@ pub enum SysRegResult {
     Undefined,
 }
 
-/// Limits how often one VM's faults are logged: a guest in an exception loop
-/// would otherwise flood the shared console. The first [`FaultLog::FIRST`] are
-/// logged, then one line per [`FaultLog::EVERY`] with the count.
-#[derive(Debug, Default)]
-pub struct FaultLog {
-    seen: u64,
-}
-
-impl FaultLog {
-    pub const FIRST: u64 = 16;
-    pub const EVERY: u64 = 4096;
-
-    /// Counts one fault; says whether to log it, and how many are behind it.
-    pub fn note(&mut self) -> Option<u64> {
-        self.seen += 1;
-        if self.seen <= Self::FIRST || self.seen.is_multiple_of(Self::EVERY) {
-            Some(self.seen)
-        } else {
-            None
-        }
-    }
-}
+/// The per-VM budget for fault log lines (rate-limited: see [`super::ratelimit`]).
+pub use super::ratelimit::FaultLog;
 
 /// Everything one exit may need, borrowed from the VM and vCPU.
 pub struct ExitContext<'a, G: GuestGprs, E: ExitEnv, P: PsciVm> {

@@ -227,6 +227,7 @@ impl Hw for FakeHw {
     fn read_hcr_el2(&self) -> u64 {
         self.hcr
     }
+    fn write_vsesr_el2(&mut self, _value: u64) {}
     fn tlbi_vmid(&mut self) {}
     fn save_el1(&mut self, r: &mut El1Regs) {
         *r = self.el1.clone();

@@ -9,7 +9,10 @@
 //!
 //! The bindings followed are Linux's `Documentation/devicetree/bindings/`:
 //! `arm/cpus.yaml`, `arm/psci.yaml`, `timer/arm,arch_timer.yaml`,
-//! `interrupt-controller/arm,gic-v3.yaml` and `arm,gic.yaml`, `serial/pl011.yaml`.
+//! `interrupt-controller/arm,gic-v3.yaml` and `arm,gic.yaml`, `serial/pl011.yaml`,
+//! and the Devicetree Specification's cache properties (cpu nodes: `i-cache-*`,
+//! `d-cache-*`, `cache-*`, `next-level-cache`; cache nodes: `compatible = "cache"`,
+//! `cache-level`, `cache-unified`).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -49,6 +52,8 @@ const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 
 const PHANDLE_GIC: u32 = 1;
 const PHANDLE_APB_PCLK: u32 = 2;
+/// The cache node of level n (2..=7) has phandle `PHANDLE_CACHE_BASE + n`.
+const PHANDLE_CACHE_BASE: u32 = 0x10;
 
 /// The guest's interrupt controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +116,74 @@ pub struct GuestMachine {
     pub initrd: Option<MemRange>,
     /// Host devices given to the guest at the same addresses and INTIDs.
     pub passthrough: Vec<DeviceNode>,
+    /// The caches every vCPU has, level 1 first: what CLIDR_EL1/CCSIDR_EL1 show
+    /// the guest, described again in the tree (empty: not described).
+    pub caches: Vec<GuestCacheLevel>,
+}
+
+/// One cache as the device tree describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestCache {
+    pub size: u32,
+    pub line_size: u32,
+    pub sets: u32,
+}
+
+/// The caches at one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestCacheLevel {
+    Separate {
+        instruction: GuestCache,
+        data: GuestCache,
+    },
+    Instruction(GuestCache),
+    Data(GuestCache),
+    Unified(GuestCache),
+}
+
+impl GuestCacheLevel {
+    /// The levels of a VM's cache topology (the one its CLIDR_EL1 and
+    /// CCSIDR_EL1 show), in device-tree terms. Why Linux needs them: with no
+    /// cache properties in the tree, Linux 6.1 counts two L1 leaves per CPU
+    /// (`of_count_cache_leaves`: split caches are assumed) and none beyond L1
+    /// (no `next-level-cache`), and newer kernels print "Unable to detect cache
+    /// hierarchy" for the first CPU; what the tree says here matches CLIDR_EL1
+    /// leaf for leaf, so every version agrees with the registers.
+    pub fn from_topology(topo: &crate::sysreg::CacheTopology) -> Vec<GuestCacheLevel> {
+        use crate::sysreg::cache::Ctype;
+        let clidr = topo.clidr();
+        let cache = |level: u8, instruction: bool| {
+            let csselr = (u64::from(level) << 1) | u64::from(instruction);
+            // Every listed cache has a geometry below 4 GiB: the CPU model
+            // refuses anything else (`CacheError::TooLarge`).
+            let g = topo
+                .geometry(csselr)
+                .unwrap_or(crate::sysreg::cache::CacheGeometry {
+                    line_log2: 4,
+                    ways: 1,
+                    sets: 1,
+                });
+            GuestCache {
+                size: g.size_bytes().min(u64::from(u32::MAX)) as u32,
+                line_size: g.line_bytes() as u32,
+                sets: g.sets,
+            }
+        };
+        let mut out = Vec::new();
+        for level in 0..clidr.levels() {
+            out.push(match clidr.ctype[level as usize] {
+                Ctype::Separate => GuestCacheLevel::Separate {
+                    instruction: cache(level, true),
+                    data: cache(level, false),
+                },
+                Ctype::Instruction => GuestCacheLevel::Instruction(cache(level, true)),
+                Ctype::Data => GuestCacheLevel::Data(cache(level, false)),
+                Ctype::Unified => GuestCacheLevel::Unified(cache(level, false)),
+                Ctype::None => break,
+            });
+        }
+        out
+    }
 }
 
 impl GuestMachine {
@@ -138,6 +211,7 @@ impl GuestMachine {
             bootargs: None,
             initrd: None,
             passthrough: Vec::new(),
+            caches: Vec::new(),
         }
     }
 }
@@ -319,7 +393,7 @@ pub fn build_guest_fdt(m: &GuestMachine) -> Result<Vec<u8>, GuestFdtError> {
     w.property_array_u64("reg", &[m.memory.base, m.memory.size])?;
     w.end_node(memory)?;
 
-    write_cpus(&mut w, &m.vcpu_mpidrs)?;
+    write_cpus(&mut w, &m.vcpu_mpidrs, &m.caches)?;
 
     let psci = w.begin_node("psci")?;
     w.property_string_list(
@@ -400,7 +474,13 @@ pub fn build_guest_fdt(m: &GuestMachine) -> Result<Vec<u8>, GuestFdtError> {
 }
 
 /// arm/cpus.yaml: `reg` is the MPIDR affinity; one cell while Aff3 is zero, else two.
-fn write_cpus(w: &mut FdtWriter, mpidrs: &[u64]) -> Result<(), GuestFdtError> {
+/// Each cpu node carries its L1 cache properties and points at the level-2 cache
+/// node, which every vCPU shares; each cache node points at the next level.
+fn write_cpus(
+    w: &mut FdtWriter,
+    mpidrs: &[u64],
+    caches: &[GuestCacheLevel],
+) -> Result<(), GuestFdtError> {
     let two_cells = mpidrs.iter().any(|&m| m > u64::from(u32::MAX));
     let cpus = w.begin_node("cpus")?;
     w.property_u32("#address-cells", if two_cells { 2 } else { 1 })?;
@@ -415,9 +495,52 @@ fn write_cpus(w: &mut FdtWriter, mpidrs: &[u64]) -> Result<(), GuestFdtError> {
             w.property_u32("reg", mpidr as u32)?;
         }
         w.property_string("enable-method", "psci")?;
+        if let Some(l1) = caches.first() {
+            write_cache_properties(w, l1)?;
+        }
+        if caches.len() > 1 {
+            w.property_u32("next-level-cache", PHANDLE_CACHE_BASE + 2)?;
+        }
         w.end_node(cpu)?;
     }
+    for (index, cache) in caches.iter().enumerate().skip(1) {
+        let level = index as u32 + 1;
+        let node = w.begin_node(&format!("l{level}-cache"))?;
+        w.property_string("compatible", "cache")?;
+        w.property_u32("cache-level", level)?;
+        write_cache_properties(w, cache)?;
+        if index + 1 < caches.len() {
+            w.property_u32("next-level-cache", PHANDLE_CACHE_BASE + level + 1)?;
+        }
+        w.property_phandle(PHANDLE_CACHE_BASE + level)?;
+        w.end_node(node)?;
+    }
     w.end_node(cpus)?;
+    Ok(())
+}
+
+/// The size, line size and set count of one level's caches: `i-cache-*` and
+/// `d-cache-*` for instruction and data caches, `cache-*` with `cache-unified`
+/// for a unified one.
+fn write_cache_properties(w: &mut FdtWriter, level: &GuestCacheLevel) -> Result<(), GuestFdtError> {
+    fn one(w: &mut FdtWriter, prefix: &str, c: &GuestCache) -> Result<(), GuestFdtError> {
+        w.property_u32(&format!("{prefix}cache-size"), c.size)?;
+        w.property_u32(&format!("{prefix}cache-line-size"), c.line_size)?;
+        w.property_u32(&format!("{prefix}cache-sets"), c.sets)?;
+        Ok(())
+    }
+    match level {
+        GuestCacheLevel::Separate { instruction, data } => {
+            one(w, "i-", instruction)?;
+            one(w, "d-", data)?;
+        }
+        GuestCacheLevel::Instruction(c) => one(w, "i-", c)?,
+        GuestCacheLevel::Data(c) => one(w, "d-", c)?,
+        GuestCacheLevel::Unified(c) => {
+            w.property_null("cache-unified")?;
+            one(w, "", c)?;
+        }
+    }
     Ok(())
 }
 
@@ -527,6 +650,90 @@ mod tests {
         node.property(name)
             .unwrap_or_else(|| panic!("{path} has no {name}"))
             .value
+    }
+
+    #[test]
+    fn caches_are_described_level_by_level() {
+        use crate::sysreg::CacheTopology;
+        // The virtual topology on QEMU's -cpu max CTR_EL0: split L1, unified L2.
+        let topo = CacheTopology::virtual_view(0xb444_c004);
+        let mut m = virt(2);
+        m.caches = GuestCacheLevel::from_topology(&topo);
+        let blob = build(&m);
+        let fdt = Fdt::new(&blob).unwrap();
+        for cpu in ["/cpus/cpu@0", "/cpus/cpu@1"] {
+            for (name, value) in [
+                ("i-cache-size", 32 << 10),
+                ("i-cache-line-size", 64),
+                ("i-cache-sets", 128),
+                ("d-cache-size", 32 << 10),
+                ("d-cache-line-size", 64),
+                ("d-cache-sets", 128),
+                ("next-level-cache", PHANDLE_CACHE_BASE + 2),
+            ] {
+                assert_eq!(u32s(prop(&fdt, cpu, name)), [value], "{cpu} {name}");
+            }
+            let node = fdt.find_node(cpu).unwrap();
+            assert!(node.property("cache-unified").is_none());
+        }
+        let l2 = "/cpus/l2-cache";
+        assert_eq!(strings(prop(&fdt, l2, "compatible")), ["cache"]);
+        assert_eq!(u32s(prop(&fdt, l2, "cache-level")), [2]);
+        assert!(prop(&fdt, l2, "cache-unified").is_empty());
+        assert_eq!(u32s(prop(&fdt, l2, "cache-size")), [512 << 10]);
+        assert_eq!(u32s(prop(&fdt, l2, "cache-line-size")), [64]);
+        assert_eq!(u32s(prop(&fdt, l2, "cache-sets")), [1024]);
+        assert_eq!(u32s(prop(&fdt, l2, "phandle")), [PHANDLE_CACHE_BASE + 2]);
+        let l2node = fdt.find_node(l2).unwrap();
+        assert!(l2node.property("next-level-cache").is_none(), "last level");
+        // The host's own parser still finds every vCPU (cache nodes are not CPUs).
+        assert_eq!(fdt.cpus().count(), 2);
+        // Without a topology nothing is described.
+        let plain = build(&virt(1));
+        let fdt = Fdt::new(&plain).unwrap();
+        assert!(fdt.find_node("/cpus/l2-cache").is_none());
+        assert!(
+            fdt.find_node("/cpus/cpu@0")
+                .unwrap()
+                .property("d-cache-size")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn unified_l1_and_three_levels() {
+        use crate::sysreg::cache::{CacheTopology, ExplicitCaches};
+        // L1 unified, L2 unified, L3 unified (CLIDR Ctype 100,100,100; LoC 3).
+        let e = ExplicitCaches {
+            clidr_el1: 0b100_100_100 | 3 << 24 | 1 << 27 | 1 << 21,
+            // 16 KiB (64 sets x 4 x 64), 256 KiB (512 x 8 x 64), 8 MiB (8192 x 16 x 64).
+            ccsidr_el1: alloc::vec![
+                (0, (63 << 13) | (3 << 3) | 2),
+                (2, (511 << 13) | (7 << 3) | 2),
+                (4, (8191 << 13) | (15 << 3) | 2),
+            ],
+            ccidx: false,
+        };
+        let topo = CacheTopology::explicit(&e, 0x8444_c004).unwrap();
+        let mut m = virt(1);
+        m.caches = GuestCacheLevel::from_topology(&topo);
+        assert_eq!(m.caches.len(), 3);
+        let blob = build(&m);
+        let fdt = Fdt::new(&blob).unwrap();
+        let cpu = "/cpus/cpu@0";
+        assert!(prop(&fdt, cpu, "cache-unified").is_empty());
+        assert_eq!(u32s(prop(&fdt, cpu, "cache-size")), [16 << 10]);
+        assert_eq!(
+            u32s(prop(&fdt, cpu, "next-level-cache")),
+            [PHANDLE_CACHE_BASE + 2]
+        );
+        assert_eq!(
+            u32s(prop(&fdt, "/cpus/l2-cache", "next-level-cache")),
+            [PHANDLE_CACHE_BASE + 3]
+        );
+        assert_eq!(u32s(prop(&fdt, "/cpus/l3-cache", "cache-level")), [3]);
+        assert_eq!(u32s(prop(&fdt, "/cpus/l3-cache", "cache-size")), [8 << 20]);
+        assert_eq!(u32s(prop(&fdt, "/cpus/l3-cache", "cache-sets")), [8192]);
     }
 
     #[test]

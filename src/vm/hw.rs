@@ -9,6 +9,7 @@
 
 use crate::vgic::ListRegisters;
 use crate::vgic::host::Completion;
+use crate::vm::controls::El2Controls;
 use crate::vm::exit::GuestHw;
 use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, TimerRegs};
 
@@ -17,10 +18,10 @@ use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, TimerRegs};
 pub struct El2State {
     pub vttbr: u64,
     pub vtcr: u64,
+    /// The VM's trap controls, written whole (HCR_EL2 from `hcr`).
+    pub controls: El2Controls,
+    /// HCR_EL2 for this vCPU.
     pub hcr: u64,
-    pub cptr: u64,
-    pub mdcr: u64,
-    pub cnthctl: u64,
     pub cntvoff: u64,
     pub vpidr: u64,
     pub vmpidr: u64,
@@ -45,6 +46,9 @@ pub trait Hw: GuestHw + ListRegisters {
     /// Rewrites HCR_EL2 alone (TVM, VSE, TWI change while a vCPU runs).
     fn write_hcr_el2(&mut self, hcr: u64);
     fn read_hcr_el2(&self) -> u64;
+    /// VSESR_EL2 (FEAT_RAS): the syndrome of the virtual SError HCR_EL2.VSE
+    /// raises.
+    fn write_vsesr_el2(&mut self, value: u64);
     /// Invalidates the stage-1 and stage-2 TLB entries of the loaded VMID
     /// (inner shareable).
     fn tlbi_vmid(&mut self);

@@ -125,6 +125,8 @@ pub struct Host {
     pub priority_bits: u8,
     /// ICH_VMCR_EL2 of a vCPU at reset (`vgic::host::ich_vmcr_reset`).
     pub vmcr_reset: u64,
+    /// A millisecond clock, for rate-limiting logs of guest faults.
+    pub now_ms: fn() -> u64,
 }
 
 /// A guest's RAM: physically contiguous, owned by the VM alone.
@@ -337,8 +339,8 @@ impl Vm {
             stopping: AtomicBool::new(false),
             input: AtomicBool::new(false),
             cntvoff: AtomicU64::new(0),
-            unknown_sysregs: Mutex::new(UnknownLog::new()),
-            fault_log: Mutex::new(FaultLog::default()),
+            unknown_sysregs: Mutex::new(UnknownLog::new(host.now_ms)),
+            fault_log: Mutex::new(FaultLog::new(host.now_ms)),
             pcpus,
             spec,
             running,
@@ -437,6 +439,7 @@ impl Vm {
             self.spec.vcpus,
         );
         m.bootargs = self.spec.bootargs.clone();
+        m.caches = guest_fdt::GuestCacheLevel::from_topology(self.spec.model.cache());
         m.initrd = initrd.map(|r| crate::platform::MemRange {
             base: r.start,
             size: r.end - r.start,
@@ -487,10 +490,8 @@ impl Vm {
         El2State {
             vttbr: self.vttbr,
             vtcr: self.vtcr,
+            controls: *c,
             hcr,
-            cptr: c.cptr_el2,
-            mdcr: c.mdcr_el2_set,
-            cnthctl: c.cnthctl_el2,
             cntvoff: self.cntvoff.load(Ordering::Relaxed),
             vpidr: self.spec.model.midr_el1(),
             vmpidr: controls::vmpidr(vcpu),

@@ -14,4 +14,5 @@ pub mod inject;
 pub mod layout;
 pub mod machine;
 pub mod pcpu;
+pub mod ratelimit;
 pub mod vcpu;

@@ -105,6 +105,8 @@ pub struct Vcpu {
     hcr: u64,
     /// Its LRs hold one of its timer interrupts: watch the timer at exits.
     timer_in_lrs: bool,
+    /// VSESR_EL2 of a pending virtual SError (FEAT_RAS).
+    vsesr: Option<u64>,
 }
 
 impl Vcpu {
@@ -118,7 +120,16 @@ impl Vcpu {
             run: Run::Off,
             hcr: vm.hcr_el2(),
             timer_in_lrs: false,
+            vsesr: None,
         }
+        .with_hw_cpacr()
+    }
+
+    /// CPACR_EL1 as the hardware holds it for this VM at reset: the CPU model
+    /// keeps the enables of features it hides set (`VmCpuModel::cpacr_el1_hw`).
+    fn with_hw_cpacr(mut self) -> Self {
+        self.ctx.el1.cpacr = self.vm.model().cpacr_el1_hw(0);
+        self
     }
 
     /// The architectural reset state (PSCI CPU_ON, a VM start): x0 =
@@ -133,6 +144,8 @@ impl Vcpu {
         self.ctx = VcpuContext::reset(self.vm.host().vmcr_reset);
         self.hcr = self.vm.hcr_el2();
         self.timer_in_lrs = false;
+        self.vsesr = None;
+        self.ctx.el1.cpacr = self.vm.model().cpacr_el1_hw(0);
     }
 
     /// Whether the guest's timers (saved) fire by physical count `now`.
@@ -364,13 +377,27 @@ impl Pcpu {
     /// abort its own access caused), so it is delivered to it as a virtual
     /// SError (HCR_EL2.VSE, which the PE clears when the guest takes it).
     fn serror<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let (esr, _, _) = hw.syndrome();
         let v = &mut self.vcpus[i];
+        let vs = controls::virtual_serror(esr, v.vm.host().features.vsesr);
         if let Some(n) = v.vm.note_fault() {
-            warn!(
-                "VM '{}' vCPU {}: SError while it ran: delivered as a virtual SError (fault #{n})",
-                v.vm.name(),
-                v.id
-            );
+            if vs.uncontainable {
+                log::error!(
+                    "VM '{}' vCPU {}: uncontainable SError (ESR_EL2 {esr:#x}) delivered to the guest (#{n})",
+                    v.vm.name(),
+                    v.id
+                );
+            } else {
+                warn!(
+                    "VM '{}' vCPU {}: SError (ESR_EL2 {esr:#x}) delivered to the guest (#{n})",
+                    v.vm.name(),
+                    v.id
+                );
+            }
+        }
+        v.vsesr = vs.vsesr_el2;
+        if let Some(s) = v.vsesr {
+            hw.write_vsesr_el2(s);
         }
         v.hcr |= HCR_VSE;
         hw.write_hcr_el2(v.hcr);
@@ -688,6 +715,9 @@ impl Pcpu {
     fn load<H: Hw>(&mut self, hw: &mut H, i: usize) {
         let v = &mut self.vcpus[i];
         hw.load_el2(&v.vm.el2_state(v.id, v.hcr));
+        if let Some(s) = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0) {
+            hw.write_vsesr_el2(s);
+        }
         hw.restore_el1(&v.ctx.el1);
         hw.restore_fp(&v.ctx.fp);
         hw.restore_debug(&v.ctx.debug);

@@ -2,7 +2,13 @@
 # Fetches Debian's arm64 Linux kernel and builds a busybox initramfs for the
 # Linux guest. Nothing it downloads or builds is committed.
 #
-#   bash tests/linux/fetch.sh OUTDIR        (the top-level Makefile: build/linux)
+#   bash tests/linux/fetch.sh OUTDIR [SUITE] (the top-level Makefile: build/linux,
+#                                            and build/linux-6.12 with
+#                                            SUITE = bookworm-backports)
+#
+# SUITE picks the kernel from that Debian suite (apt's `linux-image-arm64/SUITE`,
+# e.g. bookworm-backports for Linux 6.12) instead of apt's candidate; busybox is
+# always the candidate.
 #
 # Produces
 #   OUTDIR/Image              the raw arm64 kernel Image (arm64 boot header)
@@ -19,13 +25,15 @@
 # it prints the commands to run first. Downloads go through apt only.
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 OUTDIR" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+  echo "usage: $0 OUTDIR [SUITE]" >&2
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/fetch.sh"
 init_src="$here/init"
+suite=${2:-}
+kernel_spec="linux-image-arm64:arm64${suite:+/$suite}"
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 scratch="$out/scratch"
@@ -67,7 +75,7 @@ sudo=""
 # versions, one apt-cache call: each one costs seconds when apt keeps no cache).
 apt_info=""
 query() {
-  apt_info=$(apt-cache show --no-all-versions linux-image-arm64:arm64 busybox-static:arm64 2>/dev/null || true)
+  apt_info=$(apt-cache show --no-all-versions "$kernel_spec" busybox-static:arm64 2>/dev/null || true)
 }
 # field PACKAGE FIELD: that field of PACKAGE's record in $apt_info.
 field() {
@@ -84,7 +92,7 @@ if [ $arch_added = 1 ] || [ -z "$(field linux-image-arm64 Version)" ]; then
     echo "linux: apt does not know Debian's arm64 packages yet. As root, run:" >&2
     [ $arch_added = 1 ] && echo "  ${sudo}dpkg --add-architecture arm64" >&2
     echo "  ${sudo}apt-get update" >&2
-    echo "then again: bash $self $1" >&2
+    echo "then again: bash $self $*" >&2
     exit 1
   fi
   if [ $arch_added = 1 ]; then
@@ -95,7 +103,7 @@ if [ $arch_added = 1 ] || [ -z "$(field linux-image-arm64 Version)" ]; then
   apt-get update -qq
   query
   [ -n "$(field linux-image-arm64 Version)" ] ||
-    die "apt has no linux-image-arm64 for arm64 after 'apt-get update': are Debian's sources (deb.debian.org) configured? 'apt-cache policy linux-image-arm64:arm64' shows what apt sees"
+    die "apt has no $kernel_spec after 'apt-get update': are Debian's sources (deb.debian.org${suite:+, suite $suite}) configured? 'apt-cache policy linux-image-arm64:arm64' shows what apt sees"
 fi
 
 # ---- download ------------------------------------------------------------------

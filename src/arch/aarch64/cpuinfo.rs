@@ -93,11 +93,40 @@ pub fn read_host_cpu() -> HostCpu {
     for (csselr, slot) in ccsidr_el1.iter_mut().enumerate() {
         *slot = regs::read_ccsidr_for(csselr as u64);
     }
+    // ID_AA64DFR0_EL1.PMUVer 1..=0xE: a PMUv3, whose PMCR_EL0 EL2 may read.
+    let pmuver = (id.get(SysReg::new(3, 0, 0, 5, 0)).unwrap_or(0) >> 8) & 0xf;
+    let pmu_counters = if (1..0xf).contains(&pmuver) {
+        ((regs::read_pmcr_el0() >> PMCR_N_SHIFT) & PMCR_N_MASK) as u8
+    } else {
+        0
+    };
+    // ID_AA64PFR0_EL1.MPAM or ID_AA64PFR1_EL1.MPAM_frac: FEAT_MPAM, whose
+    // MPAMIDR_EL1 EL2 may read (booting.rst: MPAM3_EL3.TRAPLOWER = 0).
+    let mpam = (id.get(SysReg::new(3, 0, 0, 4, 0)).unwrap_or(0) >> 40) & 0xf != 0
+        || (id.get(SysReg::new(3, 0, 0, 4, 1)).unwrap_or(0) >> 16) & 0xf != 0;
     HostCpu {
         midr_el1: regs::read_midr_el1(),
         id,
         ctr_el0: regs::read_ctr_el0(),
         clidr_el1: regs::read_clidr_el1(),
         ccsidr_el1,
+        pmu_counters,
+        mpamidr_el1: if mpam { regs::read_mpamidr_el1() } else { 0 },
     }
+}
+
+/// PMCR_EL0.N, bits [15:11] (Arm ARM, PMCR_EL0).
+const PMCR_N_SHIFT: u64 = 11;
+const PMCR_N_MASK: u64 = 0x1f;
+
+/// Brings this CPU's EL2 trap controls to a known state and reports what the
+/// CPU is. Runs first thing on every CPU at boot: every trap register this CPU
+/// has is written whole from its own features (`controls::boot_controls`), so
+/// nothing an earlier boot stage enabled — HCRX_EL2 or fine-grained trap
+/// enables, MDCR_EL2 routing, a running profiling or trace buffer — survives.
+pub fn init_this_cpu() -> HostCpu {
+    let cpu = read_host_cpu();
+    let features = crate::vm::controls::HostFeatures::from_cpu(&cpu);
+    regs::write_el2_controls(&crate::vm::controls::boot_controls(&features));
+    cpu
 }

@@ -195,12 +195,11 @@ impl Hw for ArchHw {
     fn load_el2(&mut self, s: &El2State) {
         regs::write_vtcr_el2(s.vtcr);
         regs::write_vttbr_el2(s.vttbr);
-        regs::write_hcr_el2(s.hcr);
-        regs::write_cptr_el2(s.cptr);
-        regs::write_mdcr_el2(s.mdcr);
-        regs::write_cnthctl_el2(s.cnthctl);
+        let mut c = s.controls;
+        c.hcr_el2 = s.hcr;
+        c.stop_buffers = None;
+        regs::write_el2_controls(&c);
         regs::write_cntvoff_el2(s.cntvoff);
-        regs::write_hstr_el2(0);
         regs::write_vpidr_el2(s.vpidr);
         regs::write_vmpidr_el2(s.vmpidr);
         percpu::set_guest_ctr_el0(s.guest_ctr_el0);
@@ -214,6 +213,10 @@ impl Hw for ArchHw {
 
     fn read_hcr_el2(&self) -> u64 {
         regs::read_hcr_el2()
+    }
+
+    fn write_vsesr_el2(&mut self, value: u64) {
+        regs::write_vsesr_el2(value);
     }
 
     fn tlbi_vmid(&mut self) {

@@ -288,12 +288,15 @@ pub fn reset_el1_state(sctlr_el1: u64) {
     isb();
 }
 
-/// Writes one of the VM control registers HCR_EL2.TVM traps (Arm ARM D24.2.48,
-/// HCR_EL2.TVM): a trapped guest write must still take effect. Returns false
+/// Writes one of the guest's EL1 registers whose trapped writes the CPU model
+/// passes on to the hardware: the VM control registers HCR_EL2.TVM traps (Arm ARM,
+/// HCR_EL2.TVM: a trapped guest write must still take effect) and CPACR_EL1
+/// (CPTR_EL2.TCPAC, the value `VmCpuModel::cpacr_el1_hw` gives). Returns false
 /// for any other encoding.
 pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
     use crate::sysreg::SysReg;
     const SCTLR: SysReg = SysReg::new(3, 0, 1, 0, 0);
+    const CPACR: SysReg = SysReg::new(3, 0, 1, 0, 2);
     const TTBR0: SysReg = SysReg::new(3, 0, 2, 0, 0);
     const TTBR1: SysReg = SysReg::new(3, 0, 2, 0, 1);
     const TCR: SysReg = SysReg::new(3, 0, 2, 0, 2);
@@ -306,6 +309,7 @@ pub fn write_vm_control_reg(reg: crate::sysreg::SysReg, value: u64) -> bool {
     const CONTEXTIDR: SysReg = SysReg::new(3, 0, 13, 0, 1);
     let write: fn(u64) = match reg {
         SCTLR => write_sctlr_el1,
+        CPACR => write_cpacr_el1,
         TTBR0 => write_ttbr0_el1,
         TTBR1 => write_ttbr1_el1,
         TCR => write_tcr_el1,
@@ -365,5 +369,98 @@ pub fn arm_hyp_timer_at(deadline: u64) {
 /// Turns the EL2 physical timer off (its interrupt stops).
 pub fn disarm_hyp_timer() {
     write_cnthp_ctl_el2(0);
+    isb();
+}
+
+// EL2 control registers aarch64-cpu lacks, in the encoded form LLVM accepts
+// without a target feature (TOOLCHAIN.md, "Assembler").
+sysreg!(read_hcrx_el2, write_hcrx_el2, "S3_4_C1_C2_2");
+sysreg!(read_hfgrtr2_el2, write_hfgrtr2_el2, "S3_4_C3_C1_2");
+sysreg!(read_hfgwtr2_el2, write_hfgwtr2_el2, "S3_4_C3_C1_3");
+sysreg!(read_hfgitr2_el2, write_hfgitr2_el2, "S3_4_C3_C1_7");
+sysreg!(read_hdfgrtr2_el2, write_hdfgrtr2_el2, "S3_4_C3_C1_0");
+sysreg!(read_hdfgwtr2_el2, write_hdfgwtr2_el2, "S3_4_C3_C1_1");
+sysreg!(read_mpam2_el2, write_mpam2_el2, "S3_4_C10_C5_0");
+sysreg!(read_mpamhcr_el2, write_mpamhcr_el2, "S3_4_C10_C4_0");
+sysreg!(read_mpamidr_el1, "S3_0_C10_C4_4");
+sysreg!(read_vsesr_el2, write_vsesr_el2, "S3_4_C5_C2_3");
+sysreg!(read_pmcr_el0, "S3_3_C9_C12_0");
+// Profiling and trace buffers and EL2 filters, stopped at boot.
+sysreg!(read_pmscr_el2, write_pmscr_el2, "S3_4_C9_C9_0");
+sysreg!(read_pmblimitr_el1, write_pmblimitr_el1, "S3_0_C9_C10_0");
+sysreg!(read_trblimitr_el1, write_trblimitr_el1, "S3_0_C9_C11_0");
+sysreg!(read_trfcr_el2, write_trfcr_el2, "S3_4_C1_C2_1");
+
+/// Writes every EL2 control register of `c`, whole: what the guest may reach
+/// depends on nothing an earlier boot stage left in them. Registers `c` marks
+/// absent (`None`) do not exist on this CPU and are not touched.
+pub fn write_el2_controls(c: &crate::vm::controls::El2Controls) {
+    use aarch64_cpu::registers::{
+        HAFGRTR_EL2, HDFGRTR_EL2, HDFGWTR_EL2, HFGITR_EL2, HFGRTR_EL2, HFGWTR_EL2,
+    };
+    use tock_registers::interfaces::Writeable;
+    if let Some(b) = c.stop_buffers {
+        // Stop what could still be writing trace or samples to memory before
+        // MDCR_EL2 hands the buffers to EL2: no EL2 profiling (PMSCR_EL2) or
+        // tracing (TRFCR_EL2), buffers disabled (PMBLIMITR_EL1.E, TRBLIMITR_EL1.E).
+        if b.spe {
+            write_pmscr_el2(0);
+            write_pmblimitr_el1(0);
+        }
+        if b.trf {
+            write_trfcr_el2(0);
+        }
+        if b.trbe {
+            write_trblimitr_el1(0);
+        }
+        isb();
+        dsb_sy();
+    }
+    write_hcr_el2(c.hcr_el2);
+    if let Some(v) = c.hcrx_el2 {
+        write_hcrx_el2(v);
+    }
+    write_cptr_el2(c.cptr_el2);
+    write_mdcr_el2(c.mdcr_el2);
+    write_cnthctl_el2(c.cnthctl_el2);
+    write_hstr_el2(c.hstr_el2);
+    if let Some(f) = &c.fgt {
+        HFGRTR_EL2.set(f.hfgrtr_el2);
+        HFGWTR_EL2.set(f.hfgwtr_el2);
+        HFGITR_EL2.set(f.hfgitr_el2);
+        HDFGRTR_EL2.set(f.hdfgrtr_el2);
+        HDFGWTR_EL2.set(f.hdfgwtr_el2);
+        if let Some(v) = f.hafgrtr_el2 {
+            HAFGRTR_EL2.set(v);
+        }
+    }
+    if let Some(f) = &c.fgt2 {
+        write_hfgrtr2_el2(f.hfgrtr2_el2);
+        write_hfgwtr2_el2(f.hfgwtr2_el2);
+        write_hfgitr2_el2(f.hfgitr2_el2);
+        write_hdfgrtr2_el2(f.hdfgrtr2_el2);
+        write_hdfgwtr2_el2(f.hdfgwtr2_el2);
+    }
+    if let Some(m) = &c.mpam {
+        write_mpam2_el2(m.mpam2_el2);
+        if let Some(v) = m.mpamhcr_el2 {
+            write_mpamhcr_el2(v);
+        }
+    }
+    isb();
+}
+
+/// Makes a virtual SError pending for the guest on this CPU (HCR_EL2.VSE), with
+/// its syndrome in VSESR_EL2 where FEAT_RAS gives one. The guest takes it when
+/// it unmasks SErrors (PSTATE.A); the hardware then clears VSE.
+pub fn pend_virtual_serror(v: &crate::vm::controls::VirtualSError) {
+    use aarch64_cpu::registers::HCR_EL2;
+    use tock_registers::LocalRegisterCopy;
+    if let Some(vsesr) = v.vsesr_el2 {
+        write_vsesr_el2(vsesr);
+    }
+    let mut hcr = LocalRegisterCopy::<u64, HCR_EL2::Register>::new(read_hcr_el2());
+    hcr.modify(HCR_EL2::VSE::SET);
+    write_hcr_el2(hcr.get());
     isb();
 }

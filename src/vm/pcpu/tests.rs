@@ -48,6 +48,7 @@ fn model() -> VmCpuModel {
         &SystemCpuInfo::new(&cpus).unwrap(),
         &cpus,
         &CachePolicy::Virtual,
+        40,
     )
     .unwrap()
 }
@@ -82,6 +83,7 @@ fn host() -> Host {
         nr_lrs: 4,
         priority_bits: 5,
         vmcr_reset: 0x1234,
+        now_ms: || 0,
     }
 }
 

@@ -9,7 +9,13 @@
 //! - CSSELR_EL1 write-then-read; a selection of no cache reads the documented 0.
 //! - ID registers hide what Ferrovisor does not virtualize (PMU, SPE, TRBE, AMU, RAS,
 //!   EL2, SVE, MTE, SME, VHE).
+//! - ID_AA64PFR0_EL1.CSV2 and ID_AA64PFR1_EL1.CSV2_frac promise no SCXTNUM_ELx,
+//!   and ID_AA64MMFR0_EL1.PARange no more than the 48-bit IPA space Ferrovisor's
+//!   stage 2 gives at most (tests/cpumodel.rs also compares it with the size the
+//!   hypervisor logs).
 //! - An unknown system register (PMCR_EL0) is UNDEFINED.
+//! - Every System register of a hidden feature is UNDEFINED, and self-hosted debug
+//!   is the guest's (`hidden`).
 //! - With two or more vCPUs (`/cpus` in the device tree): vCPU 1, started with PSCI
 //!   CPU_ON, reads its own view; it must equal vCPU 0's (except MPIDR_EL1), and
 //!   CSSELR_EL1 is per vCPU.
@@ -25,6 +31,7 @@
 
 mod cache;
 mod fdt;
+mod hidden;
 mod regs;
 mod secondary;
 mod setway;
@@ -38,15 +45,15 @@ use cache::{
 use guest_rt::exception::{EC_SYSREG, EC_UNKNOWN};
 use guest_rt::{ExceptionInfo, check, expect_exception, finish, println};
 use regs::{
-    CSSELR_SLOTS, ID_AA64DFR0_EL1, ID_AA64MMFR1_EL1, ID_AA64MMFR2_EL1, ID_AA64PFR0_EL1,
-    ID_AA64PFR1_EL1, ID_SPACE_LEN, View, field, id_name,
+    CSSELR_SLOTS, ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, ID_AA64MMFR2_EL1,
+    ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, ID_SPACE_LEN, View, field, id_name,
 };
 
 guest_rt::entry!(main);
 
-/// Checks with one vCPU: config 1, cache topology 5, CSSELR 3, ID registers 10,
-/// UNDEF 2, set/way 4.
-pub const CHECKS_UP: u32 = 25;
+/// Checks with one vCPU: config 1, cache topology 5, CSSELR 3, ID registers 12,
+/// UNDEF 2, hidden features and debug ([`hidden::CHECKS`]), set/way 4.
+pub const CHECKS_UP: u32 = 27 + hidden::CHECKS;
 /// Checks with two or more vCPUs: [`CHECKS_UP`] and 5 about vCPU 1.
 pub const CHECKS_SMP: u32 = CHECKS_UP + 5;
 
@@ -97,6 +104,7 @@ fn main(dtb: u64) -> ! {
     cache_selection(&view);
     id_registers(&view);
     unknown_register();
+    hidden::run();
     if cpus >= 2 {
         second_vcpu(&view);
     }
@@ -357,6 +365,9 @@ const HIDDEN: [(usize, u32, &str); 10] = [
     (ID_AA64MMFR1_EL1, 8, "id: ID_AA64MMFR1_EL1.VH = 0 (no VHE)"),
 ];
 
+/// ID_AA64MMFR0_EL1.PARange encodings and their sizes in bits (Arm ARM).
+const PA_RANGE_BITS: [u32; 8] = [32, 36, 40, 42, 44, 48, 52, 56];
+
 fn id_registers(view: &View) {
     for (reg, shift, name) in HIDDEN {
         let v = field(view.id[reg], shift);
@@ -368,6 +379,28 @@ fn id_registers(view: &View) {
             view.id[reg]
         );
     }
+    // CSV2 = 2 or 3 (FEAT_CSV2_2/3), or CSV2_frac = 2 (FEAT_CSV2_1p2), would
+    // promise SCXTNUM_EL0/EL1, which the hypervisor traps (HCR_EL2.EnSCXT = 0).
+    let (csv2, frac) = (
+        field(view.id[ID_AA64PFR0_EL1], 56),
+        field(view.id[ID_AA64PFR1_EL1], 32),
+    );
+    check!(
+        "id: ID_AA64PFR0_EL1.CSV2 <= 1 and ID_AA64PFR1_EL1.CSV2_frac <= 1 (no SCXTNUM_ELx)",
+        csv2 <= 1 && frac <= 1,
+        "CSV2 = {csv2}, CSV2_frac = {frac}"
+    );
+    // The guest's physical addresses are IPAs: PARange must not promise more
+    // than the stage-2 input range (at most 48 bits with Ferrovisor's 4 KiB
+    // granule stage 2 without FEAT_LPA2).
+    let parange = field(view.id[ID_AA64MMFR0_EL1], 0);
+    let bits = PA_RANGE_BITS.get(parange as usize).copied().unwrap_or(0);
+    println!("info: ID_AA64MMFR0_EL1.PARange {parange} ({bits}-bit physical addresses)");
+    check!(
+        "id: ID_AA64MMFR0_EL1.PARange <= 48 bits (the stage-2 IPA space)",
+        parange <= 5,
+        "PARange = {parange} ({bits} bits)"
+    );
 }
 
 /// PMCR_EL0 is not in Ferrovisor's register table and the PMU is trapped

@@ -22,6 +22,7 @@ pub const fn id_index(crm: usize, op2: usize) -> usize {
 pub const ID_AA64PFR0_EL1: usize = id_index(4, 0);
 pub const ID_AA64PFR1_EL1: usize = id_index(4, 1);
 pub const ID_AA64DFR0_EL1: usize = id_index(5, 0);
+pub const ID_AA64MMFR0_EL1: usize = id_index(7, 0);
 pub const ID_AA64MMFR1_EL1: usize = id_index(7, 1);
 pub const ID_AA64MMFR2_EL1: usize = id_index(7, 2);
 
