@@ -3,6 +3,8 @@
 //! and [`access`], which dispatches one trapped access (ESR_EL2.EC = 0x18)
 //! through it. Adding a register is one line in [`SYSREGS`].
 
+use alloc::vec::Vec;
+
 use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
 use super::id::VmCpuModel;
@@ -343,17 +345,28 @@ pub fn access(vcpu: &mut VcpuSysRegs, model: &VmCpuModel, acc: Access) -> Outcom
 
 /// Remembers which encodings already produced an UNDEF log line, so each is
 /// logged once. 64 Ki bits: one per possible (Op0, Op1, CRn, CRm, Op2).
+///
+/// The 8 KiB bitmap lives on the heap, allocated at the first UNDEF: held by
+/// value it made every `Vm` 9 KiB, and each move of a `Vm` while it is built
+/// (a `Result`, a `match` binding, `Vec::push`) cost another 9 KiB of the boot
+/// CPU's stack in an unoptimized build — enough, with the config parser's deep
+/// frames, to run off the end of a 64 KiB stack.
 pub struct UnknownLog {
-    seen: [u64; 1024],
+    seen: Vec<u64>,
 }
 
 impl UnknownLog {
+    const WORDS: usize = 1024;
+
     pub const fn new() -> Self {
-        UnknownLog { seen: [0; 1024] }
+        UnknownLog { seen: Vec::new() }
     }
 
     /// True the first time `reg` is seen (then log it), false afterwards.
     pub fn first_time(&mut self, reg: SysReg) -> bool {
+        if self.seen.is_empty() {
+            self.seen.resize(Self::WORDS, 0);
+        }
         let bit = reg.packed() as usize & 0xffff;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let first = self.seen[word] & mask == 0;
@@ -375,7 +388,6 @@ mod tests {
     use crate::sysreg::id::tests::{qemu_a57, qemu_max};
     use crate::sysreg::id::{HostCpu, ID_AA64MMFR2_EL1, SystemCpuInfo, id_index};
     use crate::sysreg::setway::HwAction::*;
-    use alloc::vec::Vec;
 
     fn model(cpus: &[HostCpu], policy: CachePolicy) -> VmCpuModel {
         VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy).unwrap()
