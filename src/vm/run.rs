@@ -737,6 +737,7 @@ impl Vm {
         }
         if RUNNING_VMS.fetch_sub(1, Ordering::SeqCst) == 1 {
             info!("all VMs are off: powering the machine off");
+            memory::log_stack_use();
             arch::console::flush();
             firmware::system_off(self.host.firmware);
         }
