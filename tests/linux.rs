@@ -4,22 +4,31 @@
 //! busy loop on each, sleep one second, count timer and IPI interrupts rising
 //! on both CPUs, report one cache topology for every CPU, and power off so
 //! QEMU exits 0.
+//! It runs under the release build on both CPU models, and under the debug
+//! build (`build/ferrovisor-debug.bin`) on `-cpu max`.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{hypervisor_args, run_qemu_until};
+use common::{Image, image_args, run_qemu_until};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
 fn boot_linux(cpu: &str) {
-    let args = hypervisor_args(cpu, 4, "linux-selftest.cpio");
+    boot_linux_image(Image::Release, cpu);
+}
+
+fn boot_linux_image(image: Image, cpu: &str) {
+    let args = image_args(image, cpu, 4, "linux-selftest.cpio");
     // A kernel panic would also end with exit status 0 after a reset, so the
     // run is judged by the self-test's lines, not only by the exit status.
     let run = run_qemu_until(&args, TIMEOUT, |l| {
-        l.contains("Kernel panic") || l.contains("PANIC")
+        l.contains("Kernel panic")
+            || l.contains("PANIC")
+            || l.contains("stack overflow on cpu")
+            || l.contains("Ferrovisor stopped")
     });
     let report = run.report();
     assert!(!run.timed_out, "{cpu}: Linux did not finish\n{report}");
@@ -76,4 +85,11 @@ fn linux_two_vcpus_on_cpu_max() {
 #[test]
 fn linux_two_vcpus_on_cortex_a57() {
     boot_linux("cortex-a57");
+}
+
+/// Linux under the debug build of the hypervisor: its deeper stacks and debug
+/// assertions on the whole exit path (vGIC, timer, PSCI, MMIO, IPIs).
+#[test]
+fn linux_two_vcpus_under_debug_hypervisor_on_cpu_max() {
+    boot_linux_image(Image::Debug, "max");
 }

@@ -221,10 +221,39 @@ pub fn artifact(relative: &str) -> String {
 /// QEMU arguments that boot the hypervisor at EL2 with the boot bundle
 /// `build/<bundle>` (a config and its guests, see the Makefile).
 pub fn hypervisor_args(cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
+    image_args(Image::Release, cpu, smp, bundle)
+}
+
+/// The hypervisor images `make test` builds (Makefile `PROFILE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// `build/ferrovisor.bin`, what `make run` boots.
+    Release,
+    /// `build/ferrovisor-debug.bin`: unoptimized, debug assertions and overflow
+    /// checks on, its frames several times larger.
+    Debug,
+    /// `build/ferrovisor-overflow-test.bin`: a debug build whose CPUs recurse at
+    /// boot until they hit their stack's guard page.
+    OverflowTest,
+}
+
+impl Image {
+    /// The image's name under the build directory, without extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Release => "ferrovisor",
+            Image::Debug => "ferrovisor-debug",
+            Image::OverflowTest => "ferrovisor-overflow-test",
+        }
+    }
+}
+
+/// As [`hypervisor_args`], with the hypervisor image `image`.
+pub fn image_args(image: Image, cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
     let mut args = machine_args("virt,virtualization=on,gic-version=3", cpu, smp);
     args.extend([
         "-kernel".into(),
-        artifact("ferrovisor.bin"),
+        artifact(&format!("{}.bin", image.name())),
         "-initrd".into(),
         artifact(bundle),
     ]);
