@@ -429,6 +429,9 @@ impl Vm {
             gprs.pc = entry;
             gprs.pstate = controls::PSTATE_EL1H_MASKED;
             self.run_until_off(vcpu, &mut gprs);
+            // Off, or its VM stopping: what it left armed must not keep this
+            // CPU busy in the wait above.
+            regs::quiesce_departed_vcpu();
         }
     }
 
@@ -788,9 +791,12 @@ impl crate::psci::PsciVm for PsciView<'_> {
 
 /// Takes the interrupts pending on a CPU that runs no vCPU right now (waiting
 /// for one to start, or parked): the console's keyboard input is passed on, the
-/// rest (kicks, a stale timer) are completed and dropped.
+/// rest (kicks, a stale timer) are completed and dropped. It takes a bounded
+/// number, so a line that stays asserted cannot keep the caller from looking
+/// for a vCPU to start.
 pub fn service_interrupts(console_input: fn()) {
-    loop {
+    const MAX_PER_CALL: usize = 32;
+    for _ in 0..MAX_PER_CALL {
         let intid = gic::acknowledge();
         let kind = classify(intid, &[]);
         match kind {
@@ -799,6 +805,9 @@ pub fn service_interrupts(console_input: fn()) {
                 console_input()
             }
             PhysIrq::HypTimer => regs::disarm_hyp_timer(),
+            // No vCPU runs here, so the virtual timer is nobody's: silence it
+            // before deactivating, or its level makes it fire again at once.
+            PhysIrq::VirtualTimer => regs::quiesce_departed_vcpu(),
             _ => {}
         }
         // No vCPU takes it here: complete it fully, so nothing stays active.

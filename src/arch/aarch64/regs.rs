@@ -284,6 +284,21 @@ pub fn reset_el1_state(sctlr_el1: u64) {
     isb();
 }
 
+/// Silences what a vCPU that has left this CPU (PSCI CPU_OFF, its VM stopping
+/// or resetting) would otherwise leave interrupting it while no vCPU runs here:
+/// its virtual timer, whose PPI 27 is level-sensitive and stays asserted while
+/// the timer is enabled, unmasked and past its deadline (Arm ARM, CNTV_CTL_EL0
+/// ISTATUS), so acknowledging and deactivating it only makes it fire again; and
+/// the virtual CPU interface, whose maintenance interrupt follows list registers
+/// nobody serves any more (ICH_HCR_EL2.En = 0 stops it). Nothing of this is
+/// visible to the guest: a vCPU's next start resets both (`reset_el1_state`,
+/// `gic::reset_virtual_cpu_interface`).
+pub fn quiesce_departed_vcpu() {
+    write_cntv_ctl_el0(0);
+    super::gic::write_ich_hcr(0);
+    isb();
+}
+
 /// Writes one of the VM control registers HCR_EL2.TVM traps (Arm ARM D24.2.48,
 /// HCR_EL2.TVM): a trapped guest write must still take effect. Returns false
 /// for any other encoding.
