@@ -7,29 +7,46 @@ CONFIG  ?= boards/$(BOARD)/demo.toml
 CPU     ?= max
 SMP     ?= 4
 BUILD   ?= build
+# The hypervisor's build: release (build/ferrovisor.bin), debug (unoptimized,
+# debug assertions and overflow checks: build/ferrovisor-debug.bin), or
+# overflow-test (debug, recursing at boot to test the stack guard pages).
+PROFILE ?= release
+GDB_PORT ?= 1234
 
 include boards/$(BOARD)/board.mk
 
 HYP_TARGET   := aarch64-unknown-none-softfloat
-HYP_ELF      := target/$(HYP_TARGET)/release/ferrovisor
-HYP_BIN      := $(BUILD)/ferrovisor.bin
+# cargo calls the debug profile "dev"; each profile builds into target/$(HYP_TARGET)/$(PROFILE).
+CARGO_PROFILE = $(if $(filter debug,$(PROFILE)),dev,$(PROFILE))
+HYP_FEATURES  = $(if $(filter overflow-test,$(PROFILE)),--features stack-overflow-test)
+HYP_NAME      = ferrovisor$(if $(filter release,$(PROFILE)),,-$(PROFILE))
+HYP_ELF       = target/$(HYP_TARGET)/$(PROFILE)/ferrovisor
+HYP_BIN       = $(BUILD)/$(HYP_NAME).bin
 SYSROOT       = $(shell rustc --print sysroot)
 OBJCOPY       = $(SYSROOT)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
 FVCONFIG     := target/release/fvconfig
 BUNDLE        = $(BUILD)/$(basename $(notdir $(CONFIG))).cpio
 
-.PHONY: all setup hypervisor guests fvconfig bundle run test bench linux fmt lint clippy clean uboot-image
+.PHONY: all setup hypervisor hypervisor-test-images guests fvconfig bundle run gdb test bench linux fmt lint clippy clean uboot-image
 
 all: hypervisor
 
 setup:
 	@bash .ci/setup.sh
 
+# The image, and beside it its ELF with symbols and debug info (for gdb and
+# addr2line: README "Debugging").
 hypervisor: setup
-	cargo build --release --target $(HYP_TARGET) --bin ferrovisor
+	cargo build --profile $(CARGO_PROFILE) $(HYP_FEATURES) --target $(HYP_TARGET) --bin ferrovisor
 	@mkdir -p $(BUILD)
 	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
-	@echo "built $(HYP_BIN) ($$(stat -c %s $(HYP_BIN)) bytes)"
+	cp $(HYP_ELF) $(BUILD)/$(HYP_NAME).elf
+	@echo "built $(HYP_BIN) ($$(stat -c %s $(HYP_BIN)) bytes; symbols: $(BUILD)/$(HYP_NAME).elf)"
+
+# The other images make test boots: the debug build, and the stack-overflow test build.
+hypervisor-test-images: setup
+	$(MAKE) --no-print-directory hypervisor PROFILE=debug
+	$(MAKE) --no-print-directory hypervisor PROFILE=overflow-test
 
 guests: setup
 	bash tests/guests/build.sh $(BUILD)/guests
@@ -45,6 +62,14 @@ bundle: fvconfig guests
 run: hypervisor bundle
 	$(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
 
+# QEMU halted at its first instruction with its gdbstub on GDB_PORT, and
+# gdb-multiarch attached with the hypervisor's symbols; the console goes to
+# $(BUILD)/gdb-console.log. GDB_ARGS are passed to gdb (README "Debugging").
+gdb: hypervisor bundle
+	@bash .ci/setup.sh gdb
+	bash tools/gdb.sh $(HYP_ELF) $(GDB_PORT) $(BUILD)/gdb-console.log $(GDB_ARGS) -- \
+	  $(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
+
 # Debian's arm64 kernel and a busybox initramfs for the Linux guest (downloaded
 # with apt-get download, never committed); Linux 6.12 from bookworm-backports
 # too, for the tests that must hold on a newer kernel.
@@ -56,7 +81,7 @@ linux: setup
 uboot-image: hypervisor bundle
 	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
 
-test: hypervisor guests fvconfig linux lint
+test: hypervisor hypervisor-test-images guests fvconfig linux lint
 	bash tests/bundles.sh $(BUILD)
 	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test --features tools
 
@@ -74,6 +99,7 @@ lint: clippy
 clippy:
 	cargo clippy --all-targets --features tools -- -D warnings
 	cargo clippy --target $(HYP_TARGET) --bin ferrovisor -- -D warnings
+	cargo clippy --target $(HYP_TARGET) --bin ferrovisor --features stack-overflow-test -- -D warnings
 	cd tests/guests && cargo clippy --release -- -D warnings
 
 clean:

@@ -71,3 +71,15 @@ else
   echo "error: rustup not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
 fi
+
+# `make gdb` only (`setup.sh gdb`): gdb-multiarch, as Debian's plain gdb debugs
+# only the host's own architecture.
+if [ "${1:-}" = gdb ] && ! command -v gdb-multiarch >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: make gdb needs gdb-multiarch; run: sudo apt-get install -y gdb-multiarch" >&2
+    exit 1
+  fi
+  echo "setup: installing gdb-multiarch"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq gdb-multiarch >/dev/null || { apt-get update -qq && apt-get install -y -qq gdb-multiarch >/dev/null; }
+fi

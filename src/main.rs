@@ -210,6 +210,8 @@ mod hyp {
                 "TID2"
             }
         );
+        #[cfg(feature = "stack-overflow-test")]
+        ferrovisor::arch::boot::fv_stack_overflow_test(0);
         cpus
     }
 
@@ -609,8 +611,8 @@ mod hyp {
     }
 
     /// Builds the final EL2 identity map — RAM Normal (the image's code
-    /// read-only and executable, the rest execute-never), devices Device-nGnRE —
-    /// and switches to it.
+    /// read-only and executable, the rest execute-never, the stacks' guard pages
+    /// unmapped), devices Device-nGnRE — and switches to it.
     fn map_el2(p: &Platform, parange: u8) {
         let geo = El2Geometry::new(39, parange)
             .unwrap_or_else(|e| halt(format_args!("EL2 map geometry: {e:?}")));
@@ -628,7 +630,13 @@ mod hyp {
             .map(|m| PhysRange::new(m.base, m.base + m.size))
             .collect();
         mm::region::sort_and_merge(&mut ram);
-        let image_ranges: Vec<PhysRange> = image.iter().map(|(r, _)| *r).collect();
+        // Not mapped as data: the image's code and read-only data (mapped above)
+        // and the stacks' guard pages (not mapped at all: an overflow faults).
+        let image_ranges: Vec<PhysRange> = image
+            .iter()
+            .map(|(r, _)| *r)
+            .chain(memory::stack_guards())
+            .collect();
         let mut map = |r: PhysRange, a: El2Attrs, what: &str| {
             if let Err(e) = t.map(&mut mem, r.start, r.start, r.end - r.start, a) {
                 halt(format_args!(
@@ -656,7 +664,7 @@ mod hyp {
         }
         memory::switch_el2_table(t.root_pa());
         info!(
-            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE, code read-only",
+            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE, code read-only, stack guard pages unmapped",
             ram.len(),
             devices.len()
         );
@@ -705,6 +713,10 @@ mod hyp {
             }
         }
         CPU_INFO[logical].call_once(cpuinfo::init_this_cpu);
+        #[cfg(feature = "stack-overflow-test")]
+        if logical == 1 {
+            ferrovisor::arch::boot::fv_stack_overflow_test(0);
+        }
         // Wait until the boot CPU has built the VMs.
         while PLAN.get().is_none() {
             regs::wfe();
@@ -714,7 +726,7 @@ mod hyp {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        uart::write_fmt(format_args!("\nferrovisor: PANIC: {info}\n"));
+        uart::write_fatal(format_args!("\nferrovisor: PANIC: {info}\n"));
         loop {
             regs::wfe();
         }

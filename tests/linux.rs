@@ -7,13 +7,15 @@
 //! 0. Debian's Linux 6.1 on both CPU models, and Linux 6.12 (bookworm-backports,
 //! `build/linux-6.12`) on `-cpu max`: the two read the cache hierarchy from the
 //! device tree and CLIDR_EL1 in different ways, and both must find it.
+//! Linux 6.1 also runs under the debug build (`build/ferrovisor-debug.bin`) on
+//! `-cpu max`.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{hypervisor_args, run_qemu_until};
+use common::{Image, image_args, run_qemu_until};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -43,15 +45,18 @@ const VIRTUAL_CACHES: [&str; 18] = [
 ];
 
 fn boot_linux(cpu: &str) {
-    boot_linux_bundle(cpu, "linux-selftest.cpio");
+    boot_linux_image(Image::Release, cpu, "linux-selftest.cpio");
 }
 
-fn boot_linux_bundle(cpu: &str, bundle: &str) {
-    let args = hypervisor_args(cpu, 4, bundle);
+fn boot_linux_image(image: Image, cpu: &str, bundle: &str) {
+    let args = image_args(image, cpu, 4, bundle);
     // A kernel panic would also end with exit status 0 after a reset, so the
     // run is judged by the self-test's lines, not only by the exit status.
     let run = run_qemu_until(&args, TIMEOUT, |l| {
-        l.contains("Kernel panic") || l.contains("PANIC")
+        l.contains("Kernel panic")
+            || l.contains("PANIC")
+            || l.contains("stack overflow on cpu")
+            || l.contains("Ferrovisor stopped")
     });
     let report = run.report();
     assert!(!run.timed_out, "{cpu}: Linux did not finish\n{report}");
@@ -128,5 +133,12 @@ fn linux_two_vcpus_on_cortex_a57() {
 
 #[test]
 fn linux_6_12_two_vcpus_on_cpu_max() {
-    boot_linux_bundle("max", "linux-6.12-selftest.cpio");
+    boot_linux_image(Image::Release, "max", "linux-6.12-selftest.cpio");
+}
+
+/// Linux under the debug build of the hypervisor: its deeper stacks and debug
+/// assertions on the whole exit path (vGIC, timer, PSCI, MMIO, IPIs).
+#[test]
+fn linux_two_vcpus_under_debug_hypervisor_on_cpu_max() {
+    boot_linux_image(Image::Debug, "max", "linux-selftest.cpio");
 }

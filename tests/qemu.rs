@@ -3,6 +3,8 @@
 //!
 //! They run on what `make test` builds first (see the Makefile):
 //! - `build/ferrovisor.bin`: the hypervisor Image;
+//! - `build/ferrovisor-debug.bin`: the same built unoptimized (`make hypervisor
+//!   PROFILE=debug`), booted on the demo too;
 //! - `build/<config>.cpio`: the boot bundle of a config (`demo`, `conformance`);
 //! - `build/guests/<guest>.bin`: the test guests as raw Images (`tests/guests/build.sh`).
 //!
@@ -15,8 +17,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    BOOT_TIMEOUT, Run, artifact, hypervisor_args, machine_args, parse_summary, run_qemu,
-    run_qemu_until, strip_vm_tag,
+    BOOT_TIMEOUT, Image, Run, artifact, hypervisor_args, image_args, machine_args, parse_summary,
+    run_qemu, run_qemu_until, strip_vm_tag,
 };
 
 /// The CPU models every boot test runs on: everything QEMU has, and a plain Armv8.0.
@@ -34,7 +36,14 @@ const DEMO_CHECKS: u32 = 2;
 const CONFORMANCE_CHECKS: u32 = 22;
 
 fn boot_demo(cpu: &str) {
-    let run = run_qemu(&hypervisor_args(cpu, HOST_CPUS, "demo.cpio"), BOOT_TIMEOUT);
+    boot_demo_image(Image::Release, cpu);
+}
+
+fn boot_demo_image(image: Image, cpu: &str) {
+    let run = run_qemu(
+        &image_args(image, cpu, HOST_CPUS, "demo.cpio"),
+        BOOT_TIMEOUT,
+    );
     assert!(
         run.has_line(DEMO_BANNER),
         "no banner `{DEMO_BANNER}`\n{}",
@@ -58,6 +67,18 @@ fn demo_guest_under_hypervisor_on_cpu_max() {
 #[test]
 fn demo_guest_under_hypervisor_on_cortex_a57() {
     boot_demo(CPUS[1]);
+}
+
+/// The debug build (unoptimized, its stack frames several times larger) boots
+/// the demo too: a failure only it shows, such as a stack overflow, is caught here.
+#[test]
+fn demo_guest_under_debug_hypervisor_on_cpu_max() {
+    boot_demo_image(Image::Debug, CPUS[0]);
+}
+
+#[test]
+fn demo_guest_under_debug_hypervisor_on_cortex_a57() {
+    boot_demo_image(Image::Debug, CPUS[1]);
 }
 
 fn boot_conformance(cpu: &str) {

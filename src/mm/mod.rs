@@ -3,6 +3,7 @@
 pub mod frame;
 pub mod pagetable;
 pub mod region;
+pub mod stack;
 
 pub use frame::FrameAllocator;
 pub use region::{PAGE_SIZE, PhysRange};

@@ -3,6 +3,8 @@
 //! and [`access`], which dispatches one trapped access (ESR_EL2.EC = 0x18)
 //! through it. Adding a register is one line in [`SYSREGS`].
 
+use alloc::vec::Vec;
+
 use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
 use super::id::{CPACR_EL1_FPEN, VmCpuModel};
@@ -371,13 +373,20 @@ pub fn access(vcpu: &mut VcpuSysRegs, model: &VmCpuModel, acc: Access) -> Outcom
 /// first times within a rate limit (a burst, then one line a second), so a
 /// guest probing the whole encoding space cannot flood the console. 64 Ki bits:
 /// one per possible (Op0, Op1, CRn, CRm, Op2).
+///
+/// The 8 KiB bitmap lives on the heap, allocated at the first UNDEF: held by
+/// value it made every `Vm` 9 KiB, and each move of a `Vm` while it is built
+/// (a `Result`, a `match` binding, `Vec::push`) cost another 9 KiB of the boot
+/// CPU's stack in an unoptimized build — enough, with the config parser's deep
+/// frames, to run off the end of a 64 KiB stack.
 pub struct UnknownLog {
-    seen: [u64; 1024],
+    seen: Vec<u64>,
     clock: fn() -> u64,
     limit: RateLimit,
 }
 
 impl UnknownLog {
+    const WORDS: usize = 1024;
     /// Lines at once, then one per [`UnknownLog::INTERVAL_MS`].
     pub const BURST: u32 = 16;
     pub const INTERVAL_MS: u64 = 1000;
@@ -385,7 +394,7 @@ impl UnknownLog {
     /// A log on the millisecond clock `clock`.
     pub const fn new(clock: fn() -> u64) -> Self {
         UnknownLog {
-            seen: [0; 1024],
+            seen: Vec::new(),
             clock,
             limit: RateLimit::new(Self::BURST, Self::INTERVAL_MS),
         }
@@ -394,6 +403,9 @@ impl UnknownLog {
     /// True the first time `reg` is seen if the rate limit allows a line (then
     /// log it); false afterwards, and for first times beyond the limit.
     pub fn first_time(&mut self, reg: SysReg) -> bool {
+        if self.seen.is_empty() {
+            self.seen.resize(Self::WORDS, 0);
+        }
         let bit = reg.packed() as usize & 0xffff;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let first = self.seen[word] & mask == 0;
@@ -409,7 +421,6 @@ mod tests {
     use crate::sysreg::id::tests::{qemu_a57, qemu_max};
     use crate::sysreg::id::{HostCpu, ID_AA64MMFR2_EL1, SystemCpuInfo, id_index};
     use crate::sysreg::setway::HwAction::*;
-    use alloc::vec::Vec;
 
     fn model(cpus: &[HostCpu], policy: CachePolicy) -> VmCpuModel {
         VmCpuModel::new(&SystemCpuInfo::new(cpus).unwrap(), cpus, &policy, 48).unwrap()

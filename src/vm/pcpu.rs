@@ -416,9 +416,12 @@ impl Pcpu {
 
     // ---- physical interrupts ----
 
-    /// Takes every pending physical interrupt on this CPU.
+    /// Takes the pending physical interrupts on this CPU: a bounded number,
+    /// so a line that stays asserted cannot keep this CPU from its vCPUs (what
+    /// is left is taken at the next exit or wake-up).
     fn take_interrupts<H: Hw>(&mut self, hw: &mut H) {
-        loop {
+        const MAX_PER_CALL: usize = 32;
+        for _ in 0..MAX_PER_CALL {
             let intid = hw.acknowledge();
             let kind = self.classify(intid);
             let mut how = kind.completion();

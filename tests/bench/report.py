@@ -117,6 +117,9 @@ def parse_log(path: str) -> dict:
         m = re.search(r"cache ID trap (TID\d)", line)
         if m:
             hyp["cache_id_trap"] = m.group(1)
+        m = re.search(r"EL2 stack use \(high-water, bytes\): (.*)", line)
+        if m:
+            hyp["stack_high_water"] = m.group(1).strip()
         m = re.search(r"(VM '[^']*': \d+ MiB RAM at IPA .*)", line)
         if m:
             hyp["vm_line"] = m.group(1)
@@ -451,6 +454,9 @@ def footprint_lines(d: dict) -> list[str]:
     out.append(f"heap in use: {heap if isinstance(heap, str) else '; '.join(heap)}")
     st = fp["stage2_tables_1gib_guest"]
     out.append(f"stage-2 tables, 1 GiB guest: {st if isinstance(st, str) else '; '.join(st)}")
+    if "stack_high_water" in fp:
+        out.append(f"EL2 stacks, high-water mark in bytes (logged at power-off): "
+                   f"{fp['stack_high_water']}")
     if "vm_line" in fp:
         out.append(f"the bench VM: {fp['vm_line']}")
     return out

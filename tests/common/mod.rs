@@ -4,7 +4,7 @@
 //! Shared by the integration tests (`mod common;`); not every test file uses every item.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -123,20 +123,35 @@ pub fn qemu_binary() -> String {
 /// Runs QEMU with `args` until it exits or `timeout` passes; then it is killed
 /// (a guest that never powers off is a failure, not a hang).
 pub fn run_qemu(args: &[String], timeout: Duration) -> Run {
-    run(args, timeout, None)
+    run(args, timeout, None, None)
+}
+
+/// As [`run_qemu`], with `input` typed on the serial console (QEMU's stdin) at
+/// once: it waits in the UART until the guest reads it.
+pub fn run_qemu_with_input(args: &[String], timeout: Duration, input: &[u8]) -> Run {
+    run(args, timeout, None, Some(input))
 }
 
 /// As [`run_qemu`], but also stops QEMU as soon as some serial line satisfies `until`
 /// (for a program that is expected to stop and wait forever).
 pub fn run_qemu_until(args: &[String], timeout: Duration, until: impl Fn(&str) -> bool) -> Run {
-    run(args, timeout, Some(&until))
+    run(args, timeout, Some(&until), None)
 }
 
-fn run(args: &[String], timeout: Duration, until: Option<&dyn Fn(&str) -> bool>) -> Run {
+fn run(
+    args: &[String],
+    timeout: Duration,
+    until: Option<&dyn Fn(&str) -> bool>,
+    input: Option<&[u8]>,
+) -> Run {
     let qemu = qemu_binary();
     let mut child = Command::new(&qemu)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -144,6 +159,13 @@ fn run(args: &[String], timeout: Duration, until: Option<&dyn Fn(&str) -> bool>)
             panic!("cannot start {qemu} ({e}): run `make test` (its set-up installs QEMU >= 8.2)")
         });
 
+    // Kept open until QEMU ends: a closed stdin is an end of input to QEMU.
+    let _stdin = input.map(|bytes| {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(bytes).expect("write QEMU's stdin");
+        stdin.flush().expect("flush QEMU's stdin");
+        stdin
+    });
     let stdout = collect(child.stdout.take().expect("stdout is piped"));
     let stderr = collect(child.stderr.take().expect("stderr is piped"));
     let start = Instant::now();
@@ -221,10 +243,39 @@ pub fn artifact(relative: &str) -> String {
 /// QEMU arguments that boot the hypervisor at EL2 with the boot bundle
 /// `build/<bundle>` (a config and its guests, see the Makefile).
 pub fn hypervisor_args(cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
+    image_args(Image::Release, cpu, smp, bundle)
+}
+
+/// The hypervisor images `make test` builds (Makefile `PROFILE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// `build/ferrovisor.bin`, what `make run` boots.
+    Release,
+    /// `build/ferrovisor-debug.bin`: unoptimized, debug assertions and overflow
+    /// checks on, its frames several times larger.
+    Debug,
+    /// `build/ferrovisor-overflow-test.bin`: a debug build whose CPUs recurse at
+    /// boot until they hit their stack's guard page.
+    OverflowTest,
+}
+
+impl Image {
+    /// The image's name under the build directory, without extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Release => "ferrovisor",
+            Image::Debug => "ferrovisor-debug",
+            Image::OverflowTest => "ferrovisor-overflow-test",
+        }
+    }
+}
+
+/// As [`hypervisor_args`], with the hypervisor image `image`.
+pub fn image_args(image: Image, cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
     let mut args = machine_args("virt,virtualization=on,gic-version=3", cpu, smp);
     args.extend([
         "-kernel".into(),
-        artifact("ferrovisor.bin"),
+        artifact(&format!("{}.bin", image.name())),
         "-initrd".into(),
         artifact(bundle),
     ]);

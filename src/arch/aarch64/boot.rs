@@ -7,10 +7,37 @@
 
 use core::arch::global_asm;
 
-/// Per-CPU stack size.
+use crate::mm::stack::{PAINT, StackArray};
+
+/// Per-CPU EL2 stack size, chosen from the high-water marks the hypervisor logs
+/// when the machine powers off (also in `make bench`'s footprint). Measured on
+/// QEMU virt, `-cpu max`: the boot CPU, which parses the device tree and the
+/// config and builds the VMs, peaks at 18.6 KiB in a release build (the demo and
+/// the two-vCPU Linux config), a CPU running a Linux vCPU at 2.4 KiB. An
+/// unoptimized build needs 4x that: 81 KiB on the boot CPU (its frames keep every
+/// temporary; the derived config deserializers alone take up to 19 KiB each), so
+/// debug builds get twice the release size. The guard page below each stack
+/// turns a wrong guess into a report ("stack overflow on cpuN"), never into
+/// corrupted memory.
+#[cfg(not(debug_assertions))]
 pub const STACK_SIZE: usize = 64 * 1024;
+/// See the release build's `STACK_SIZE`.
+#[cfg(debug_assertions)]
+pub const STACK_SIZE: usize = 128 * 1024;
+/// The unmapped guard below every stack (one 4 KiB page: rustc probes each page
+/// of a larger frame, see `mm::stack`).
+pub const GUARD_SIZE: usize = 4096;
+/// Per-CPU emergency stack: what the EL2 fault vector reports from. Reporting
+/// a stack overflow or a panic takes 1.7 KiB of it in a debug build (measured
+/// from its paint); 8 KiB leaves room for a longer panic message.
+pub const EMERGENCY_STACK_SIZE: usize = 8 * 1024;
 /// How many physical CPUs this build can drive.
 pub const MAX_CPUS: usize = 8;
+
+// Stacks are whole pages, so each guard page is page-aligned and can be unmapped.
+const _: () = assert!(
+    STACK_SIZE.is_multiple_of(GUARD_SIZE) && EMERGENCY_STACK_SIZE.is_multiple_of(GUARD_SIZE)
+);
 
 /// `text_offset` of the Image header: the image sits 2 MiB into DRAM, leaving the
 /// first 2 MiB to the boot loader's device tree (U-Boot's qemu_arm64 keeps it at
@@ -51,10 +78,11 @@ _start:
     msr     daifset, #0xf
     mov     x19, x0                 // the device tree, kept for Rust
 
-    // Boot CPU stack: the first slot of __fv_stacks.
+    // Boot CPU stack: slot 0 of __fv_stacks, above its guard page.
     adrp    x1, __fv_stacks
     add     x1, x1, :lo12:__fv_stacks
-    add     x1, x1, #{stack_size}
+    ldr     x2, ={stack_slot}
+    add     x1, x1, x2
     mov     sp, x1
 
     mrs     x1, CurrentEL
@@ -72,6 +100,9 @@ _start:
     // layouts below are the non-VHE ones), TGE = 0, RW = 1.
     mov     x1, #0x80000000
     msr     hcr_el2, x1
+    // TPIDR_EL2 resets to an UNKNOWN value; 0 means "no per-CPU data yet" to
+    // the EL2 fault vector until Rust sets it.
+    msr     tpidr_el2, xzr
     isb
     bl      fv_early_mmu_on
 
@@ -85,11 +116,24 @@ _start:
     stp     xzr, xzr, [x0], #16
     b       4b
 5:
+    // Paint every stack (nothing is on them yet: the code above pushed
+    // nothing), so the lowest word that lost its paint is a high-water mark.
+    adrp    x0, __fv_stacks
+    add     x0, x0, :lo12:__fv_stacks
+    adrp    x1, __fv_stacks_end
+    add     x1, x1, :lo12:__fv_stacks_end
+    ldr     x2, ={paint}
+10: cmp     x0, x1
+    b.hs    11f
+    stp     x2, x2, [x0], #16
+    b       10b
+11:
     adrp    x0, __fv_vectors
     add     x0, x0, :lo12:__fv_vectors
     msr     vbar_el2, x0
     isb
     mov     x0, x19
+    mov     x29, xzr                // the end of the frame-record chain (debuggers' backtraces stop here)
     bl      fv_main
 6:  wfe
     b       6b
@@ -102,10 +146,13 @@ fv_secondary_entry:
     mov     x19, x0
     mov     x1, #0x80000000
     msr     hcr_el2, x1
+    msr     tpidr_el2, xzr
     isb
+    // Stack: slot x19 of __fv_stacks (painted by the boot CPU with its caches
+    // on; this CPU first touches it with its own caches on, below).
     adrp    x1, __fv_stacks
     add     x1, x1, :lo12:__fv_stacks
-    mov     x2, #{stack_size}
+    ldr     x2, ={stack_slot}
     add     x3, x19, #1
     madd    x1, x2, x3, x1
     mov     sp, x1
@@ -118,6 +165,7 @@ fv_secondary_entry:
     msr     vbar_el2, x0
     isb
     mov     x0, x19
+    mov     x29, xzr
     bl      fv_secondary_main
 7:  wfe
     b       7b
@@ -191,15 +239,24 @@ __fv_early_l1:
 __fv_el2_root:
     .quad 0
 
+// The stacks: per CPU [guard page | stack], then per CPU [guard page |
+// emergency stack]. The EL2 map leaves the guard pages unmapped (mm::stack).
 .section .stacks, "aw", %nobits
 .balign 4096
 .global __fv_stacks
 __fv_stacks:
     .space {stacks_total}
+.global __fv_emergency_stacks
+__fv_emergency_stacks:
+    .space {emergency_total}
+.global __fv_stacks_end
+__fv_stacks_end:
 "#,
     text_offset = const TEXT_OFFSET,
-    stack_size = const STACK_SIZE,
-    stacks_total = const STACK_SIZE * MAX_CPUS,
+    stack_slot = const GUARD_SIZE + STACK_SIZE,
+    stacks_total = const (GUARD_SIZE + STACK_SIZE) * MAX_CPUS,
+    emergency_total = const (GUARD_SIZE + EMERGENCY_STACK_SIZE) * MAX_CPUS,
+    paint = const PAINT,
     block_device = const EARLY_BLOCK_DEVICE,
     block_normal = const EARLY_BLOCK_NORMAL,
     mair = const EARLY_MAIR,
@@ -207,12 +264,49 @@ __fv_stacks:
     sctlr = const SCTLR_EL2_ON,
 );
 
-/// The top of logical CPU `index`'s stack (the boot CPU is 0).
-pub fn stack_top(index: usize) -> usize {
+/// The CPUs' EL2 stacks (logical CPU `i` runs on stack `i`).
+pub fn stacks() -> StackArray {
     unsafe extern "C" {
         static __fv_stacks: u8;
     }
-    // Taking the address of an extern static is safe; nothing is read.
-    let base = core::ptr::addr_of!(__fv_stacks) as usize;
-    base + STACK_SIZE * (index + 1)
+    StackArray {
+        // Taking the address of an extern static is safe; nothing is read.
+        base: core::ptr::addr_of!(__fv_stacks) as u64,
+        size: STACK_SIZE as u64,
+        guard: GUARD_SIZE as u64,
+        count: MAX_CPUS,
+    }
+}
+
+/// The emergency stacks the EL2 fault vector switches to (one per CPU).
+pub fn emergency_stacks() -> StackArray {
+    unsafe extern "C" {
+        static __fv_emergency_stacks: u8;
+    }
+    StackArray {
+        // Taking the address of an extern static is safe; nothing is read.
+        base: core::ptr::addr_of!(__fv_emergency_stacks) as u64,
+        size: EMERGENCY_STACK_SIZE as u64,
+        guard: GUARD_SIZE as u64,
+        count: MAX_CPUS,
+    }
+}
+
+/// Test builds only (`--features stack-overflow-test`): recurses until this
+/// CPU's stack runs into its guard page, to show the overflow is caught and
+/// reported ("stack overflow on cpuN") rather than written over whatever lies
+/// below the stack.
+#[cfg(feature = "stack-overflow-test")]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fv_stack_overflow_test(depth: u64) -> u64 {
+    // Half a KiB per level, kept alive across the call so no level is optimized
+    // away or turned into a loop.
+    let mut frame = [depth; 64];
+    core::hint::black_box(&mut frame);
+    if core::hint::black_box(depth != u64::MAX) {
+        fv_stack_overflow_test(depth + 1).wrapping_add(frame[63])
+    } else {
+        frame[0]
+    }
 }

@@ -2,6 +2,7 @@
 //! focus) is decided by `devices::console`; this is only the hardware side.
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
 use super::uart::Pl011;
@@ -11,9 +12,12 @@ use super::uart::Pl011;
 pub const EARLY_UART: usize = 0x0900_0000;
 
 static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The console's base address, readable without the lock (for [`write_fatal`]).
+static UART_BASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Points the console at the PL011 at `base` (identity-mapped as Device).
 pub fn init(base: u64) {
+    UART_BASE.store(base as usize, Ordering::Release);
     // SAFETY: `base` comes from the host device tree (or EARLY_UART) and is mapped
     // as Device memory in the EL2 identity map; the console is its only user.
     *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
@@ -55,6 +59,33 @@ pub fn write_fmt(args: core::fmt::Arguments<'_>) {
     if let Some(u) = UART.lock().as_mut() {
         let _ = u.write_fmt(args);
     }
+}
+
+/// Writes a fatal report (a panic, a stack overflow) even if the console's lock
+/// is held — by this CPU, which may have faulted while printing, or by one that
+/// stopped: after waiting a bounded time for the lock, it writes regardless.
+/// Lines may then interleave with another CPU's; losing the report would be worse.
+pub fn write_fatal(args: core::fmt::Arguments<'_>) {
+    for _ in 0..1_000_000 {
+        if let Some(mut uart) = UART.try_lock() {
+            if let Some(u) = uart.as_mut() {
+                let _ = u.write_fmt(args);
+                return;
+            }
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    // Before `init` (a fault in the first steps of the boot), the early UART.
+    let base = match UART_BASE.load(Ordering::Acquire) {
+        0 => EARLY_UART,
+        base => base,
+    };
+    // SAFETY: `base` is the console PL011 that `init` was given, or the board's
+    // early UART, both mapped as Device (the early map makes everything outside
+    // the image's GiB Device); a second handle only adds bytes to its FIFO.
+    let mut u = unsafe { Pl011::new(base) };
+    let _ = u.write_fmt(args);
 }
 
 /// Entered from the boot code when the CPU is not at EL2 (MMU off, no device

@@ -30,10 +30,7 @@ global_asm!(
 .macro EL2_VECTOR kind
     .balign 0x80
     mov     x0, #\kind
-    mrs     x1, esr_el2
-    mrs     x2, elr_el2
-    mrs     x3, far_el2
-    b       fv_el2_exception
+    b       __fv_el2_fault
 .endm
 
 .section .text.vectors, "ax"
@@ -126,6 +123,38 @@ __fv_guest_sync:
     ldp     x0, x1, [sp], #16
     eret
 
+// An exception taken from EL2 itself: a hypervisor bug, reported and never
+// returned from. Its stack may be the one that overflowed (SP in the guard
+// page), so nothing is pushed before SP is moved to this CPU's emergency stack.
+// x0 = vector kind; x0-x10 are clobbered (x29, the frame pointer, is kept).
+__fv_el2_fault:
+    mov     x4, sp
+    mov     x6, x30
+    // The CPU's logical index from its PerCpu (TPIDR_EL2; 0 until it is set).
+    mrs     x5, tpidr_el2
+    cbz     x5, 1f
+    ldr     x5, [x5, #{percpu_index}]
+1:  cmp     x5, #{max_cpus}
+    csel    x5, x5, xzr, lo
+    adrp    x7, __fv_emergency_stacks
+    add     x7, x7, :lo12:__fv_emergency_stacks
+    ldr     x8, ={emergency_slot}
+    madd    x9, x8, x5, x7          // this CPU's slot: [guard | emergency stack]
+    add     x10, x9, x8             // its top
+    // Already on it (reporting faulted in turn): stop here, quietly.
+    cmp     x4, x9
+    b.lo    2f
+    cmp     x4, x10
+    b.hi    2f
+3:  wfe
+    b       3b
+2:  mov     sp, x10
+    mrs     x1, esr_el2
+    mrs     x2, elr_el2
+    mrs     x3, far_el2
+    bl      fv_el2_exception        // (kind, esr, elr, far, sp, cpu, lr): never returns
+    b       3b
+
 // The full exit. x1 = exit code; guest x0/x1 are on the stack.
 __fv_guest_exit:
     mrs     x0, tpidr_el2
@@ -186,6 +215,9 @@ __fv_enter_first:
 "#,
     ctr_off = const super::percpu::GUEST_CTR_EL0_OFFSET,
     frame_off = const super::percpu::FRAME_OFFSET,
+    percpu_index = const core::mem::offset_of!(super::percpu::PerCpu, index),
+    max_cpus = const super::boot::MAX_CPUS,
+    emergency_slot = const super::boot::GUARD_SIZE + super::boot::EMERGENCY_STACK_SIZE,
 );
 
 unsafe extern "C" {
@@ -216,10 +248,40 @@ extern "C" fn fv_guest_exit(code: u64) -> *mut GuestRegs {
     regs
 }
 
-/// An exception taken from EL2 itself: a hypervisor bug. Report and stop.
+/// An exception taken from EL2 itself: a hypervisor bug. Runs on this CPU's
+/// emergency stack; reports and stops. A fault on a stack's guard page is named
+/// as the stack overflow it is.
 #[unsafe(no_mangle)]
-extern "C" fn fv_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+extern "C" fn fv_el2_exception(
+    kind: u64,
+    esr: u64,
+    elr: u64,
+    far: u64,
+    sp: u64,
+    cpu: u64,
+    lr: u64,
+) -> ! {
+    use crate::mm::stack::{StackFault, classify_el2_fault};
+    if let StackFault::Overflow { cpu: owner } =
+        classify_el2_fault(&super::boot::stacks(), esr, far, sp)
+    {
+        // Each CPU runs only on its own stack, so the guard's owner is this CPU;
+        // say so if not. No allocation here: the overflow may have struck inside
+        // the allocator, with its lock held.
+        let odd = if owner as u64 == cpu {
+            ""
+        } else {
+            " (on another CPU's guard page)"
+        };
+        super::console::write_fatal(format_args!(
+            "\nferrovisor: stack overflow on cpu{cpu}: PC {elr:#x} LR {lr:#x} SP {sp:#x} FAR_EL2 {far:#x} ESR_EL2 {esr:#x}{odd}\n\
+             Ferrovisor stopped on this CPU. Its source line: addr2line -f -C -i -e <the image's ELF, build/ferrovisor*.elf> {elr:#x}\n"
+        ));
+        loop {
+            super::regs::wfe();
+        }
+    }
     panic!(
-        "exception in the hypervisor (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}"
+        "exception in the hypervisor (vector {kind}) on cpu{cpu}: ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x} SP={sp:#x} LR={lr:#x}"
     );
 }

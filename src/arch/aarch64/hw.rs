@@ -430,6 +430,7 @@ impl Hw for ArchHw {
     }
 
     fn system_off(&mut self) {
+        super::memory::log_stack_use();
         super::console::flush();
         firmware::system_off(conduit())
     }

@@ -43,6 +43,45 @@ pub fn image_range() -> (u64, u64) {
     )
 }
 
+/// The guard pages below every EL2 stack and emergency stack: the EL2 map
+/// leaves them unmapped, so a stack overflow faults there (see `mm::stack`).
+pub fn stack_guards() -> impl Iterator<Item = PhysRange> {
+    let (stacks, emergency) = (super::boot::stacks(), super::boot::emergency_stacks());
+    (0..stacks.count)
+        .map(move |i| stacks.guard(i))
+        .chain((0..emergency.count).map(move |i| emergency.guard(i)))
+}
+
+/// How many bytes of CPU `cpu`'s EL2 stack have ever been used (its
+/// high-water mark, from the paint the boot code put on every stack), and the
+/// stack's size.
+pub fn stack_high_water(cpu: usize) -> (usize, usize) {
+    let stack = super::boot::stacks().stack(cpu);
+    let words = (stack.size() / 8) as usize;
+    // SAFETY: the stack is identity-mapped Normal memory inside the image, 8-byte
+    // aligned; it is only read, and a word the owning CPU writes meanwhile reads as
+    // either its old or new value, which only moves the mark by that word.
+    let slice = unsafe { core::slice::from_raw_parts(stack.start as *const u64, words) };
+    (crate::mm::stack::high_water(slice), stack.size() as usize)
+}
+
+/// Logs the high-water mark of every EL2 stack a CPU has run on (at power-off,
+/// and so in `make bench`): the figures the stack size is chosen from.
+pub fn log_stack_use() {
+    use core::fmt::Write;
+    let mut line = alloc::string::String::new();
+    for cpu in 0..super::boot::MAX_CPUS {
+        let (used, _) = stack_high_water(cpu);
+        if used > 0 {
+            let _ = write!(line, " cpu{cpu} {used}");
+        }
+    }
+    log::info!(
+        "EL2 stack use (high-water, bytes):{line} of {} each",
+        super::boot::STACK_SIZE
+    );
+}
+
 /// A read-only view of a boot blob (the device tree, the boot bundle) that the
 /// boot loader left in RAM. The range is excluded from the frame allocator, so
 /// nothing else writes it for the whole run.

@@ -27,5 +27,5 @@ pub fn run(pcpu: Pcpu) -> ! {
     percpu::install_pcpu(pcpu);
     // SAFETY: `regs` belongs to a vCPU of the leaked run loop (it lives for
     // the whole run, and only this CPU uses it); the stack is this CPU's.
-    unsafe { exception::enter_first(regs, boot::stack_top(index) as u64) }
+    unsafe { exception::enter_first(regs, boot::stacks().top(index)) }
 }

@@ -1,0 +1,60 @@
+//! No guest can hold a physical CPU: a vCPU that powers off (PSCI CPU_OFF) or
+//! whose VM resets (PSCI SYSTEM_RESET) with its virtual timer armed to fire
+//! while it is off, its timer's interrupt pending, an SGI left active, or its
+//! timer interrupt left active, starts again when CPU_ON asks for it, and its
+//! timer still interrupts (tests/guests/powercycle). The VM resets once, with
+//! vCPU 1 running, an SGI active and its timer about to fire; the boot after
+//! the reset runs every scenario again.
+//!
+//! Runs on `-cpu max` and `-cpu cortex-a57`. Artifacts (`make test`):
+//! `build/ferrovisor.bin`, `build/powercycle.cpio` (boards/qemu-virt/powercycle.toml,
+//! tests/bundles.sh).
+
+mod common;
+
+use common::{BOOT_TIMEOUT, hypervisor_args, run_qemu_with_input};
+
+/// The guest's checks per boot (tests/guests/powercycle/src/main.rs `CHECKS`):
+/// four scenarios of four.
+const CHECKS: u32 = 16;
+const BANNER: &str = "Ferrovisor power-cycle guest";
+const RESETTING: &str = "powercycle: resetting";
+
+fn power_cycles(cpu: &str) {
+    // The `r` asks the first boot to end with a reset; the reset discards
+    // console input, so the second boot ends with SYSTEM_OFF.
+    let run = run_qemu_with_input(
+        &hypervisor_args(cpu, 2, "powercycle.cpio"),
+        BOOT_TIMEOUT,
+        b"r",
+    );
+    let report = run.report();
+    let banners = run.guest_lines().filter(|l| *l == BANNER).count();
+    assert_eq!(banners, 2, "-cpu {cpu}: one reset expected\n{report}");
+    assert!(
+        run.guest_lines().any(|l| l.starts_with(RESETTING)),
+        "-cpu {cpu}: no `{RESETTING}` line\n{report}"
+    );
+    // Each boot passes every check: the first before its reset, the second to
+    // its summary.
+    let passes = run
+        .guest_lines()
+        .filter(|l| l.starts_with("PASS: powercycle: "))
+        .count();
+    assert_eq!(
+        passes,
+        2 * CHECKS as usize,
+        "-cpu {cpu}: passes over both boots\n{report}"
+    );
+    run.assert_all_passed(CHECKS);
+}
+
+#[test]
+fn a_powered_off_or_reset_vcpu_starts_again_on_cpu_max() {
+    power_cycles("max");
+}
+
+#[test]
+fn a_powered_off_or_reset_vcpu_starts_again_on_cortex_a57() {
+    power_cycles("cortex-a57");
+}
