@@ -447,6 +447,7 @@ impl Vm {
             self.after_exit(vcpu);
             if cause == arch::ExitCause::Irq {
                 self.physical_irqs(vcpu);
+                service_console();
                 continue;
             }
             if cause != arch::ExitCause::Sync {
@@ -477,7 +478,7 @@ impl Vm {
                 .handle(exit)
             };
             self.update_device_lines();
-            console::flush_waiting();
+            service_console();
             match next {
                 Next::Resume => {}
                 Next::Idle => self.idle(vcpu),
@@ -664,12 +665,9 @@ impl Vm {
             {
                 return;
             }
-            // Console output waiting behind another VM's unfinished line must
-            // come out even if nothing else wakes this CPU.
-            console::flush_waiting();
-            if console::output_waiting() {
-                regs::arm_hyp_timer_ms(console::HOLD_MS);
-            }
+            // Console output this CPU queued must come out even if nothing
+            // else wakes it.
+            service_console();
             // Interrupts are masked at EL2, but a pending one still ends WFI.
             regs::wfi();
             self.physical_irqs(vcpu);
@@ -737,7 +735,7 @@ impl Vm {
         }
         if RUNNING_VMS.fetch_sub(1, Ordering::SeqCst) == 1 {
             info!("all VMs are off: powering the machine off");
-            arch::console::flush();
+            console::drain_all();
             firmware::system_off(self.host.firmware);
         }
     }
@@ -803,5 +801,13 @@ pub fn service_interrupts(console_input: fn()) {
         // No vCPU takes it here: complete it fully, so nothing stays active.
         gic::complete(intid, crate::vgic::host::Completion::DropAndDeactivate);
     }
-    console::flush_waiting();
+    service_console();
+}
+
+/// Sends some console output (bounded work, never waiting); while output this
+/// CPU queued still waits, arms the EL2 timer so the CPU comes back to it.
+fn service_console() {
+    if let Some(ms) = console::service() {
+        regs::arm_hyp_timer_ms(ms);
+    }
 }

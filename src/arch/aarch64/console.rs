@@ -2,7 +2,7 @@
 //! focus) is decided by `devices::console`; this is only the hardware side.
 
 use core::fmt::Write;
-use spin::Mutex;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::uart::Pl011;
 
@@ -10,49 +10,53 @@ use super::uart::Pl011;
 /// level (QEMU virt's PL011; a board whose UART lives elsewhere changes this).
 pub const EARLY_UART: usize = 0x0900_0000;
 
-static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The console UART's base address (0: none yet). Transmit and receive are
+/// used from different CPUs at once without a lock: they are separate FIFOs
+/// behind separate registers, and `devices::console` lets one CPU at a time
+/// transmit. So receiving never waits for transmission.
+static BASE: AtomicUsize = AtomicUsize::new(0);
+
+fn uart() -> Option<Pl011> {
+    match BASE.load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: a non-zero BASE was set by `init` from the host device tree (or
+        // EARLY_UART), mapped as Device memory in the EL2 identity map.
+        base => Some(unsafe { Pl011::new(base) }),
+    }
+}
 
 /// Points the console at the PL011 at `base` (identity-mapped as Device).
 pub fn init(base: u64) {
-    // SAFETY: `base` comes from the host device tree (or EARLY_UART) and is mapped
-    // as Device memory in the EL2 identity map; the console is its only user.
-    *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
+    BASE.store(base as usize, Ordering::Release);
 }
 
-/// Writes bytes as one unit (no other writer can interleave).
-pub fn write_bytes(bytes: &[u8]) {
-    if let Some(u) = UART.lock().as_ref() {
-        for &b in bytes {
-            if b == b'\n' {
-                u.put(b'\r');
-            }
-            u.put(b);
-        }
-    }
+/// Puts one byte into the transmit FIFO if it has room; never waits.
+pub fn try_put_byte(b: u8) -> bool {
+    uart().is_none_or(|u| u.try_put(b))
 }
 
 /// One byte of keyboard input, if any.
 pub fn read_byte() -> Option<u8> {
-    UART.lock().as_ref().and_then(|u| u.get())
+    uart().and_then(|u| u.get())
 }
 
 /// Lets keyboard input raise the UART's interrupt.
 pub fn enable_rx_interrupt() {
-    if let Some(u) = UART.lock().as_ref() {
+    if let Some(u) = uart() {
         u.enable_rx_interrupt();
     }
 }
 
 /// Waits until all output has left the UART (before powering off).
 pub fn flush() {
-    if let Some(u) = UART.lock().as_ref() {
+    if let Some(u) = uart() {
         u.flush();
     }
 }
 
-/// Writes formatted text as one unit.
+/// Writes formatted text directly, bypassing the console (the panic handler).
 pub fn write_fmt(args: core::fmt::Arguments<'_>) {
-    if let Some(u) = UART.lock().as_mut() {
+    if let Some(mut u) = uart() {
         let _ = u.write_fmt(args);
     }
 }
