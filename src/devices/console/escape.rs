@@ -43,8 +43,6 @@ pub struct Unit {
     pub guest_bytes: u8,
     /// The unit ends a line.
     pub ends_line: bool,
-    /// The unit shows the first bytes of a line.
-    pub starts_line: bool,
 }
 
 impl Unit {
@@ -54,7 +52,6 @@ impl Unit {
             len: 0,
             guest_bytes: 0,
             ends_line: false,
-            starts_line: false,
         }
     }
 
@@ -141,7 +138,6 @@ impl Escaper {
         let mut u = Unit::new();
         self.step(b, &mut u);
         u.guest_bytes = before + 1 - self.held();
-        u.starts_line = self.at_line_start && u.len > 0;
         if u.len > 0 {
             self.at_line_start = u.ends_line && u.bytes().ends_with(b"\n");
         }

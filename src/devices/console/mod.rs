@@ -9,17 +9,19 @@
 //! meanwhile, so a guest that honours it loses nothing.
 //!
 //! The queues are drained by [`service`], which the run loop calls after every
-//! exit and at every wake-up, and which never waits: whichever CPU gets the
-//! drain lock first (`try_lock`; the others go on) assembles whole tagged lines
+//! exit and at every wake-up, and which never waits. Whichever CPU gets the
+//! drain lock (`try_lock`: the others go on) assembles whole tagged lines
 //! ([`lines`]) and puts bytes into the UART's transmit FIFO only while it has
-//! room. How much one call sends is bounded by what its own CPU queued: each CPU
-//! owes the bytes its VM (or its log lines) added, and pays them off as it
-//! sends, at most [`SERVICE_MAX`] per call. A flooding VM's CPU therefore pays
-//! for the flood, and a quiet VM's CPU only for its own lines — which matters
-//! where writing to the UART blocks the writer (QEMU's PL011 writes each byte
-//! synchronously). Output nobody owes for (a CPU that stopped running) is sent
-//! by any CPU, [`HELP_BYTES`] per call, once nothing has gone out for
-//! [`STALE_MS`].
+//! room: about as many as its own CPU queued since the last call, at most
+//! [`SERVICE_MAX`]. Once a CPU is sending, the others leave the
+//! sending to it: a CPU whose own output waits while another sent within the
+//! last [`STALE_MS`] only asks to be called again, and its lines go out in
+//! their turn. Under a flood, the flooding VM's CPU (the one with output
+//! always waiting) does the sending, and a quiet VM's CPU does none — which
+//! matters where writing to the UART blocks the writer (QEMU's PL011 writes
+//! each byte synchronously). When nothing has gone out for [`STALE_MS`], any
+//! CPU sends: its own output, or [`HELP_BYTES`] of others' (a CPU that queued
+//! output and then stopped running leaves nothing stranded).
 //!
 //! Until the run loop first calls [`service`], log lines are written out where
 //! they are logged (boot is single-threaded, and a fatal boot error must be seen
@@ -62,11 +64,14 @@ const VM_QUEUE: usize = 8192;
 const HYP_QUEUE: usize = 16384;
 /// The most bytes one [`service`] call sends.
 pub const SERVICE_MAX: usize = 64;
-/// After this long (ms) without a byte sent, any CPU helps.
+/// After this long (ms) without a byte sent, any CPU sends; a CPU whose
+/// output waits while another sends is called again after this long.
 pub const STALE_MS: u64 = 20;
-/// What a CPU that owes nothing sends when it helps.
+/// What a CPU with no output of its own waiting sends in one call.
 pub const HELP_BYTES: usize = 16;
-/// Owed-byte counters, by CPU index modulo this.
+/// The least a CPU whose output waits sends in one call.
+const MIN_BURST: usize = 4;
+/// Per-CPU records, by CPU index modulo this.
 const CREDIT_SLOTS: usize = 64;
 /// The most keyboard bytes one [`poll_keyboard`] call takes.
 const KEYS_PER_POLL: usize = 64;
@@ -97,9 +102,6 @@ pub enum Source {
 struct Channel {
     out: TicketMutex<Output>,
     input: TicketMutex<InputQueue>,
-    /// What one line costs on the wire beyond its text: the tag and the `\r`
-    /// the UART gets before `\n`.
-    line_cost: usize,
     /// Bytes of the queue sent so far (compared with [`OutBuf::queued`]).
     sent: AtomicU64,
 }
@@ -116,20 +118,22 @@ static CHANNELS: RwLock<Vec<&'static Channel>> = RwLock::new(Vec::new());
 /// The line assembler and its staged bytes: whoever holds it sends.
 static DRAIN: TicketMutex<Lines> = TicketMutex::new(Lines::new());
 static KEYBOARD: TicketMutex<Keyboard> = TicketMutex::new(Keyboard::new());
-/// Bytes each CPU queued and has not yet paid for by sending.
-static OWED: [AtomicUsize; CREDIT_SLOTS] = [const { AtomicUsize::new(0) }; CREDIT_SLOTS];
 /// Where each CPU's last output went: the VM's slot (0: none) and the queue
 /// position after it, and the position after its last log line. The CPU's own
 /// output is out once both sources have sent that far.
 static MARK_SLOT: [AtomicUsize; CREDIT_SLOTS] = [const { AtomicUsize::new(0) }; CREDIT_SLOTS];
 static MARK_VM: [AtomicU64; CREDIT_SLOTS] = [const { AtomicU64::new(0) }; CREDIT_SLOTS];
 static MARK_HYP: [AtomicU64; CREDIT_SLOTS] = [const { AtomicU64::new(0) }; CREDIT_SLOTS];
+/// Bytes each CPU queued since its output was last all out, less what it has
+/// sent since: how much one call on that CPU may send.
+static QUEUED_BY: [AtomicUsize; CREDIT_SLOTS] = [const { AtomicUsize::new(0) }; CREDIT_SLOTS];
 /// Pushes so far, and how many of them a drainer had seen when it last found
 /// nothing left to send: output may be waiting while the two differ.
 static PUSHED: AtomicU64 = AtomicU64::new(0);
 static IDLE_AT: AtomicU64 = AtomicU64::new(0);
-/// When a byte last went out (ms).
+/// When a byte last went out (ms), and which CPU sent it.
 static LAST_SENT_MS: AtomicU64 = AtomicU64::new(0);
+static LAST_SENDER: AtomicUsize = AtomicUsize::new(0);
 /// The run loop services the console; log lines no longer go out where logged.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -146,20 +150,19 @@ fn channels_with_hypervisor() -> spin::RwLockReadGuard<'static, Vec<&'static Cha
         let mut ch = CHANNELS.write();
         if ch.is_empty() {
             lines.add_source(b"");
-            ch.push(new_channel(HYP_QUEUE, true, 1));
+            ch.push(new_channel(HYP_QUEUE, true));
         }
     }
     CHANNELS.read()
 }
 
-fn new_channel(queue: usize, marker_line: bool, line_cost: usize) -> &'static Channel {
+fn new_channel(queue: usize, marker_line: bool) -> &'static Channel {
     Box::leak(Box::new(Channel {
         out: TicketMutex::new(Output {
             esc: Escaper::new(),
             queue: OutBuf::new(queue, marker_line),
         }),
         input: TicketMutex::new(InputQueue::default()),
-        line_cost,
         sent: AtomicU64::new(0),
     }))
 }
@@ -171,7 +174,7 @@ pub fn add_vm(name: &str) -> usize {
     let mut lines = DRAIN.lock();
     let mut ch = CHANNELS.write();
     lines.add_source(tag.as_bytes());
-    ch.push(new_channel(VM_QUEUE, false, tag.len() + 1));
+    ch.push(new_channel(VM_QUEUE, false));
     KEYBOARD.lock().add_vm(name)
 }
 
@@ -189,9 +192,10 @@ fn this_cpu() -> usize {
     PHYSICAL.get().map_or(0, |p| (p.cpu_index)()) % CREDIT_SLOTS
 }
 
-/// Records that this CPU queued `bytes` more to send (after queuing them).
-fn owe(cpu: usize, bytes: usize) {
-    OWED[cpu].fetch_add(bytes, Ordering::Relaxed);
+/// Counts a push of `bytes` by CPU `cpu` (after the bytes are queued, so a
+/// drainer that has not seen the count has not finished).
+fn pushed(cpu: usize, bytes: usize) {
+    QUEUED_BY[cpu].fetch_add(bytes, Ordering::Relaxed);
     PUSHED.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -217,21 +221,23 @@ fn pending() -> bool {
 pub fn put(vm: usize, byte: u8) {
     let Some(ch) = vm_channel(vm) else { return };
     let cpu = this_cpu();
-    let cost = {
+    let bytes = {
         let mut out = ch.out.lock();
         let unit = out.esc.push(byte);
         if unit.guest_bytes == 0 {
             return; // held for the next byte
         }
-        if out.queue.push(unit.bytes(), unit.guest_bytes.into()) {
+        // A dropped unit is counted for the marker, which comes with the
+        // bytes that wait.
+        if !out.queue.push(unit.bytes(), unit.guest_bytes.into()) {
+            0
+        } else {
             MARK_SLOT[cpu].store(vm + 1, Ordering::Relaxed);
             MARK_VM[cpu].store(out.queue.queued(), Ordering::Relaxed);
-            unit.bytes().len() + if unit.starts_line { ch.line_cost } else { 0 }
-        } else {
-            0 // dropped: the marker is paid for by the bytes that wait
+            unit.bytes().len()
         }
     };
-    owe(cpu, cost);
+    pushed(cpu, bytes);
 }
 
 /// Whether VM `vm`'s output queue might not take another byte whole (what
@@ -249,14 +255,13 @@ pub fn output_below_half(vm: usize) -> bool {
 /// Queues one of the hypervisor's own lines (whole, ending in `\n`).
 fn hypervisor_line(line: &[u8]) {
     let cpu = this_cpu();
-    let queued = {
+    {
         let channels = channels_with_hypervisor();
         let mut out = channels[0].out.lock();
-        let queued = out.queue.push(line, line.len());
+        out.queue.push(line, line.len());
         MARK_HYP[cpu].store(out.queue.queued(), Ordering::Relaxed);
-        queued
-    };
-    owe(cpu, if queued { line.len() + 1 } else { 0 });
+    }
+    pushed(cpu, line.len());
     if !STARTED.load(Ordering::Acquire) {
         drain_all();
     }
@@ -281,28 +286,33 @@ pub fn service() -> Option<u64> {
     let p = PHYSICAL.get()?;
     STARTED.store(true, Ordering::Release);
     let cpu = this_cpu();
-    let owed = &OWED[cpu];
+    let queued_by = &QUEUED_BY[cpu];
     if !pending() {
-        owed.store(0, Ordering::Relaxed);
+        queued_by.store(0, Ordering::Relaxed);
         return None;
     }
     let channels = CHANNELS.read();
     let mine = mine_waiting(&channels, cpu);
     if !mine {
-        owed.store(0, Ordering::Relaxed);
+        queued_by.store(0, Ordering::Relaxed);
     }
-    let debt = owed.load(Ordering::Relaxed);
     let now = (p.now_ms)();
-    let budget = if debt > 0 {
-        debt.min(SERVICE_MAX)
-    } else if now.saturating_sub(LAST_SENT_MS.load(Ordering::Relaxed)) >= STALE_MS {
-        HELP_BYTES
-    } else {
-        // Paid up, and output is moving: whoever drains will send the rest.
+    let moving = now.saturating_sub(LAST_SENT_MS.load(Ordering::Relaxed)) < STALE_MS;
+    if moving && LAST_SENDER.load(Ordering::Relaxed) != cpu {
+        // Another CPU is sending: it sends this CPU's lines in their turn.
         return mine.then_some(STALE_MS);
+    }
+    // About as much as this CPU queued: a CPU that writes a byte per exit
+    // sends a byte or so per exit, in short bursts (QEMU holds its global lock
+    // through each byte, and a long burst would shut the other CPUs out).
+    let budget = if mine {
+        queued_by
+            .load(Ordering::Relaxed)
+            .clamp(MIN_BURST, SERVICE_MAX)
+    } else {
+        HELP_BYTES
     };
     let Some(mut lines) = DRAIN.try_lock() else {
-        // Another CPU is sending right now.
         return mine.then_some(STALE_MS);
     };
     let (sent, pumped) = drain(&mut lines, &channels, p, now, budget);
@@ -310,18 +320,18 @@ pub fn service() -> Option<u64> {
     drop(lines);
     if sent > 0 {
         LAST_SENT_MS.store(now, Ordering::Relaxed);
-        owed.store(debt.saturating_sub(sent), Ordering::Relaxed);
+        LAST_SENDER.store(cpu, Ordering::Relaxed);
+        let left = queued_by.load(Ordering::Relaxed).saturating_sub(sent);
+        queued_by.store(left, Ordering::Relaxed);
     }
     if !mine_waiting(&channels, cpu) {
-        owed.store(0, Ordering::Relaxed);
+        queued_by.store(0, Ordering::Relaxed);
         return None;
     }
-    Some(if owed.load(Ordering::Relaxed) == 0 {
-        STALE_MS
-    } else if let (Pumped::Hold(until), 0) = (pumped, staged) {
-        until.saturating_sub(now).max(1)
-    } else {
-        1
+    Some(match (pumped, staged) {
+        (Pumped::Hold(until), 0) => until.saturating_sub(now).max(1),
+        _ if sent > 0 => 1,
+        _ => STALE_MS,
     })
 }
 
