@@ -9,19 +9,21 @@
 //! meanwhile, so a guest that honours it loses nothing.
 //!
 //! The queues are drained by [`service`], which the run loop calls after every
-//! exit and at every wake-up, and which never waits. Whichever CPU gets the
-//! drain lock (`try_lock`: the others go on) assembles whole tagged lines
-//! ([`lines`]) and puts bytes into the UART's transmit FIFO only while it has
-//! room: about as many as its own CPU queued since the last call, at most
-//! [`SERVICE_MAX`]. Once a CPU is sending, the others leave the
-//! sending to it: a CPU whose own output waits while another sent within the
-//! last [`STALE_MS`] only asks to be called again, and its lines go out in
-//! their turn. Under a flood, the flooding VM's CPU (the one with output
-//! always waiting) does the sending, and a quiet VM's CPU does none — which
-//! matters where writing to the UART blocks the writer (QEMU's PL011 writes
-//! each byte synchronously). When nothing has gone out for [`STALE_MS`], any
-//! CPU sends: its own output, or [`HELP_BYTES`] of others' (a CPU that queued
-//! output and then stopped running leaves nothing stranded).
+//! exit and at every wake-up, and which never waits. The CPU that sends
+//! (holding the drain lock, which is only ever tried) assembles whole tagged
+//! lines ([`lines`]) and puts bytes into the UART's transmit FIFO only while it
+//! has room: about as many as its own CPU queued since its last call, at most
+//! [`SERVICE_MAX`] — or [`HELP_BYTES`] when it sends others' output only.
+//!
+//! Who sends: once a CPU is sending output of its own, it goes on — asking the
+//! run loop to call again until everything is out — and the other CPUs leave
+//! it to it: their lines go out in their turn, and their calls cost no more
+//! than a few loads while bytes keep going out. A CPU takes over when the
+//! sender is only helping and it has output of its own, or when nothing has
+//! gone out for [`STALE_MS`] (a sender that stopped running leaves nothing
+//! stranded). Under a flood, the flooding VM's CPU does the sending and a quiet
+//! VM's CPU does none; that matters where writing to the UART blocks the writer
+//! (QEMU's PL011 writes each byte synchronously, under a lock every CPU needs).
 //!
 //! Until the run loop first calls [`service`], log lines are written out where
 //! they are logged (boot is single-threaded, and a fatal boot error must be seen
@@ -64,13 +66,10 @@ const VM_QUEUE: usize = 8192;
 const HYP_QUEUE: usize = 16384;
 /// The most bytes one [`service`] call sends.
 pub const SERVICE_MAX: usize = 64;
-/// After this long (ms) without a byte sent, any CPU sends; a CPU whose
-/// output waits while another sends is called again after this long.
-pub const STALE_MS: u64 = 20;
+/// After this long (ms) without a byte sent, any CPU sends.
+pub const STALE_MS: u64 = 50;
 /// What a CPU with no output of its own waiting sends in one call.
 pub const HELP_BYTES: usize = 16;
-/// The least a CPU whose output waits sends in one call.
-const MIN_BURST: usize = 4;
 /// Per-CPU records, by CPU index modulo this.
 const CREDIT_SLOTS: usize = 64;
 /// The most keyboard bytes one [`poll_keyboard`] call takes.
@@ -124,16 +123,20 @@ static KEYBOARD: TicketMutex<Keyboard> = TicketMutex::new(Keyboard::new());
 static MARK_SLOT: [AtomicUsize; CREDIT_SLOTS] = [const { AtomicUsize::new(0) }; CREDIT_SLOTS];
 static MARK_VM: [AtomicU64; CREDIT_SLOTS] = [const { AtomicU64::new(0) }; CREDIT_SLOTS];
 static MARK_HYP: [AtomicU64; CREDIT_SLOTS] = [const { AtomicU64::new(0) }; CREDIT_SLOTS];
-/// Bytes each CPU queued since its output was last all out, less what it has
-/// sent since: how much one call on that CPU may send.
+/// Bytes each CPU wrote (queued or dropped) since its output was last all
+/// out, less what it has sent since: how much one call on that CPU may send.
 static QUEUED_BY: [AtomicUsize; CREDIT_SLOTS] = [const { AtomicUsize::new(0) }; CREDIT_SLOTS];
 /// Pushes so far, and how many of them a drainer had seen when it last found
 /// nothing left to send: output may be waiting while the two differ.
 static PUSHED: AtomicU64 = AtomicU64::new(0);
 static IDLE_AT: AtomicU64 = AtomicU64::new(0);
-/// When a byte last went out (ms), and which CPU sent it.
+/// When a byte last went out (ms); bytes sent so far; the CPU that sent last
+/// (shifted left by one) and whether it was sending output of its own (bit 0).
 static LAST_SENT_MS: AtomicU64 = AtomicU64::new(0);
-static LAST_SENDER: AtomicUsize = AtomicUsize::new(0);
+static SENT_TOTAL: AtomicU64 = AtomicU64::new(0);
+static SENDER: AtomicUsize = AtomicUsize::new(0);
+/// The bytes-sent count each CPU saw at its last [`service`] call.
+static SEEN_TOTAL: [AtomicU64; CREDIT_SLOTS] = [const { AtomicU64::new(0) }; CREDIT_SLOTS];
 /// The run loop services the console; log lines no longer go out where logged.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -229,13 +232,11 @@ pub fn put(vm: usize, byte: u8) {
         }
         // A dropped unit is counted for the marker, which comes with the
         // bytes that wait.
-        if !out.queue.push(unit.bytes(), unit.guest_bytes.into()) {
-            0
-        } else {
+        if out.queue.push(unit.bytes(), unit.guest_bytes.into()) {
             MARK_SLOT[cpu].store(vm + 1, Ordering::Relaxed);
             MARK_VM[cpu].store(out.queue.queued(), Ordering::Relaxed);
-            unit.bytes().len()
         }
+        unit.bytes().len()
     };
     pushed(cpu, bytes);
 }
@@ -296,21 +297,28 @@ pub fn service() -> Option<u64> {
     if !mine {
         queued_by.store(0, Ordering::Relaxed);
     }
-    let now = (p.now_ms)();
-    let moving = now.saturating_sub(LAST_SENT_MS.load(Ordering::Relaxed)) < STALE_MS;
-    if moving && LAST_SENDER.load(Ordering::Relaxed) != cpu {
-        // Another CPU is sending: it sends this CPU's lines in their turn.
-        return mine.then_some(STALE_MS);
+    let total = SENT_TOTAL.load(Ordering::Relaxed);
+    let progressed = SEEN_TOTAL[cpu].swap(total, Ordering::Relaxed) != total;
+    let sender = SENDER.load(Ordering::Relaxed);
+    let (sender_cpu, sender_owns) = (sender >> 1, sender & 1 != 0);
+    // Another CPU is sending its own output: it goes on until everything is
+    // out, this CPU's lines in their turn. Checked without the clock or the
+    // timer, which make an exit slow where they are slow to reach (QEMU).
+    let leave_it = sender_cpu != cpu && (sender_owns || !mine);
+    if leave_it && progressed {
+        return None;
     }
-    // About as much as this CPU queued: a CPU that writes a byte per exit
-    // sends a byte or so per exit, in short bursts (QEMU holds its global lock
-    // through each byte, and a long burst would shut the other CPUs out).
-    let budget = if mine {
-        queued_by
-            .load(Ordering::Relaxed)
-            .clamp(MIN_BURST, SERVICE_MAX)
-    } else {
-        HELP_BYTES
+    let now = (p.now_ms)();
+    if leave_it && now.saturating_sub(LAST_SENT_MS.load(Ordering::Relaxed)) < STALE_MS {
+        return None;
+    }
+    // This CPU sends: about as much as it wrote since its last call (a CPU that
+    // writes a byte per exit sends a byte or so per exit, in short bursts:
+    // QEMU holds its global lock through each byte, and a long burst would
+    // shut the other CPUs out), or a little when it has written nothing since.
+    let budget = match queued_by.load(Ordering::Relaxed) {
+        q if mine && q > 0 => q.min(SERVICE_MAX),
+        _ => HELP_BYTES,
     };
     let Some(mut lines) = DRAIN.try_lock() else {
         return mine.then_some(STALE_MS);
@@ -320,14 +328,14 @@ pub fn service() -> Option<u64> {
     drop(lines);
     if sent > 0 {
         LAST_SENT_MS.store(now, Ordering::Relaxed);
-        LAST_SENDER.store(cpu, Ordering::Relaxed);
+        SENDER.store(cpu << 1 | usize::from(mine), Ordering::Relaxed);
         let left = queued_by.load(Ordering::Relaxed).saturating_sub(sent);
         queued_by.store(left, Ordering::Relaxed);
     }
-    if !mine_waiting(&channels, cpu) {
-        queued_by.store(0, Ordering::Relaxed);
+    if !pending() {
         return None;
     }
+    // The sender comes back until everything is out.
     Some(match (pumped, staged) {
         (Pumped::Hold(until), 0) => until.saturating_sub(now).max(1),
         _ if sent > 0 => 1,
@@ -358,6 +366,7 @@ fn drain(
             break pumped;
         }
     };
+    SENT_TOTAL.fetch_add(sent as u64, Ordering::Relaxed);
     if pumped == Pumped::Idle && lines.staged() == 0 {
         IDLE_AT.store(seen, Ordering::SeqCst);
     }

@@ -251,7 +251,7 @@ fn rate(args: &str) -> ! {
         let t0 = board::cntvct();
         work(steps);
         let t1 = board::cntvct();
-        println!("victim: heartbeat {r}");
+        println!("victim: heartbeat {r}: {steps} steps done since the last one, all well");
         let t2 = board::cntvct();
         work(steps);
         let t3 = board::cntvct();
