@@ -17,14 +17,13 @@
 //!   in a VM survives its reset, so the guest cannot count its boots itself: the
 //!   harness counts the banners and decides, by what it types, how many resets happen.
 //!   Without a command it powers off after `max_seconds`.
-//! - `role=rate`: measures its own work rate while another VM floods the console
-//!   (`boards/qemu-virt/console-flood.toml`). From `start_ms` (bootargs) it counts
-//!   the steps of a fixed computation it completes in each of `windows` windows of
-//!   `window_ms`, looking at the counter only every `chunk_ms` or so, and prints a
-//!   heartbeat line every `heartbeat_ms` (0: it touches nothing but the counter).
-//!   Then it prints the counts and powers its VM off. Two such VMs side by side,
-//!   one with heartbeats and one without, see the same host and the same flood;
-//!   the harness compares their counts.
+//! - `role=rate`: measures what printing a heartbeat costs it while another VM
+//!   floods the console (`boards/qemu-virt/console-flood.toml`). From `start_ms`
+//!   (bootargs) it runs `rounds` rounds of two periods of the same computation
+//!   (sized at boot to take about `period_ms`): a quiet one, in which it touches
+//!   nothing but the counter (read at the two ends), and one that begins with a
+//!   heartbeat line. Then it prints each round's lengths in counter ticks and
+//!   powers its VM off; the harness compares the periods.
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
