@@ -32,6 +32,10 @@ pub const TERMINAL_RESET: &[u8] = b"\x1b[0m";
 /// The "source" of the bytes the console adds itself.
 const FRAMING: u16 = u16::MAX;
 
+/// Access to the sources' queues: `src(slot, f)` runs `f` on source `slot`'s
+/// queue (each under its own lock).
+pub type Sources<'a> = dyn FnMut(usize, &mut dyn FnMut(&mut OutBuf)) + 'a;
+
 /// What [`Lines::pump`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pumped {
@@ -89,13 +93,7 @@ impl Lines {
 
     /// Stages output from the sources at time `now` (ms): at most `budget` of
     /// their bytes, and only while fewer than [`STAGE_LOW`] bytes are staged.
-    /// `src(slot, f)` runs `f` on source `slot`'s queue (each under its own lock).
-    pub fn pump(
-        &mut self,
-        now: u64,
-        mut budget: usize,
-        src: &mut dyn FnMut(usize, &mut dyn FnMut(&mut OutBuf)),
-    ) -> Pumped {
+    pub fn pump(&mut self, now: u64, mut budget: usize, src: &mut Sources<'_>) -> Pumped {
         let n = self.tags.len();
         if self.fresh && n > 0 {
             self.fresh = false;
@@ -188,7 +186,7 @@ impl Lines {
     }
 }
 
-fn has_output(src: &mut dyn FnMut(usize, &mut dyn FnMut(&mut OutBuf)), slot: usize) -> bool {
+fn has_output(src: &mut Sources<'_>, slot: usize) -> bool {
     let mut any = false;
     src(slot, &mut |q| any = q.has_output());
     any

@@ -90,13 +90,6 @@ pub struct Physical {
     pub now_ms: fn() -> u64,
 }
 
-/// Who writes: the hypervisor itself or a VM (by index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Hypervisor,
-    Vm(usize),
-}
-
 /// One source's queues.
 struct Channel {
     out: TicketMutex<Output>,
@@ -265,15 +258,6 @@ fn hypervisor_line(line: &[u8]) {
     pushed(cpu, line.len());
     if !STARTED.load(Ordering::Acquire) {
         drain_all();
-    }
-}
-
-/// Emits `bytes` from `src` on the console: a VM's bytes as [`put`] does, the
-/// hypervisor's as one whole line.
-pub fn write(src: Source, bytes: &[u8]) {
-    match src {
-        Source::Hypervisor => hypervisor_line(bytes),
-        Source::Vm(vm) => bytes.iter().for_each(|&b| put(vm, b)),
     }
 }
 

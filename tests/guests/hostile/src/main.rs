@@ -30,6 +30,10 @@
 //!   (the victim's in host terms): INVALID_PARAMETERS;
 //! - its own emulated devices used as no driver would (odd sizes, pairs, writes to
 //!   ID registers, SGI broadcasts): any answer, as long as there is one.
+//! - its console: lines forged after a carriage return or backspaces, cursor
+//!   movement and erasure, hidden text, terminal queries, C1 controls, a
+//!   right-to-left override ([`CONSOLE_ATTACKS`]); the harness checks the raw
+//!   serial bytes, nothing of it may act on the terminal.
 //!
 //! Then it prints `N passed, M failed` and, instead of powering off, points
 //! VBAR_EL1 at an IPA with nothing behind it and executes UDF: each exception entry
