@@ -108,8 +108,9 @@ mod hyp {
         memory::init_heap();
         uart::init(uart::EARLY_UART as u64);
         console::init(console::Physical {
-            write: uart::write_bytes,
+            put: uart::try_put_byte,
             read: uart::read_byte,
+            flush: uart::flush,
             cpu_index: percpu::current_index,
             now_ms: regs::now_ms,
         });

@@ -1,10 +1,15 @@
 //! An emulated PL011 UART (Arm PrimeCell UART (PL011) Technical Reference
 //! Manual, DDI 0183G), the console every guest finds at QEMU virt's 0x0900_0000.
 //!
-//! Transmit is immediate: the transmit FIFO is always empty (UARTFR.TXFE = 1,
-//! TXFF = 0) and the transmit interrupt is always raised (UARTRIS.TXRIS = 1), as
-//! when a real FIFO drains instantly. Receive takes bytes from the shared
-//! console's queue for this VM.
+//! Transmit goes into this VM's queue on the shared console, which never waits
+//! for the physical UART. The queue stands for the transmit FIFO: UARTFR.TXFF is
+//! set while it might not take another byte (a guest that honours it loses
+//! nothing; one that does not has its excess dropped and counted), otherwise the
+//! FIFO reads as empty (TXFE = 1, BUSY = 0, so a driver that waits for the FIFO
+//! to empty after each byte, as Linux's earlycon does, is not held up by other
+//! VMs' output). The transmit interrupt (UARTRIS.TXRIS) is raised while the queue
+//! is at most half full, like a FIFO trigger level. Receive takes bytes from the
+//! console's input queue for this VM and never touches the physical UART.
 
 use alloc::boxed::Box;
 
@@ -15,6 +20,10 @@ pub trait ConsolePort: Send {
     fn put(&mut self, byte: u8);
     fn get(&mut self) -> Option<u8>;
     fn has_input(&self) -> bool;
+    /// The transmit side might not take another byte.
+    fn tx_full(&self) -> bool;
+    /// The transmit side is at most half full (the transmit interrupt level).
+    fn tx_below_half(&self) -> bool;
 }
 
 // Register offsets (TRM 3.2, Summary of registers).
@@ -36,6 +45,7 @@ const PERIPH_ID_BASE: u64 = 0xfe0;
 
 // UARTFR bits (TRM 3.3.3).
 const FR_RXFE: u64 = 1 << 4;
+const FR_TXFF: u64 = 1 << 5;
 const FR_TXFE: u64 = 1 << 7;
 // Interrupt bits, the same in RIS/MIS/IMSC/ICR (TRM 3.3.12-16).
 const INT_RX: u32 = 1 << 4;
@@ -82,7 +92,10 @@ impl Pl011 {
     }
 
     fn ris(&self) -> u32 {
-        let mut ris = self.ris_sticky | INT_TX;
+        let mut ris = self.ris_sticky;
+        if self.port.tx_below_half() {
+            ris |= INT_TX;
+        }
         if self.port.has_input() {
             ris |= INT_RX | INT_RT;
         }
@@ -109,7 +122,11 @@ impl MmioDevice for Pl011 {
             UARTDR => self.port.get().map(u64::from).unwrap_or(0),
             UARTRSR => 0,
             UARTFR => {
-                let mut fr = FR_TXFE;
+                let mut fr = if self.port.tx_full() {
+                    FR_TXFF
+                } else {
+                    FR_TXFE
+                };
                 if !self.port.has_input() {
                     fr |= FR_RXFE;
                 }
@@ -159,15 +176,19 @@ pub struct SharedConsolePort {
 
 impl ConsolePort for SharedConsolePort {
     fn put(&mut self, byte: u8) {
-        super::console::write(super::console::Source::Vm(self.vm), &[byte]);
+        super::console::put(self.vm, byte);
     }
     fn get(&mut self) -> Option<u8> {
-        super::console::poll_keyboard();
         super::console::take_input(self.vm)
     }
     fn has_input(&self) -> bool {
-        super::console::poll_keyboard();
         super::console::has_input(self.vm)
+    }
+    fn tx_full(&self) -> bool {
+        super::console::output_full(self.vm)
+    }
+    fn tx_below_half(&self) -> bool {
+        super::console::output_below_half(self.vm)
     }
 }
 
@@ -183,6 +204,7 @@ mod tests {
     struct Wire {
         out: Vec<u8>,
         input: VecDeque<u8>,
+        full: bool,
     }
     struct TestPort(Arc<Mutex<Wire>>);
     impl ConsolePort for TestPort {
@@ -194,6 +216,12 @@ mod tests {
         }
         fn has_input(&self) -> bool {
             !self.0.lock().input.is_empty()
+        }
+        fn tx_full(&self) -> bool {
+            self.0.lock().full
+        }
+        fn tx_below_half(&self) -> bool {
+            !self.0.lock().full
         }
     }
 
@@ -233,6 +261,23 @@ mod tests {
         assert!(
             u.irq_level(),
             "TX interrupt is raised while the FIFO is empty"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_shows_as_a_full_fifo() {
+        let (mut u, w) = uart();
+        u.write(acc(UARTIMSC), INT_TX as u64);
+        w.lock().full = true;
+        let fr = u.read(acc(UARTFR));
+        assert_eq!(fr & (FR_TXFF | FR_TXFE), FR_TXFF, "TXFF set, TXFE clear");
+        assert!(!u.irq_level(), "no TX interrupt while full");
+        assert_eq!(u.read(acc(UARTRIS)) as u32 & INT_TX, 0);
+        w.lock().full = false;
+        assert_eq!(u.read(acc(UARTFR)) & (FR_TXFF | FR_TXFE), FR_TXFE);
+        assert!(
+            u.irq_level(),
+            "the TX interrupt comes back once there is room"
         );
     }
 

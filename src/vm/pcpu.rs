@@ -196,6 +196,8 @@ pub struct Pcpu {
     slice_end: Option<u64>,
     /// What the EL2 timer is set to.
     hyp_deadline: Option<u64>,
+    /// When the console wants this CPU back to send output it queued.
+    console_due: Option<u64>,
     vms: &'static [Vm],
     uart_intid: Option<u32>,
     console_input: fn(),
@@ -214,6 +216,7 @@ impl Pcpu {
             rescan: true,
             slice_end: None,
             hyp_deadline: None,
+            console_due: None,
             vms: cfg.vms,
             uart_intid: cfg.uart_intid,
             console_input: cfg.console_input,
@@ -258,7 +261,21 @@ impl Pcpu {
         if let Some(i) = self.loaded {
             self.watch_timer(hw, i);
         }
+        self.service_console(hw);
         self.next(hw)
+    }
+
+    /// Lets the console send some output (bounded work, never waiting); while
+    /// output this CPU queued still waits, the EL2 timer brings it back.
+    fn service_console<H: Hw>(&mut self, hw: &mut H) {
+        self.console_due =
+            console::service().map(|ms| hw.counter() + hw.counter_frequency() / 1000 * ms.max(1));
+        if let Some(d) = self.console_due
+            && self.hyp_deadline.is_none_or(|x| x > d)
+        {
+            self.hyp_deadline = Some(d);
+            hw.set_hyp_timer(Some(d));
+        }
     }
 
     /// The first entry on this CPU, or after a CPU had nothing to run.
@@ -279,7 +296,7 @@ impl Pcpu {
                 }
             }
             self.rescan = false;
-            console::flush_waiting();
+            self.service_console(hw);
             self.review(hw);
             match self.pick(hw) {
                 Some(n) => {
@@ -692,8 +709,7 @@ impl Pcpu {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
         }
-        if console::output_waiting() {
-            let d = hw.counter() + hw.counter_frequency() / 1000 * console::HOLD_MS;
+        if let Some(d) = self.console_due {
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
         if deadline != self.hyp_deadline {
@@ -704,7 +720,7 @@ impl Pcpu {
 
     /// Nothing to run: sleep until an interrupt, then take it.
     fn idle<H: Hw>(&mut self, hw: &mut H) {
-        console::flush_waiting();
+        self.service_console(hw);
         self.slice_end = None;
         self.set_hyp_timer(hw);
         hw.wait_for_interrupt();

@@ -3,7 +3,6 @@
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use spin::Mutex;
 
 use super::uart::Pl011;
 
@@ -11,73 +10,64 @@ use super::uart::Pl011;
 /// level (QEMU virt's PL011; a board whose UART lives elsewhere changes this).
 pub const EARLY_UART: usize = 0x0900_0000;
 
-static UART: Mutex<Option<Pl011>> = Mutex::new(None);
-/// The console's base address, readable without the lock (for [`write_fatal`]).
-static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+/// The console UART's base address (0: none yet). Transmit and receive are
+/// used from different CPUs at once without a lock: they are separate FIFOs
+/// behind separate registers, and `devices::console` lets one CPU at a time
+/// transmit. So receiving never waits for transmission.
+static BASE: AtomicUsize = AtomicUsize::new(0);
+
+fn uart() -> Option<Pl011> {
+    match BASE.load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: a non-zero BASE was set by `init` from the host device tree (or
+        // EARLY_UART), mapped as Device memory in the EL2 identity map.
+        base => Some(unsafe { Pl011::new(base) }),
+    }
+}
 
 /// Points the console at the PL011 at `base` (identity-mapped as Device).
 pub fn init(base: u64) {
-    UART_BASE.store(base as usize, Ordering::Release);
-    // SAFETY: `base` comes from the host device tree (or EARLY_UART) and is mapped
-    // as Device memory in the EL2 identity map; the console is its only user.
-    *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
+    BASE.store(base as usize, Ordering::Release);
 }
 
-/// Writes bytes as one unit (no other writer can interleave).
-pub fn write_bytes(bytes: &[u8]) {
-    if let Some(u) = UART.lock().as_ref() {
-        for &b in bytes {
-            if b == b'\n' {
-                u.put(b'\r');
-            }
-            u.put(b);
-        }
-    }
+/// Puts one byte into the transmit FIFO if it has room; never waits.
+pub fn try_put_byte(b: u8) -> bool {
+    uart().is_none_or(|u| u.try_put(b))
 }
 
 /// One byte of keyboard input, if any.
 pub fn read_byte() -> Option<u8> {
-    UART.lock().as_ref().and_then(|u| u.get())
+    uart().and_then(|u| u.get())
 }
 
 /// Lets keyboard input raise the UART's interrupt.
 pub fn enable_rx_interrupt() {
-    if let Some(u) = UART.lock().as_ref() {
+    if let Some(u) = uart() {
         u.enable_rx_interrupt();
     }
 }
 
 /// Waits until all output has left the UART (before powering off).
 pub fn flush() {
-    if let Some(u) = UART.lock().as_ref() {
+    if let Some(u) = uart() {
         u.flush();
     }
 }
 
-/// Writes formatted text as one unit.
+/// Writes formatted text directly, bypassing the console (the panic handler).
 pub fn write_fmt(args: core::fmt::Arguments<'_>) {
-    if let Some(u) = UART.lock().as_mut() {
+    if let Some(mut u) = uart() {
         let _ = u.write_fmt(args);
     }
 }
 
-/// Writes a fatal report (a panic, a stack overflow) even if the console's lock
-/// is held — by this CPU, which may have faulted while printing, or by one that
-/// stopped: after waiting a bounded time for the lock, it writes regardless.
-/// Lines may then interleave with another CPU's; losing the report would be worse.
+/// Writes a fatal report (a panic, a stack overflow) whatever state the
+/// console is in: no lock is taken (the faulting CPU may hold the console's),
+/// and before `init` (a fault in the first steps of the boot) the early UART
+/// is used. Lines may interleave with another CPU's; losing the report would
+/// be worse.
 pub fn write_fatal(args: core::fmt::Arguments<'_>) {
-    for _ in 0..1_000_000 {
-        if let Some(mut uart) = UART.try_lock() {
-            if let Some(u) = uart.as_mut() {
-                let _ = u.write_fmt(args);
-                return;
-            }
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    // Before `init` (a fault in the first steps of the boot), the early UART.
-    let base = match UART_BASE.load(Ordering::Acquire) {
+    let base = match BASE.load(Ordering::Acquire) {
         0 => EARLY_UART,
         base => base,
     };

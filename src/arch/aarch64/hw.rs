@@ -431,7 +431,7 @@ impl Hw for ArchHw {
 
     fn system_off(&mut self) {
         super::memory::log_stack_use();
-        super::console::flush();
+        crate::devices::console::drain_all();
         firmware::system_off(conduit())
     }
 }

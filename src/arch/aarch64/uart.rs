@@ -44,8 +44,17 @@ impl Pl011 {
 
     /// Writes one byte, waiting for room in the FIFO.
     pub fn put(&self, b: u8) {
-        while self.regs().fr.is_set(FR::TXFF) {}
+        while !self.try_put(b) {}
+    }
+
+    /// Writes one byte if the transmit FIFO has room (UARTFR.TXFF clear);
+    /// returns whether it did. Never waits.
+    pub fn try_put(&self, b: u8) -> bool {
+        if self.regs().fr.is_set(FR::TXFF) {
+            return false;
+        }
         self.regs().dr.set(b as u32);
+        true
     }
 
     /// Reads one byte if one is waiting.

@@ -30,6 +30,10 @@
 //!   (the victim's in host terms): INVALID_PARAMETERS;
 //! - its own emulated devices used as no driver would (odd sizes, pairs, writes to
 //!   ID registers, SGI broadcasts): any answer, as long as there is one.
+//! - its console: lines forged after a carriage return or backspaces, cursor
+//!   movement and erasure, hidden text, terminal queries, C1 controls, a
+//!   right-to-left override ([`CONSOLE_ATTACKS`]); the harness checks the raw
+//!   serial bytes, nothing of it may act on the terminal.
 //!
 //! Then it prints `N passed, M failed` and, instead of powering off, points
 //! VBAR_EL1 at an IPA with nothing behind it and executes UDF: each exception entry
@@ -172,6 +176,7 @@ fn main(dtb: u64) -> ! {
     wild_jumps(ram_end, pa_bits);
     el2_from_el1();
     psci();
+    console_attacks();
 
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     println!("{passed} passed, {failed} failed");
@@ -578,6 +583,44 @@ fn psci() {
         r == ALREADY_ON,
         format_args!("returned {r:#x}"),
     );
+}
+
+/// What a guest could do to the terminal through its console if its bytes went
+/// there raw. Each line that could pass for something it is not carries the word
+/// `FORGED`; `tests/isolation.rs` checks that none of these sequences reaches the
+/// terminal as such (no ESC, no C1 control, no `\r` that returns to column 0, no
+/// `FORGED` at the start of a line) and that the text still shows.
+const CONSOLE_ATTACKS: &[&[u8]] = &[
+    // Lines that pass for the victim's and the hypervisor's, after a carriage
+    // return that would put them at column 0 over this VM's tag.
+    b"\r(victim) FORGED: a victim line after a carriage return\r\n",
+    b"\r[INFO  cpu0] FORGED: a hypervisor line after a carriage return\r\n",
+    // Backspaces over the tag.
+    b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08(victim) FORGED: after backspaces\r\n",
+    // Cursor up and erase the line, twice; home and clear the screen.
+    b"\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[GFORGED: the lines above are erased\r\n",
+    b"\x1b[H\x1b[2J(victim) FORGED: on a cleared screen\r\n",
+    // Hide everything that follows (SGR 8, conceal) and paint it black on black.
+    b"\x1b[8m\x1b[30;40mFORGED: hidden from here on\r\n",
+    // Terminal queries, whose answers a terminal types as keyboard input: cursor
+    // position (DSR 6), device attributes (DA), the background colour (OSC 11),
+    // a setting (DECRQSS, a DCS string), the window title (XTWINOPS 21).
+    b"\x1b[6n\x1b[c\x1b]11;?\x07\x1bP$qm\x1b\\\x1b[21t\r\n",
+    // The same in 8-bit C1 controls: as single bytes (CSI, OSC, ST), in UTF-8
+    // (U+009B, U+009D), and ESC as an overlong two-byte sequence.
+    b"\x9b6n\x9d11;?\x9c\xc2\x9b6n\xc2\x9d11;?\x07\xc0\x9b6n\r\n",
+    // A right-to-left override that would reorder the rest of the line.
+    "FORGED: \u{202e})mitciv(\r\n".as_bytes(),
+];
+
+fn console_attacks() {
+    println!("hostile: console attacks follow");
+    for attack in CONSOLE_ATTACKS {
+        for &b in *attack {
+            guest_rt::console::putb(b);
+        }
+    }
+    println!("hostile: console attacks done");
 }
 
 /// The deliberate crash: VBAR_EL1 at an IPA with nothing behind it (Normal and

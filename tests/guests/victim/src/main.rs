@@ -17,6 +17,13 @@
 //!   in a VM survives its reset, so the guest cannot count its boots itself: the
 //!   harness counts the banners and decides, by what it types, how many resets happen.
 //!   Without a command it powers off after `max_seconds`.
+//! - `role=rate`: measures what printing a heartbeat costs it while another VM
+//!   floods the console (`boards/qemu-virt/console-flood.toml`). From `start_ms`
+//!   (bootargs) it runs `rounds` rounds of two periods of the same computation
+//!   (sized at boot to take about `period_ms`): a quiet one, in which it touches
+//!   nothing but the counter (read at the two ends), and one that begins with a
+//!   heartbeat line. Then it prints each round's lengths in counter ticks and
+//!   powers its VM off; the harness compares the periods.
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -66,6 +73,7 @@ fn main(dtb: u64) -> ! {
     match fdt::bootarg(args, "role").unwrap_or("victim") {
         "resetter" => resetter(dtb, tree.is_some(), max_seconds),
         "victim" => victim(tree.and_then(|t| t.memory()), max_seconds),
+        "rate" => rate(args),
         other => {
             check!("victim: known role", false, "bootargs role={other}");
             finish()
@@ -191,6 +199,71 @@ fn victim(ram: Option<(u64, u64)>, max_seconds: u64) -> ! {
         corrupted.is_none() && checksum_ok,
         "after {passes} passes: first damage {corrupted:x?}, checksum still {checksum:#x}: {checksum_ok}"
     );
+    finish()
+}
+
+/// The most rounds `role=rate` runs.
+const MAX_ROUNDS: usize = 64;
+
+/// A fixed amount of work touching nothing but registers: `n` SplitMix64 steps.
+fn work(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(pattern(core::hint::black_box(i) as usize));
+    }
+    core::hint::black_box(acc)
+}
+
+fn rate(args: &str) -> ! {
+    let arg = |key: &str, default: u64| {
+        fdt::bootarg(args, key)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let period_ms = arg("period_ms", 100);
+    let rounds = (arg("rounds", 16) as usize).clamp(1, MAX_ROUNDS);
+    let start_ms = arg("start_ms", 2000);
+    println!("Ferrovisor victim guest: role=rate");
+    // How much work makes a period: doubled until it takes a quarter period,
+    // then scaled by the fastest of several tries (the host may be busy).
+    let freq = board::cntfrq().max(1);
+    let time = |n: u64| {
+        let t0 = board::cntvct();
+        work(n);
+        board::cntvct() - t0
+    };
+    let mut n = 1u64 << 10;
+    while time(n) * 4000 < period_ms * freq {
+        n *= 2;
+    }
+    let best = (0..5).map(|_| time(n)).min().unwrap_or(1).max(1);
+    let steps = (n * period_ms * freq / (best * 1000)).max(1);
+    println!(
+        "victim: rate: {rounds} rounds of {steps} steps (about {period_ms} ms) from {start_ms} ms"
+    );
+    while board::millis() < start_ms {}
+
+    let mut quiet = [0u64; MAX_ROUNDS];
+    let mut beat = [0u64; MAX_ROUNDS];
+    let mut print = [0u64; MAX_ROUNDS];
+    for r in 0..rounds {
+        let t0 = board::cntvct();
+        work(steps);
+        let t1 = board::cntvct();
+        println!("victim: heartbeat {r}: {steps} steps done since the last one, all well");
+        let t2 = board::cntvct();
+        work(steps);
+        let t3 = board::cntvct();
+        quiet[r] = t1 - t0;
+        beat[r] = t3 - t1;
+        print[r] = t2 - t1;
+    }
+    for r in 0..rounds {
+        println!(
+            "victim: rate round {r}: quiet {} ticks, with heartbeat {} ticks, the heartbeat {} ticks",
+            quiet[r], beat[r], print[r]
+        );
+    }
     finish()
 }
 
