@@ -166,7 +166,8 @@ impl Vm {
     /// vCPU `i` will run on physical CPU `pcpus[i]`.
     pub fn create(spec: VmSpec, pcpus: Vec<usize>, host: Host) -> Result<Vm, VmError> {
         let pages = spec.ram_size.div_ceil(PAGE_SIZE) as usize;
-        let ram = memory::alloc_frames(pages, (RAM_ALIGN / PAGE_SIZE) as usize).ok_or(
+        // Not zeroed here: `load` zeroes it to the point of coherency.
+        let ram = memory::alloc_frames_unzeroed(pages, (RAM_ALIGN / PAGE_SIZE) as usize).ok_or(
             VmError::OutOfMemory {
                 what: "guest RAM",
                 bytes: spec.ram_size,
@@ -301,21 +302,33 @@ impl Vm {
         };
         let base = s.ram_base;
         let mut frames = self.ram.lock();
+        let pa = frames.pa();
+        // The guest starts with its MMU off, so its data accesses bypass the caches
+        // (Device, combined with stage 2's Normal) and read memory: the zeroes and
+        // the images must be at the point of coherency, and no dirty line of this
+        // RAM may stay in a cache (written back later, it would overwrite what the
+        // guest stored). Zeroing every byte (DC ZVA) also replaces whatever an
+        // earlier run of this VM left, cached or not (DC ZVA is a store, so the
+        // coherent caches of every CPU give up their copies); cleaning each line
+        // (DC CVAC) then leaves only clean lines equal to memory, which a guest that
+        // later turns its caches on may hit without harm. Invalidating is not
+        // needed on top. The per-line clean of all RAM is what FEAT_S2FWB (a
+        // stage 2 that forces write-back) would make unnecessary.
+        arch::ram::zero_range_to_poc(pa, frames.len() as u64);
         let ram = frames.bytes_mut();
-        ram.fill(0);
         for seg in &plan.segments {
             let off = (seg.guest_pa - base) as usize;
             ram[off..off + seg.file.len()].copy_from_slice(&s.kernel[seg.file.clone()]);
+            arch::ram::clean_range_to_poc(pa + off as u64, seg.file.len() as u64);
         }
         if let (Some(r), Some(bytes)) = (lay.initrd.clone(), s.initrd) {
             let off = (r.start - base) as usize;
             ram[off..off + bytes.len()].copy_from_slice(bytes);
+            arch::ram::clean_range_to_poc(pa + off as u64, bytes.len() as u64);
         }
         let off = (lay.dtb.start - base) as usize;
         ram[off..off + dtb.len()].copy_from_slice(&dtb);
-        // The guest starts with its MMU and caches off: its accesses bypass the
-        // caches, so what was just written through them must reach memory.
-        regs::dcache_clean_invalidate(frames.pa(), frames.len() as u64);
+        arch::ram::clean_range_to_poc(pa + off as u64, dtb.len() as u64);
         regs::icache_invalidate_all();
         // The guest's virtual counter starts near zero (CNTVCT = CNTPCT - CNTVOFF).
         self.cntvoff

@@ -99,10 +99,18 @@ pub fn free_bytes() -> u64 {
 
 /// `pages` zeroed, contiguous frames aligned to `align_pages` frames.
 pub fn alloc_frames(pages: usize, align_pages: usize) -> Option<OwnedFrames> {
-    let pa = FRAMES.lock().as_mut()?.alloc(pages, align_pages)?;
-    let mut f = OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize);
-    f.bytes_mut().fill(0);
+    let f = alloc_frames_unzeroed(pages, align_pages)?;
+    super::ram::zero_range(f.pa(), f.len() as u64);
     Some(f)
+}
+
+/// `pages` contiguous frames aligned to `align_pages` frames, holding whatever
+/// they held before. Only for memory the caller overwrites entirely before
+/// anything reads it: guest RAM, which `Vm::load` zeroes (to the point of
+/// coherency, as a guest with its caches off needs) on every load.
+pub fn alloc_frames_unzeroed(pages: usize, align_pages: usize) -> Option<OwnedFrames> {
+    let pa = FRAMES.lock().as_mut()?.alloc(pages, align_pages)?;
+    Some(OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize))
 }
 
 /// Gives frames back.

@@ -1,6 +1,7 @@
 //! aarch64 at EL2: entry and Image header, vectors and world switch, EL2 MMU,
-//! TLB/cache maintenance, system-register accessors, firmware PSCI calls, the
-//! physical UART. All `unsafe` and assembly of Ferrovisor live here.
+//! TLB/cache maintenance, bulk zeroing of RAM, system-register accessors,
+//! firmware PSCI calls, the physical UART. All `unsafe` and assembly of
+//! Ferrovisor live here.
 
 pub mod boot;
 pub mod console;
@@ -11,6 +12,7 @@ pub mod gic;
 pub mod hostgic;
 pub mod memory;
 pub mod percpu;
+pub mod ram;
 pub mod regs;
 pub mod uart;
 
