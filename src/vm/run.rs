@@ -32,6 +32,7 @@ use crate::vm::exit::{ExitContext, FaultLog, Next, SysRegResult};
 use crate::vm::guest_fdt::{self, GuestMachine};
 use crate::vm::image::{ImageKind, LoadPlan, plan_load};
 use crate::vm::layout::{self, BootLayout};
+use crate::vm::stats;
 use alloc::sync::Arc;
 
 /// SPIs of a VM's vGIC (INTIDs 32..96: the console's 33, passthrough devices).
@@ -456,7 +457,7 @@ impl Vm {
                 return;
             }
             self.before_entry(vcpu);
-            let cause = arch::enter_guest(gprs);
+            let cause = stats::run_guest(gprs);
             self.after_exit(vcpu);
             if cause == arch::ExitCause::Irq {
                 self.physical_irqs(vcpu);
@@ -633,6 +634,7 @@ impl Vm {
         loop {
             let intid = gic::acknowledge();
             let kind = classify(intid, &self.passthrough_spis);
+            stats::irq(&kind);
             match kind {
                 PhysIrq::Spurious => break,
                 PhysIrq::VirtualTimer => {
