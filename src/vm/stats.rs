@@ -23,7 +23,10 @@ use crate::sysreg::SysReg;
 use crate::sysreg::table::SysRegDesc;
 use crate::trap::{Exit, WfxKind};
 use crate::vgic::host::PhysIrq;
-use crate::vm::guest_fdt::{VIRT_GICD, VIRT_GICR_BASE, VIRT_UART};
+use crate::vm::guest_fdt::{
+    GICV3_REDISTRIBUTOR_STRIDE as GICR_STRIDE, VIRT_GICD, VIRT_GICR_BASE, VIRT_GICR_MAX_VCPUS,
+    VIRT_UART,
+};
 
 /// Whether exits are counted (set once at boot).
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -352,9 +355,11 @@ fn mmio_name(key: u64) -> String {
         format!("GICD+{:#x}", ipa - VIRT_GICD.base)
     } else if (VIRT_UART.base..VIRT_UART.base + VIRT_UART.size).contains(&ipa) {
         format!("UART+{:#x}", ipa - VIRT_UART.base)
-    } else if ipa >= VIRT_GICR_BASE && ipa < VIRT_GICR_BASE + 0xF6_0000 {
+    } else if (VIRT_GICR_BASE..VIRT_GICR_BASE + VIRT_GICR_MAX_VCPUS as u64 * GICR_STRIDE)
+        .contains(&ipa)
+    {
         let off = ipa - VIRT_GICR_BASE;
-        format!("GICR{}+{:#x}", off / 0x2_0000, off % 0x2_0000)
+        format!("GICR{}+{:#x}", off / GICR_STRIDE, off % GICR_STRIDE)
     } else {
         format!("{ipa:#x}")
     };
