@@ -12,11 +12,11 @@
 //! times in a row moves the focus to the next VM (as on Xen's console); Ctrl-a
 //! pressed fewer times and followed by another key is passed on to the VM.
 
+use crate::sync::Mutex;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use spin::Mutex;
 
 /// Ctrl-a: the default key that switches the input focus.
 pub const SWITCH_KEY: u8 = 0x01;

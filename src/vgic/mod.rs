@@ -152,7 +152,7 @@ use sgi::SgiRegister;
 pub use mmio::{GicdMmio, GicrMmio};
 
 /// A VM's vGIC, shared by its vCPUs (each on its own physical CPU).
-pub type SharedVgic = Arc<spin::Mutex<Vgic>>;
+pub type SharedVgic = Arc<crate::sync::Mutex<Vgic>>;
 
 /// The shape of a VM's vGIC.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -657,7 +657,7 @@ fn save_and_restore_through_the_hardware_trait() {
 
 #[test]
 fn mmio_windows_on_the_bus() {
-    let shared: SharedVgic = Arc::new(spin::Mutex::new(vgic(2)));
+    let shared: SharedVgic = Arc::new(crate::sync::Mutex::new(vgic(2)));
     let mut bus = MmioBus::new();
     mmio::attach(&mut bus, &shared, 0x0800_0000, 0x080A_0000).unwrap();
     assert_eq!(bus.read(0x0800_FFE8, 4).map(|v| (v >> 4) & 0xf), Some(3));

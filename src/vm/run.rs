@@ -10,9 +10,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::sync::Mutex;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use log::{debug, error, info, warn};
-use spin::Mutex;
 
 use crate::arch::{self, GuestRegs, LiveEl1, firmware, memory, regs};
 use crate::arch::{gic, hostgic};

@@ -1,8 +1,8 @@
 //! The physical console UART. What goes out on it (VM tags, log lines, input
 //! focus) is decided by `devices::console`; this is only the hardware side.
 
+use crate::sync::Mutex;
 use core::fmt::Write;
-use spin::Mutex;
 
 use super::uart::Pl011;
 
