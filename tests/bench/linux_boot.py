@@ -22,12 +22,13 @@ boot (a row of the bench guest).
 Repeatability: the guest's random numbers are the one input that differs from
 run to run under icount. `-cpu max` has FEAT_RNG, and QEMU answers RNDR/RNDRRS
 from the host's entropy unless `-seed` fixes its generator; Linux seeds KASLR and
-its CRNG from them, so each boot's layout and hash seeds differ, and under
-Ferrovisor, where every console byte costs two exits, that shifts which vCPU
-prints and how long the other waits for the console lock: the boots' guest times
-spread by 15 %. `dtb-randomness=off` keeps QEMU's seeds out of the device tree
-and `-seed` (both boots, the same value) pins RNDR: then every boot repeats to
-the microsecond, which the summary checks (`identical`).
+its CRNG from them, so each boot's layout and hash seeds differ and so does its
+guest time, a little (when the hypervisor's spin locks waited with ISB instead of
+YIELD, by up to 23 % under Ferrovisor: see src/sync.rs). `dtb-randomness=off`
+keeps QEMU's seeds out of the device tree and `-seed` (both boots, the same
+value) pins RNDR: then every boot repeats to the microsecond, which the summary
+checks (`identical`, the first seed booted twice); several seeds show how much
+the guest's randomness moves the figure (`run_init_s_by_seed`).
 
 Exit statistics: one more boot under Ferrovisor with `ferrovisor.exit_stats` on
 its command line (QEMU `-append`, which reaches the hypervisor's
