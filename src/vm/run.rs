@@ -302,7 +302,7 @@ impl Vm {
                 .map_err(|e| VmError::Fdt(alloc::format!("{e}")))?,
         };
         let base = s.ram_base;
-        let mut frames = self.ram.lock();
+        let frames = self.ram.lock();
         let pa = frames.pa();
         // The guest starts with its MMU off, so its data accesses bypass the caches
         // (Device, combined with stage 2's Normal) and read memory: the zeroes and
@@ -316,20 +316,23 @@ impl Vm {
         // needed on top. The per-line clean of all RAM is what FEAT_S2FWB (a
         // stage 2 that forces write-back) would make unnecessary.
         arch::ram::zero_range_to_poc(pa, frames.len() as u64);
-        let ram = frames.bytes_mut();
+        let ram_len = frames.len() as u64;
+        let put = |ipa: u64, bytes: &[u8]| {
+            let off = ipa - base;
+            // layout::plan keeps every image inside the VM's RAM.
+            assert!(
+                off + bytes.len() as u64 <= ram_len,
+                "image outside the VM's RAM"
+            );
+            arch::ram::copy_to_poc(pa + off, bytes);
+        };
         for seg in &plan.segments {
-            let off = (seg.guest_pa - base) as usize;
-            ram[off..off + seg.file.len()].copy_from_slice(&s.kernel[seg.file.clone()]);
-            arch::ram::clean_range_to_poc(pa + off as u64, seg.file.len() as u64);
+            put(seg.guest_pa, &s.kernel[seg.file.clone()]);
         }
         if let (Some(r), Some(bytes)) = (lay.initrd.clone(), s.initrd) {
-            let off = (r.start - base) as usize;
-            ram[off..off + bytes.len()].copy_from_slice(bytes);
-            arch::ram::clean_range_to_poc(pa + off as u64, bytes.len() as u64);
+            put(r.start, bytes);
         }
-        let off = (lay.dtb.start - base) as usize;
-        ram[off..off + dtb.len()].copy_from_slice(&dtb);
-        arch::ram::clean_range_to_poc(pa + off as u64, dtb.len() as u64);
+        put(lay.dtb.start, &dtb);
         regs::icache_invalidate_all();
         // The guest's virtual counter starts near zero (CNTVCT = CNTPCT - CNTVOFF).
         self.cntvoff
