@@ -737,11 +737,11 @@ def header_lines(d: dict) -> list[str]:
 
 
 COLUMNS = (("row", "row"), ("cpu", "CPU"), ("fv", "Ferrovisor"), ("spread", "p10..p90"),
-           ("bare", "bare QEMU"), ("ratio", "ratio"), ("bao", "Bao*"), ("xen", "Xen*"),
-           ("kvm", "KVM/arm64*"), ("goal", "goal"))
+           ("bare", "bare QEMU"), ("ratio", "ratio"), ("bao", "Bao†"), ("xen", "Xen†"),
+           ("kvm", "KVM/arm64†"), ("goal", "goal"))
 
 REFERENCE_LEGEND = (
-    "* measured elsewhere on the same QEMU (10.0.2, TCG, -icount shift=0, 2 vCPUs) with "
+    "† Measured elsewhere on the same QEMU (10.0.2, TCG, -icount shift=0, 2 vCPUs) with "
     "kvm-unit-tests' micro-bench loop and the same guests, not by this run: Bao (static "
     "partitioning, its console warning for unknown calls silenced), Xen 4.17 (dom0less), "
     "KVM/arm64 (Linux 6.12, nested). That loop on bare QEMU: "
