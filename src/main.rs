@@ -34,6 +34,7 @@ mod hyp {
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
     use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};
+    use ferrovisor::vm::stats;
     use log::{error, info, warn};
 
     /// Stops here after a fatal error: the message is out, nothing else runs.
@@ -59,6 +60,10 @@ mod hyp {
             uart::init(u.base);
         }
         platform.log_summary();
+        if platform.bootargs.as_deref().is_some_and(stats::wanted) {
+            stats::enable();
+            info!("exit statistics on: written when a VM stops or resets");
+        }
         let features = read_features();
         map_el2(&platform, features.parange);
         init_frames(&platform, dtb, platform.initrd);

@@ -19,15 +19,24 @@
 #      device tree). -smp 2 and not more: a physical CPU with no vCPU parks in a
 #      WFE loop, which QEMU's TCG runs as a YIELD that never sleeps;
 #   3. runs Ferrovisor with one CPU and a one-vCPU VM of 64 MiB, 128 MiB and 1 GiB,
-#      each stopped at the guest's first line: the hypervisor's boot count, how
-#      much of it grows with the VM's RAM, and the boot log of a 1 GiB guest;
+#      each stopped at the guest's first line, twice: the hypervisor's boot count
+#      (the 1 GiB one is the hyp_boot_1gib row), how much of it grows with the
+#      VM's RAM, and the boot log of a 1 GiB guest;
 #   4. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
-#      from `make linux`), boots it A/B/A/B under Ferrovisor and directly
-#      (tests/bench/linux_boot.py), one boot at a time (wall clock is measured);
+#      from `make linux`), boots it under Ferrovisor and directly, A/B, once for
+#      each of three `-seed` values (the guest's random numbers: each seed's boot
+#      repeats exactly, the seeds show how much they move it), the first seed
+#      again to check it repeats, then once more under Ferrovisor counting its
+#      exits (tests/bench/linux_boot.py), one boot at a time (wall clock is
+#      measured);
 #   5. prints the table, writes BUILD_DIR/bench.json and rewrites the README's
 #      section between `<!-- bench:begin -->` and `<!-- bench:end -->`
 #      (tests/bench/report.py; not when a benchmark run failed).
 # Logs of every run are in BUILD_DIR/bench/.
+#
+# It takes about 1.5 minutes on an idle 2-core machine with the Linux guest
+# (under a minute without it), 3-4 minutes when the machine is busy; most of
+# it is the nine Linux boots and the set/way sweeps.
 #
 # Exit status: non-zero if a run did not finish (or the inputs are missing).
 # Environment: FERROVISOR_QEMU (QEMU binary), FERROVISOR_BENCH_TIMEOUT (seconds per
@@ -55,7 +64,8 @@ smp=2
 hyp=$build/ferrovisor.bin
 guest=$build/guests/bench.bin
 logs=$build/bench
-icount=(-icount shift=0,sleep=off)
+# -seed: QEMU's random numbers for the guest (RNDR) repeat too.
+icount=(-icount shift=0,sleep=off -seed 1)
 
 for f in "$hyp" "$guest"; do
   if [ ! -f "$f" ]; then
@@ -129,42 +139,48 @@ done
 finished "${names[@]}" || failed=1
 
 # The hypervisor's boot on one CPU: the same guest as a one-vCPU VM of 64 MiB,
-# 128 MiB (as bench.toml) and 1 GiB (the footprint's "1 GiB guest"; QEMU -m 2G),
-# all at once, each QEMU stopped once the guest's first line (BENCH-INFO, with its
-# boot count) is out, 120 s at most: the boot count and how much of it grows with
-# the VM's RAM.
+# 128 MiB (as bench.toml) and 1 GiB (the hyp_boot_1gib row; QEMU -m 2G), three
+# at a time and each twice, each QEMU stopped once the guest's first line
+# (BENCH-INFO, with its boot count) is out, 120 s at most: the boot count, that
+# it repeats, and how much of it grows with the VM's RAM.
 boot_args=()
-boot_pids=()
-boot_names=()
 for mib in 64 128 1024; do
   name=ferrovisor-boot-1cpu-${mib}M
   sed "s/^vcpus = 2\$/vcpus = 1/; s/^memory = \".*\"\$/memory = \"${mib}M\"/" \
     boards/qemu-virt/bench.toml >"$logs/$name.toml"
   pack "$logs/$name.toml" "$logs/$name.cpio" >/dev/null || continue
-  rm -f "$logs/$name.log"
-  mem=1G
-  if [ "$mib" -ge 1024 ]; then
-    mem=2G
-  fi
-  hyp_args "${cpus[0]}" 1 "$logs/$name.cpio" "$mem"
-  "$qemu" "${args[@]}" </dev/null >"$logs/$name.log" 2>&1 &
-  boot_pids+=($!)
-  boot_names+=("$name")
-  boot_args+=(--boot-1cpu "$mib" "$logs/$name.log")
+  boot_args+=(--boot-1cpu "$mib" "$logs/$name-1.log" "$logs/$name-2.log")
 done
-for _ in $(seq 600); do
-  busy=0
-  for i in "${!boot_pids[@]}"; do
-    if kill -0 "${boot_pids[$i]}" 2>/dev/null && ! grep -q "BENCH-INFO" "$logs/${boot_names[$i]}.log"; then
-      busy=1
+for round in 1 2; do
+  boot_pids=()
+  boot_logs=()
+  for mib in 64 128 1024; do
+    name=ferrovisor-boot-1cpu-${mib}M
+    [ -f "$logs/$name.cpio" ] || continue
+    rm -f "$logs/$name-$round.log"
+    mem=1G
+    if [ "$mib" -ge 1024 ]; then
+      mem=2G
     fi
+    hyp_args "${cpus[0]}" 1 "$logs/$name.cpio" "$mem"
+    "$qemu" "${args[@]}" </dev/null >"$logs/$name-$round.log" 2>&1 &
+    boot_pids+=($!)
+    boot_logs+=("$logs/$name-$round.log")
   done
-  [ "$busy" -eq 0 ] && break
-  sleep 0.2
-done
-for pid in "${boot_pids[@]}"; do
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  for _ in $(seq 600); do
+    busy=0
+    for i in "${!boot_pids[@]}"; do
+      if kill -0 "${boot_pids[$i]}" 2>/dev/null && ! grep -q "BENCH-INFO" "${boot_logs[$i]}"; then
+        busy=1
+      fi
+    done
+    [ "$busy" -eq 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${boot_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
 done
 
 # The Linux boot comparison, when the Linux guest has been fetched.
@@ -184,7 +200,7 @@ EOF
     python3 "$here/bench/linux_boot.py" --qemu "$qemu" --hypervisor "$hyp" \
       --bundle "$logs/linux.cpio" --kernel "$kernel" --initrd "$initrd" \
       --append "$bootargs" --cpu "${cpus[0]}" --smp "$vm_smp" --vm-memory "$vm_mem" \
-      --host-memory 1G --rounds 3 --timeout "$linux_timeout" \
+      --host-memory 1G --seeds 1,2,3 --timeout "$linux_timeout" \
       --logdir "$logs" --out "$logs/linux.json" || true
     linux_arg=(--linux "$logs/linux.json")
   else

@@ -57,6 +57,57 @@ fn boot_demo_image(image: Image, cpu: &str) {
         );
     }
     run.assert_all_passed(DEMO_CHECKS);
+    assert!(
+        !run.output.contains("EXIT-STATS"),
+        "exit statistics without `ferrovisor.exit_stats`\n{}",
+        run.report()
+    );
+}
+
+/// With `ferrovisor.exit_stats` on the hypervisor's command line (QEMU `-append`,
+/// the hypervisor's `/chosen/bootargs`), the demo VM's exits are counted and logged
+/// when it powers off: its PSCI calls among them.
+#[test]
+fn exit_statistics_are_logged_when_the_vm_powers_off() {
+    let mut args = hypervisor_args(CPUS[0], HOST_CPUS, "demo.cpio");
+    args.extend(["-append".into(), "ferrovisor.exit_stats".into()]);
+    let run = run_qemu(&args, BOOT_TIMEOUT);
+    run.assert_all_passed(DEMO_CHECKS);
+    let stats: Vec<&str> = run
+        .output
+        .lines()
+        .filter_map(|l| l.split_once("EXIT-STATS ").map(|(_, s)| s))
+        .collect();
+    let exits = stats
+        .iter()
+        .find_map(|l| l.strip_prefix("cpu=0 vmid=1 exits="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        exits.is_some_and(|n| n > 0),
+        "no `EXIT-STATS cpu=0 vmid=1 exits=N` line with N > 0\n{}",
+        run.report()
+    );
+    let smccc = stats
+        .iter()
+        .find(|l| l.starts_with("cpu=0 vmid=1 smccc "))
+        .unwrap_or_else(|| panic!("no smccc line\n{}", run.report()));
+    for call in ["0x84000000=", "0x84000008=1"] {
+        assert!(
+            smccc.contains(call),
+            "PSCI call `{call}` not counted in `{smccc}`\n{}",
+            run.report()
+        );
+    }
+    for aspect in ["class", "sysreg", "mmio", "irq"] {
+        assert!(
+            stats
+                .iter()
+                .any(|l| l.starts_with(&format!("cpu=0 vmid=1 {aspect}"))),
+            "no `{aspect}` line\n{}",
+            run.report()
+        );
+    }
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub trait MmioDevice: Send {
 pub struct Slot {
     pub base: u64,
     pub size: u64,
-    pub device: spin::Mutex<Box<dyn MmioDevice>>,
+    pub device: crate::sync::Mutex<Box<dyn MmioDevice>>,
 }
 
 /// What one emulated access did: the value read (0 for a write) and the
@@ -86,7 +86,7 @@ impl MmioBus {
         self.slots.push(Slot {
             base,
             size,
-            device: spin::Mutex::new(device),
+            device: crate::sync::Mutex::new(device),
         });
         Ok(())
     }

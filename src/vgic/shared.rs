@@ -24,7 +24,7 @@ use alloc::boxed::Box;
 use super::Vgic;
 
 pub struct VmGic {
-    state: spin::Mutex<Vgic>,
+    state: crate::sync::Mutex<Vgic>,
     stale: Box<[AtomicBool]>,
 }
 
@@ -32,7 +32,7 @@ impl VmGic {
     pub fn new(vgic: Vgic) -> Self {
         let n = vgic.nr_vcpus();
         VmGic {
-            state: spin::Mutex::new(vgic),
+            state: crate::sync::Mutex::new(vgic),
             stale: (0..n).map(|_| AtomicBool::new(true)).collect(),
         }
     }

@@ -28,8 +28,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::sync::Mutex;
 use log::{error, info, warn};
-use spin::Mutex;
 
 use crate::devices::{MmioBus, console, pl011};
 use crate::mm::PAGE_SIZE;
@@ -139,9 +139,16 @@ pub trait GuestRam: Send {
         self.len() == 0
     }
     fn bytes_mut(&mut self) -> &mut [u8];
-    /// Zeroes all of it (the arch layer does this a cache line at a time).
-    fn zero(&mut self) {
+    /// Zeroes all of it and leaves it clean to the point of coherency (the
+    /// arch layer does this a cache block at a time, `DC ZVA` then `DC CVAC`).
+    fn zero_to_poc(&mut self) {
         self.bytes_mut().fill(0);
+    }
+    /// Copies `bytes` to `offset` and cleans them to the point of coherency.
+    /// The caller keeps the range inside the RAM.
+    fn copy_to_poc(&mut self, offset: u64, bytes: &[u8]) {
+        let off = offset as usize;
+        self.bytes_mut()[off..off + bytes.len()].copy_from_slice(bytes);
     }
 }
 
@@ -373,24 +380,37 @@ impl Vm {
         let base = s.ram_base;
         {
             let mut frames = self.ram.lock();
-            // A guest never sees what an earlier run of it (or anything before)
-            // left in its RAM.
-            frames.zero();
-            let ram = frames.bytes_mut();
+            // The guest starts with its MMU off, so its data accesses bypass the
+            // caches (Device, combined with stage 2's Normal) and read memory:
+            // the zeroes and the images must be at the point of coherency, and
+            // no dirty line of this RAM may stay in a cache (written back later,
+            // it would overwrite what the guest stored). Zeroing every byte also
+            // replaces whatever an earlier run of this VM (or anything before)
+            // left, cached or not: DC ZVA is a store, so the coherent caches of
+            // every CPU give up their copies; cleaning each line then leaves
+            // only clean lines equal to memory, which a guest that later turns
+            // its caches on may hit without harm. Invalidating is not needed on
+            // top. (FEAT_S2FWB, a stage 2 that forces write-back, would make the
+            // per-line clean unnecessary.)
+            frames.zero_to_poc();
+            let len = frames.len();
+            let mut put = |ipa: u64, bytes: &[u8]| {
+                let off = ipa - base;
+                // layout::plan keeps every image inside the VM's RAM.
+                assert!(
+                    off + bytes.len() as u64 <= len,
+                    "image outside the VM's RAM"
+                );
+                frames.copy_to_poc(off, bytes);
+            };
             for seg in &plan.segments {
-                let off = (seg.guest_pa - base) as usize;
-                ram[off..off + seg.file.len()].copy_from_slice(&s.kernel[seg.file.clone()]);
+                put(seg.guest_pa, &s.kernel[seg.file.clone()]);
             }
             if let (Some(r), Some(bytes)) = (lay.initrd.clone(), s.initrd) {
-                let off = (r.start - base) as usize;
-                ram[off..off + bytes.len()].copy_from_slice(bytes);
+                put(r.start, bytes);
             }
-            let off = (lay.dtb.start - base) as usize;
-            ram[off..off + dtb.len()].copy_from_slice(&dtb);
+            put(lay.dtb.start, &dtb);
         }
-        // The guest starts with its MMU and caches off: its accesses bypass the
-        // caches, so what was just written through them must reach memory.
-        hw.clean_invalidate(self.ram_pa, self.ram_len);
         // The guest's virtual counter starts near zero (CNTVCT = CNTPCT - CNTVOFF).
         self.cntvoff.store(hw.counter(), Ordering::SeqCst);
         {
@@ -746,6 +766,12 @@ impl Vm {
             hw.system_off();
             warn!("the firmware did not power the machine off");
         }
+    }
+
+    /// A byte of the VM's RAM at guest-physical `ipa` (tests).
+    #[cfg(test)]
+    pub fn ram_byte(&self, ipa: u64) -> u8 {
+        self.ram.lock().bytes_mut()[(ipa - self.spec.ram_base) as usize]
     }
 
     /// Cleans and invalidates all of the VM's RAM to the point of coherency

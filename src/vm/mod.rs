@@ -1,7 +1,8 @@
 //! VMs and vCPUs: what a VM is built from (images, layout, device tree), the EL2
 //! controls it runs under, how a guest exit is handled and how exceptions are
-//! injected, the per-CPU loop that runs vCPUs ([`pcpu`]), and the hardware it
-//! needs as a trait ([`hw`]) so all of it runs under `cargo test`.
+//! injected, the per-CPU loop that runs vCPUs ([`pcpu`]), the hardware it
+//! needs as a trait ([`hw`]) so all of it runs under `cargo test`, and exit
+//! statistics ([`stats`]).
 
 pub mod controls;
 pub mod exit;
@@ -15,4 +16,5 @@ pub mod layout;
 pub mod machine;
 pub mod pcpu;
 pub mod ratelimit;
+pub mod stats;
 pub mod vcpu;

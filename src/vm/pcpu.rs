@@ -441,6 +441,7 @@ impl Pcpu {
         for _ in 0..MAX_PER_CALL {
             let intid = hw.acknowledge();
             let kind = self.classify(intid);
+            crate::vm::stats::irq(&kind);
             let mut how = kind.completion();
             match kind {
                 PhysIrq::Spurious => break,

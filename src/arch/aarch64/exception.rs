@@ -242,8 +242,13 @@ pub unsafe fn enter_first(regs: *mut GuestRegs, stack_top: u64) -> ! {
 /// the loaded vCPU's frame. Returns the registers of the vCPU to enter.
 #[unsafe(no_mangle)]
 extern "C" fn fv_guest_exit(code: u64) -> *mut GuestRegs {
-    let regs =
-        super::percpu::with_pcpu(|p| p.on_exit(&mut super::hw::ArchHw, ExitCause::from_code(code)));
+    let cause = ExitCause::from_code(code);
+    if crate::vm::stats::enabled() {
+        // SAFETY: the frame is the loaded vCPU's, just written by the vector;
+        // nothing else holds a reference to it while this CPU handles the exit.
+        crate::vm::stats::exit(cause, unsafe { &*super::percpu::frame() });
+    }
+    let regs = super::percpu::with_pcpu(|p| p.on_exit(&mut super::hw::ArchHw, cause));
     super::percpu::set_frame(regs);
     regs
 }

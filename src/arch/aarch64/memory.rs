@@ -122,7 +122,7 @@ impl OwnedFrames {
 
 use crate::mm::pagetable::{ENTRIES_PER_TABLE, TableMemory};
 use crate::mm::{FrameAllocator, PAGE_SIZE, PhysRange};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
 
@@ -138,10 +138,18 @@ pub fn free_bytes() -> u64 {
 
 /// `pages` zeroed, contiguous frames aligned to `align_pages` frames.
 pub fn alloc_frames(pages: usize, align_pages: usize) -> Option<OwnedFrames> {
-    let pa = FRAMES.lock().as_mut()?.alloc(pages, align_pages)?;
-    let mut f = OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize);
-    f.bytes_mut().fill(0);
+    let f = alloc_frames_unzeroed(pages, align_pages)?;
+    super::ram::zero_range(f.pa(), f.len() as u64);
     Some(f)
+}
+
+/// `pages` contiguous frames aligned to `align_pages` frames, holding whatever
+/// they held before. Only for memory the caller overwrites entirely before
+/// anything reads it: guest RAM, which `Vm::load` zeroes (to the point of
+/// coherency, as a guest with its caches off needs) on every load.
+pub fn alloc_frames_unzeroed(pages: usize, align_pages: usize) -> Option<OwnedFrames> {
+    let pa = FRAMES.lock().as_mut()?.alloc(pages, align_pages)?;
+    Some(OwnedFrames::from_allocation(pa, pages * PAGE_SIZE as usize))
 }
 
 /// Gives frames back.
@@ -255,6 +263,12 @@ impl crate::vm::machine::GuestRam for OwnedFrames {
     fn bytes_mut(&mut self) -> &mut [u8] {
         OwnedFrames::bytes_mut(self)
     }
+    fn zero_to_poc(&mut self) {
+        super::ram::zero_range_to_poc(self.pa, self.len as u64);
+    }
+    fn copy_to_poc(&mut self, offset: u64, bytes: &[u8]) {
+        super::ram::copy_to_poc(self.pa + offset, bytes);
+    }
 }
 
 /// Guest RAM and stage-2 tables from the frame allocator.
@@ -280,7 +294,8 @@ impl crate::vm::machine::VmMemory for VmFrames {
         align: u64,
     ) -> Option<alloc::boxed::Box<dyn crate::vm::machine::GuestRam>> {
         let pages = bytes.div_ceil(PAGE_SIZE) as usize;
-        let frames = alloc_frames(pages, (align / PAGE_SIZE).max(1) as usize)?;
+        // Not zeroed here: `Vm::load` zeroes it to the point of coherency.
+        let frames = alloc_frames_unzeroed(pages, (align / PAGE_SIZE).max(1) as usize)?;
         Some(alloc::boxed::Box::new(frames))
     }
     fn tables(&mut self) -> &mut HwTableMemory {

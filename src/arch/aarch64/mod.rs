@@ -1,7 +1,7 @@
 //! aarch64 at EL2: entry and Image header, vectors and world switch, EL2 MMU,
-//! TLB/cache maintenance, system-register accessors, firmware PSCI calls, the
-//! physical GIC and UART, and the run loop's hardware ([`hw::ArchHw`]). All
-//! `unsafe` and assembly of Ferrovisor live here.
+//! TLB/cache maintenance, bulk zeroing of RAM, system-register accessors,
+//! firmware PSCI calls, the physical GIC and UART, and the run loop's hardware
+//! ([`hw::ArchHw`]). All `unsafe` and assembly of Ferrovisor live here.
 
 pub mod boot;
 pub mod console;
@@ -13,6 +13,7 @@ pub mod hostgic;
 pub mod hw;
 pub mod memory;
 pub mod percpu;
+pub mod ram;
 pub mod regs;
 pub mod uart;
 

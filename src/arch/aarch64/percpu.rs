@@ -81,6 +81,15 @@ pub fn set_frame(regs: *mut GuestRegs) {
     }
 }
 
+/// Where the vector saved the loaded vCPU's registers at this exit.
+pub fn frame() -> *mut GuestRegs {
+    match this() {
+        // SAFETY: TPIDR_EL2 holds this CPU's own slot.
+        Some(p) => unsafe { (*p).frame },
+        None => core::ptr::null_mut(),
+    }
+}
+
 /// Gives this CPU its run loop (once, before its first guest entry).
 pub fn install_pcpu(pcpu: &'static mut Pcpu) {
     if let Some(p) = this() {

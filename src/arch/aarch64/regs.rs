@@ -216,6 +216,13 @@ pub fn wfi() {
     unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
 }
 
+/// `YIELD`: a hint that this PE is spinning (see [`crate::sync`]).
+#[inline(always)]
+pub fn yield_hint() {
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// `SEV`.
 #[inline(always)]
 pub fn sev() {

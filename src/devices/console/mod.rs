@@ -46,11 +46,12 @@ mod escape;
 mod keyboard;
 mod lines;
 
+use crate::sync::TicketMutex;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use spin::mutex::TicketMutex;
-use spin::{Once, RwLock};
+use spin::Once;
+use spin::RwLock;
 
 use buffer::OutBuf;
 use escape::Escaper;

@@ -17,6 +17,16 @@
 //! also read with `PMCCNTR_EL0`. The probe runs under the runtime's exception
 //! capture, so a trapped PMU is reported as `n/a`, never a crash.
 //!
+//! The hypervisor-call rows follow kvm-unit-tests' arm/micro-bench.c: `hyp_call`
+//! is `HVC #0` with function ID 0x4b000000, which no hypervisor implements, so it
+//! measures the normal exit path to a NOT_SUPPORTED answer; `hyp_call_fast` is
+//! SMCCC_VERSION (Ferrovisor answers it in its vector) and `psci_version`
+//! PSCI_VERSION. `sysreg_id` reads ID_AA64PFR0_EL1 (HCR_EL2.TID3).
+//! `mmio_first_access` is the first read of an emulated device register after
+//! boot (one sample, taken before anything else touches a device), and
+//! `setway_sweep` a whole-hierarchy DC CISW sweep ([`setway`]), one sweep per
+//! sample.
+//!
 //! The interrupt rows use the GICv3 ([`gic`]: QEMU `virt`'s layout, which is also
 //! what Ferrovisor's virtual GIC shows) and this guest's own IRQ handler ([`irq`]),
 //! which reads CNTVCT_EL0 first thing. vCPU 1 ([`smp`]) is started at once with
@@ -46,11 +56,14 @@
 
 use core::arch::asm;
 
+use core::fmt::Write as _;
+
 use guest_rt::smccc::{PSCI_VERSION, SMCCC_NOT_SUPPORTED};
 use guest_rt::{catch_exception, current_el, hvc_call, print, println};
 
 mod gic;
 mod irq;
+mod setway;
 mod smp;
 
 guest_rt::entry!(main);
@@ -70,9 +83,16 @@ const TOUCH_ITERS: usize = 256;
 const TOUCH_BASE: u64 = 0x4200_0000;
 const PAGE_SIZE: u64 = 4096;
 
-/// SMCCC_VERSION (Arm DEN0028 §7.2): Fast SMC32 call, Arm Architecture service,
-/// function 0. A hypervisor answers it at once: a null call.
+/// SMCCC_VERSION (Arm DEN0028, "SMCCC_VERSION"): Fast SMC32 call, Arm
+/// Architecture service, function 0. Ferrovisor answers it in its exception
+/// vector: the `hyp_call_fast` row.
 const SMCCC_VERSION: u32 = 0x8000_0000;
+
+/// The function ID of `hyp_call`: kvm-unit-tests' arm/micro-bench.c `hvc_exec`
+/// (`mov w0, #0x4b000000; hvc #0`), a call no hypervisor implements (Yielding,
+/// SMC64, owning entity 11, which DEN0028 reserves), so it takes the normal
+/// exit path and is answered NOT_SUPPORTED.
+const UNKNOWN_FID: u32 = 0x4b00_0000;
 
 /// The emulated PL011's flag register `UARTFR` (PL011 TRM 3.3.3): an emulated
 /// device register whose read has no side effect.
@@ -174,6 +194,12 @@ fn sysreg_ccsidr(pmu: bool) -> Sample {
 
 fn sysreg_ctr_el0(pmu: bool) -> Sample {
     measure!(BATCH, pmu, ["mrs {tmp}, ctr_el0"], tmp = out(reg) _)
+}
+
+/// An ID register (HCR_EL2.TID3 traps the whole ID space under a hypervisor with a
+/// CPU model).
+fn sysreg_id(pmu: bool) -> Sample {
+    measure!(BATCH, pmu, ["mrs {tmp}, id_aa64pfr0_el1"], tmp = out(reg) _)
 }
 
 /// A 32-bit read of the device register at `addr`.
@@ -578,18 +604,108 @@ fn pmu_enable() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The hypervisor call to measure: SMCCC_VERSION if something answers it over
-/// HVC, else PSCI_VERSION (bare QEMU's built-in PSCI answers only PSCI function
-/// IDs). `None` if HVC is UNDEFINED.
-fn pick_hyp_call() -> Option<u32> {
-    match catch_exception(|| hvc_call(SMCCC_VERSION, 0, 0, 0)) {
-        Ok(v) if v != SMCCC_NOT_SUPPORTED && (v as u32) != u32::MAX => return Some(SMCCC_VERSION),
-        _ => {}
+/// What an HVC with `fid` returns here (`None` if HVC is UNDEFINED), for the
+/// row's note: the rows time the call whatever it answers.
+fn hvc_answer(fid: u32) -> Option<u64> {
+    catch_exception(|| hvc_call(fid, 0, 0, 0)).ok()
+}
+
+/// `w0` as the note shows it.
+struct Answer(Option<u64>);
+
+impl core::fmt::Display for Answer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            None => write!(f, "UNDEFINED"),
+            Some(SMCCC_NOT_SUPPORTED) => write!(f, "NOT_SUPPORTED"),
+            Some(v) => write!(f, "{:#x}", v as u32),
+        }
     }
-    match catch_exception(|| hvc_call(PSCI_VERSION, 0, 0, 0)) {
-        Ok(v) if (v as u32) != u32::MAX => Some(PSCI_VERSION),
-        _ => None,
+}
+
+/// The HVC rows: the unknown function ID (`hyp_call`, kvm-unit-tests' definition),
+/// SMCCC_VERSION (`hyp_call_fast`) and PSCI_VERSION (`psci_version`), each with
+/// what it was answered in its note.
+fn hvc_rows(pmu: bool) {
+    for (name, fid, what) in [
+        (
+            "hyp_call",
+            UNKNOWN_FID,
+            "function 0x4b000000 (kvm-unit-tests' hyp_call)",
+        ),
+        ("hyp_call_fast", SMCCC_VERSION, "SMCCC_VERSION"),
+        ("psci_version", PSCI_VERSION, "PSCI_VERSION"),
+    ] {
+        let answer = hvc_answer(fid);
+        if answer.is_none() {
+            not_available(name, "HVC is UNDEFINED here");
+            continue;
+        }
+        let mut note = Note::new();
+        let _ = write!(note, "{what} over HVC, answered {}", Answer(answer));
+        row(name, pmu, note.as_str(), || hyp_call(pmu, fid));
     }
+}
+
+/// A short note built with `write!`, without a heap.
+struct Note {
+    buf: [u8; 120],
+    len: usize,
+}
+
+impl Note {
+    fn new() -> Self {
+        Note {
+            buf: [0; 120],
+            len: 0,
+        }
+    }
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Write for Note {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Sweeps timed by `setway_rows` after the first (which, under Ferrovisor, also
+/// flushes the VM's memory and arms HCR_EL2.TVM): each is tens of millions of
+/// instructions under a hypervisor that traps set/way.
+const SWEEP_ITERS: usize = 5;
+
+/// `setway_sweep_first` and `setway_sweep`: one whole-hierarchy DC CISW sweep per
+/// sample ([`setway::sweep`]).
+fn setway_rows() {
+    let mmfr2 = catch_exception(|| {
+        let v: u64;
+        // SAFETY: an ID register read; no side effects.
+        unsafe { asm!("mrs {}, id_aa64mmfr2_el1", out(reg) v, options(nomem, nostack)) };
+        v
+    })
+    .unwrap_or(0);
+    // ID_AA64MMFR2_EL1.CCIDX, bits [23:20]: the 64-bit CCSIDR_EL1 layout.
+    let ccidx = (mmfr2 >> 20) & 0xf != 0;
+    let mut ops = 0;
+    let mut timed = || {
+        let t0 = read_cntvct();
+        ops = setway::sweep(ccidx);
+        read_cntvct() - t0
+    };
+    let mut first = [timed()];
+    let mut values = [0u64; SWEEP_ITERS];
+    for v in values.iter_mut() {
+        *v = timed();
+    }
+    let mut note = Note::new();
+    let _ = write!(note, "{ops} DC CISW per sweep (CCIDX {ccidx})");
+    print_stats("setway_sweep_first", "cntvct", note.as_str(), &mut first, 1);
+    print_stats("setway_sweep", "cntvct", note.as_str(), &mut values, 1);
 }
 
 fn set_csselr_l1d() {
@@ -609,6 +725,16 @@ fn main(_dtb: u64) -> ! {
     // CPU ran since QEMU started (hypervisor boot included), plus the guest
     // runtime's few hundred before main.
     let boot_cntpct = read_cntpct();
+    // Next, before anything else touches a device: this vCPU's first access to an
+    // emulated device register (the console's UARTFR; the runtime has not printed
+    // yet). One sample: it happens once.
+    let first_access = measure!(
+        1,
+        false,
+        ["ldr {tmp:w}, [{addr}]"],
+        addr = in(reg) UARTFR,
+        tmp = out(reg) _,
+    );
     irq::install();
     let cntfrq = read_cntfrq();
     let el = current_el();
@@ -620,17 +746,12 @@ fn main(_dtb: u64) -> ! {
     // executing, and under icount its instructions would land in the rows.)
     let vcpu1 = smp::start(1);
     let pmu = pmu_enable();
-    let hyp_fid = pick_hyp_call();
     print!(
         "BENCH-INFO cntfrq={cntfrq} el={el} midr={midr:#x} boot_cntpct={boot_cntpct} batch={BATCH} warmup={WARMUP} iters={ITERS}"
     );
     match pmu {
         Ok(()) => print!(" pmu=yes"),
         Err(why) => print!(" pmu=n/a pmu_note=\"{why}\""),
-    }
-    match hyp_fid {
-        Some(fid) => print!(" hyp_call_fid={fid:#x}"),
-        None => print!(" hyp_call_fid=none"),
     }
     match vcpu1 {
         Ok(mpidr) => println!(" vcpu1_mpidr={mpidr:#x}"),
@@ -639,21 +760,18 @@ fn main(_dtb: u64) -> ! {
     let pmu = pmu.is_ok();
 
     row("loop_floor", pmu, "", || floor(pmu));
-    match hyp_fid {
-        Some(SMCCC_VERSION) => row("hyp_call", pmu, "SMCCC_VERSION over HVC", || {
-            hyp_call(pmu, SMCCC_VERSION)
-        }),
-        Some(fid) => row(
-            "hyp_call",
-            pmu,
-            "PSCI_VERSION over HVC (SMCCC_VERSION not answered here)",
-            || hyp_call(pmu, fid),
-        ),
-        None => not_available("hyp_call", "HVC is UNDEFINED here"),
-    }
+    hvc_rows(pmu);
+    row("sysreg_id", pmu, "ID_AA64PFR0_EL1", || sysreg_id(pmu));
     set_csselr_l1d();
     row("sysreg_ccsidr", pmu, "", || sysreg_ccsidr(pmu));
     row("sysreg_ctr_el0", pmu, "", || sysreg_ctr_el0(pmu));
+    print_stats(
+        "mmio_first_access",
+        "cntvct",
+        "PL011 UARTFR, the first device access after boot (one sample)",
+        &mut [first_access.ticks],
+        1,
+    );
     row("mmio_read_user", pmu, "PL011 UARTFR", || {
         mmio_read(pmu, UARTFR)
     });
@@ -675,6 +793,9 @@ fn main(_dtb: u64) -> ! {
         "fp_first_use",
         "needs lazy FP switching: FP/SIMD is not trapped yet",
     );
+    // Last: under Ferrovisor the first set/way operation arms HCR_EL2.TVM, which
+    // then traps this guest's writes to its translation controls.
+    setway_rows();
     println!("BENCH-DONE");
     guest_rt::system_off()
 }

@@ -12,7 +12,7 @@
 //!   with PSCI SYSTEM_OFF.
 //! - `role=resetter`: checks it starts from the original image (a `.data` word it
 //!   changes before a reset is back at its initial value, the device tree whose magic
-//!   it clobbers is whole again), then waits for a command on its console: `r`
+//!   it clobbers is whole again, RAM it fills with a pattern reads zero), then waits for a command on its console: `r`
 //!   resets its VM (PSCI SYSTEM_RESET), `o` powers it off (PSCI SYSTEM_OFF). Nothing
 //!   in a VM survives its reset, so the guest cannot count its boots itself: the
 //!   harness counts the banners and decides, by what it types, how many resets happen.
@@ -61,6 +61,15 @@ static mut BUFFER: [u64; BUFFER_WORDS] = [0; BUFFER_WORDS];
 static DATA_MARKER: AtomicU64 = AtomicU64::new(DATA_MARKER_INITIAL);
 const DATA_MARKER_INITIAL: u64 = 0x1d47_a000_0000_0001;
 const DATA_MARKER_CHANGED: u64 = 0xbad0_bad0_bad0_bad0;
+
+/// RAM the loader leaves alone in the resetter's VM (16 MiB into its 32 MiB at the
+/// default base 0x4000_0000: past the image and its BSS, below the device tree
+/// at the top): it must read zero at every boot, so nothing the earlier run wrote
+/// there survives a reset.
+const SCRATCH: u64 = 0x4100_0000;
+const SCRATCH_WORDS: usize = (1 << 20) / 8;
+/// What the resetter writes there before it resets.
+const SCRATCH_PATTERN: u64 = 0x5c7a_7c40_0000_0000;
 
 fn main(dtb: u64) -> ! {
     // SAFETY: the boot protocol puts the device tree in guest RAM at x0; the runtime
@@ -280,6 +289,15 @@ fn resetter(dtb: u64, tree_ok: bool, max_seconds: u64) -> ! {
         tree_ok,
         "no device tree at {dtb:#x}"
     );
+    let scratch = SCRATCH as *mut u64;
+    // SAFETY: SCRATCH..+1 MiB is RAM of this VM that the runtime maps Normal and
+    // nothing else in this guest uses.
+    let dirty = (0..SCRATCH_WORDS).find(|&i| unsafe { scratch.add(i).read_volatile() } != 0);
+    check!(
+        "lifecycle: RAM outside the images reads zero (nothing of an earlier run)",
+        dirty.is_none(),
+        "word {dirty:?} of {SCRATCH:#x}..+1 MiB is not zero"
+    );
     println!("lifecycle: command? r = PSCI SYSTEM_RESET, o = PSCI SYSTEM_OFF");
     let deadline = board::millis() + max_seconds * 1000;
     while board::millis() < deadline {
@@ -287,6 +305,10 @@ fn resetter(dtb: u64, tree_ok: bool, max_seconds: u64) -> ! {
             Some(b'r') => {
                 // Leave traces a reload must undo.
                 DATA_MARKER.store(DATA_MARKER_CHANGED, Ordering::SeqCst);
+                for i in 0..SCRATCH_WORDS {
+                    // SAFETY: as for the check above.
+                    unsafe { scratch.add(i).write_volatile(SCRATCH_PATTERN | i as u64) };
+                }
                 if tree_ok {
                     // SAFETY: the tree's header is in this guest's RAM (checked by
                     // Fdt::at); the word is written only to be reset.
