@@ -123,16 +123,61 @@ pub fn qemu_binary() -> String {
 /// Runs QEMU with `args` until it exits or `timeout` passes; then it is killed
 /// (a guest that never powers off is a failure, not a hang).
 pub fn run_qemu(args: &[String], timeout: Duration) -> Run {
-    run(args, timeout, None)
+    run(args, timeout, None, &mut |_| {})
 }
 
 /// As [`run_qemu`], but also stops QEMU as soon as some serial line satisfies `until`
 /// (for a program that is expected to stop and wait forever).
 pub fn run_qemu_until(args: &[String], timeout: Duration, until: impl Fn(&str) -> bool) -> Run {
-    run(args, timeout, Some(&until))
+    run(args, timeout, Some(&until), &mut |_| {})
 }
 
-fn run(args: &[String], timeout: Duration, until: Option<&dyn Fn(&str) -> bool>) -> Run {
+/// As [`run_qemu`], with QEMU's monitor on a socket: `react` sees each complete serial
+/// line once, as it arrives, and returns the monitor commands to send for it (e.g.
+/// `system_powerdown` when a guest asks for the power button).
+pub fn run_qemu_with_monitor(
+    args: &[String],
+    timeout: Duration,
+    mut react: impl FnMut(&str) -> Vec<&'static str>,
+) -> Run {
+    use std::io::Write;
+    let socket = std::env::temp_dir().join(format!(
+        "ferrovisor-monitor-{}-{:?}.sock",
+        std::process::id(),
+        thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let mut args = args.to_vec();
+    args.extend([
+        "-monitor".into(),
+        format!("unix:{},server=on,wait=off", socket.display()),
+    ]);
+    let mut monitor: Option<std::os::unix::net::UnixStream> = None;
+    let run = run(&args, timeout, None, &mut |line| {
+        for command in react(line) {
+            if monitor.is_none() {
+                monitor = std::os::unix::net::UnixStream::connect(&socket).ok();
+            }
+            let sent = monitor
+                .as_mut()
+                .is_some_and(|m| m.write_all(format!("{command}\n").as_bytes()).is_ok());
+            assert!(
+                sent,
+                "cannot send `{command}` to QEMU's monitor at {}",
+                socket.display()
+            );
+        }
+    });
+    let _ = std::fs::remove_file(&socket);
+    run
+}
+
+fn run(
+    args: &[String],
+    timeout: Duration,
+    until: Option<&dyn Fn(&str) -> bool>,
+    on_line: &mut dyn FnMut(&str),
+) -> Run {
     let qemu = qemu_binary();
     let mut child = Command::new(&qemu)
         .args(args)
@@ -148,9 +193,18 @@ fn run(args: &[String], timeout: Duration, until: Option<&dyn Fn(&str) -> bool>)
     let stderr = collect(child.stderr.take().expect("stderr is piped"));
     let start = Instant::now();
     let mut timed_out = false;
+    let mut lines_seen = 0;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for QEMU") {
             break status.code();
+        }
+        {
+            let text = String::from_utf8_lossy(&stdout.0.lock().unwrap()).replace('\r', "");
+            let complete: Vec<&str> = text.lines().take(text.matches('\n').count()).collect();
+            for line in &complete[lines_seen..] {
+                on_line(line);
+            }
+            lines_seen = complete.len();
         }
         let matched = until.is_some_and(|until| {
             let text = String::from_utf8_lossy(&stdout.0.lock().unwrap()).replace('\r', "");
