@@ -1000,3 +1000,178 @@ fn duplicate_key_names_its_table() {
     assert_eq!(e.field, "vm.demo", "{e}");
     assert!(e.reason.contains("duplicate key"), "{e}");
 }
+
+// ---- randomized: the config parser and the kernel image headers ----
+
+/// Lines a config may hold, right or wrong, for the mutator to insert.
+const FRAGMENTS: &[&str] = &[
+    "[[vm]]",
+    "[[vm.passthrough]]",
+    "[vm.cpu]",
+    "[vm.cpu.id]",
+    "[console]",
+    "name = \"x\"",
+    "name = \"demo\"",
+    "memory = \"64M\"",
+    "memory = 0",
+    "memory = \"18446744073709551615T\"",
+    "base = 0x7f_ffe0_0000",
+    "base = -1",
+    "vcpus = 64",
+    "cpus = [0, 1, 255]",
+    "cpus = []",
+    "kernel = { path = \"k\", load = 0x4000_0000, entry = 0x4000_0000 }",
+    "kernel = { path = \"k\", format = \"elf\" }",
+    "initrd = \"\"",
+    "dtb = \"d\"",
+    "console = \"none\"",
+    "base = 0x0903_0000",
+    "base = 0x0a00_0000",
+    "size = 0x1000",
+    "size = 0xffff_ffff_ffff_f000",
+    "irqs = [39]",
+    "irqs = [33, 48, 1019, 1020, 16]",
+    "cache = { clidr = 0x0a200023, ccsidr = [1, 2, 3] }",
+    "cache = \"host\"",
+    "sve_vl = 256",
+    "spe = false",
+    "\"ID_AA64ISAR0_EL1.AES\" = 0",
+    "switch_key = \"ctrl-b\"",
+    "input = \"x\"",
+    "x = [[[[[[[[1]]]]]]]]",
+    "a.b.c.d = { e = { f = 1 } }",
+];
+
+fn seed_configs() -> Vec<&'static str> {
+    vec![
+        MINIMAL,
+        FULL,
+        include_str!("../../boards/qemu-virt/demo.toml"),
+        include_str!("../../boards/qemu-virt/two-vm.toml"),
+        include_str!("../../boards/qemu-virt/conformance.toml"),
+        include_str!("../../boards/qemu-virt/isolation.toml"),
+        include_str!("../../boards/qemu-virt/cpumodel-explicit.toml"),
+    ]
+}
+
+/// Mutated configs (bytes and whole lines) through the parser and the machine checks:
+/// no panic, errors inside the file, accepted configs keep their promises.
+#[test]
+fn random_configs_never_panic() {
+    let host = crate::fuzzing::qemu_virt_facts();
+    let seeds = seed_configs();
+    let mut rng = crate::testing::Rng::new(13);
+    let mut accepted = 0;
+    for _ in 0..2500 {
+        let mut text: Vec<u8> = rng.pick(&seeds).as_bytes().to_vec();
+        for _ in 0..1 + rng.below(2) {
+            if rng.one_in(2) {
+                rng.mutate(&mut text);
+            } else {
+                let starts: Vec<usize> = core::iter::once(0)
+                    .chain(
+                        text.iter()
+                            .enumerate()
+                            .filter(|(_, b)| **b == b'\n')
+                            .map(|(i, _)| i + 1),
+                    )
+                    .collect();
+                let at = *rng.pick(&starts);
+                let line = alloc::format!("{}\n", rng.pick(FRAGMENTS));
+                text.splice(at..at, line.bytes());
+            }
+        }
+        accepted += usize::from(crate::fuzzing::config(&text, &host));
+    }
+    // The mutations are small enough that many configs still parse, so the checks
+    // after parsing run too.
+    assert!(accepted > 150, "only {accepted} mutated configs parsed");
+}
+
+/// An arm64 Image header or an ELF header with random fields, behind the bytes that
+/// choose how [`crate::fuzzing::kernel_image`] reads it.
+fn random_kernel(rng: &mut crate::testing::Rng) -> Vec<u8> {
+    // How it is read; a raw binary's load and entry addresses; RAM base and size.
+    let kind = rng.below(4) as u8;
+    let mut out = vec![kind];
+    if kind == 3 {
+        for _ in 0..2 {
+            let at = 0x4000_0000 + rng.below(1 << 24) as u64;
+            out.extend_from_slice(
+                &(if rng.one_in(4) { rng.interesting() } else { at }).to_le_bytes(),
+            );
+        }
+    }
+    out.extend_from_slice(&(0x4000_0000u64 + rng.below(4) as u64 * (2 << 20)).to_le_bytes());
+    out.push(rng.below(64) as u8);
+    let pick = |rng: &mut crate::testing::Rng, near: u64| {
+        if rng.one_in(2) {
+            near.wrapping_add(rng.below(1 << 22) as u64)
+        } else {
+            rng.interesting()
+        }
+    };
+    let mut file = vec![0u8; 64 + rng.below(4096)];
+    if rng.one_in(2) {
+        // booting.rst header: text_offset @8, image_size @16, flags @24, magic @0x38.
+        let text_offset = pick(rng, 0);
+        let image_size = pick(rng, 0);
+        file[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        file[16..24].copy_from_slice(&image_size.to_le_bytes());
+        file[24..32].copy_from_slice(&rng.interesting().to_le_bytes());
+        file[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    } else {
+        // ELF64 header and up to four program headers right after it.
+        file.resize(file.len().max(64 + 4 * 56), 0);
+        file[0..4].copy_from_slice(b"\x7fELF");
+        file[4] = 2;
+        file[5] = 1;
+        file[16..18].copy_from_slice(&2u16.to_le_bytes());
+        file[18..20].copy_from_slice(&0xb7u16.to_le_bytes());
+        file[24..32].copy_from_slice(&pick(rng, 0x4008_0000).to_le_bytes());
+        file[32..40]
+            .copy_from_slice(&(if rng.one_in(8) { rng.interesting() } else { 64 }).to_le_bytes());
+        file[54..56].copy_from_slice(&56u16.to_le_bytes());
+        let phnum = rng.below(5) as u16;
+        file[56..58].copy_from_slice(&phnum.to_le_bytes());
+        for i in 0..phnum as usize {
+            let ph = 64 + i * 56;
+            file[ph..ph + 4].copy_from_slice(&(if rng.one_in(6) { 2u32 } else { 1 }).to_le_bytes());
+            let vaddr = pick(rng, 0x4008_0000);
+            let fields = [
+                pick(rng, 0),
+                vaddr,
+                if rng.one_in(2) {
+                    vaddr
+                } else {
+                    pick(rng, 0x4000_0000)
+                },
+                pick(rng, 0),
+                pick(rng, 0),
+            ];
+            for (k, v) in fields.iter().enumerate() {
+                file[ph + 8 + 8 * k..ph + 16 + 8 * k].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    if rng.one_in(4) {
+        rng.mutate(&mut file);
+    }
+    out.extend_from_slice(&file);
+    out
+}
+
+/// Kernel image headers with random fields through the loader's planning: no panic,
+/// and every plan inside the VM's RAM.
+#[test]
+fn random_kernel_images_never_panic() {
+    let mut rng = crate::testing::Rng::new(6);
+    let mut planned = 0;
+    for _ in 0..4000 {
+        planned += usize::from(crate::fuzzing::kernel_image(&random_kernel(&mut rng)));
+    }
+    assert!(
+        planned > 400,
+        "only {planned} random images could be placed"
+    );
+}

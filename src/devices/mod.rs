@@ -78,10 +78,12 @@ impl MmioBus {
     /// The device claiming `ipa` and the access offset within it, if any. An
     /// access that would run past the end of the window is not claimed.
     pub fn claim(&mut self, ipa: u64, size: u8) -> Option<(&mut dyn MmioDevice, MmioAccess)> {
-        let slot = self
-            .slots
-            .iter_mut()
-            .find(|s| ipa >= s.base && ipa - s.base + size as u64 <= s.size)?;
+        let slot = self.slots.iter_mut().find(|s| {
+            ipa >= s.base
+                && (ipa - s.base)
+                    .checked_add(size as u64)
+                    .is_some_and(|end| end <= s.size)
+        })?;
         let offset = ipa - slot.base;
         Some((slot.device.as_mut(), MmioAccess { offset, size }))
     }
