@@ -4,6 +4,6 @@
 set -euo pipefail
 build=${1:-build}
 fvconfig=${FVCONFIG:-target/release/fvconfig}
-for name in demo conformance linux-selftest isolation lifecycle cpumodel-virtual cpumodel-host cpumodel-explicit cpumodel-smp cpumodel-twovm vgic; do
+for name in demo conformance linux-selftest two-vm isolation lifecycle cpumodel-virtual cpumodel-host cpumodel-explicit cpumodel-smp cpumodel-twovm vgic; do
   "$fvconfig" pack "boards/qemu-virt/$name.toml" -o "$build/$name.cpio" -L "$build"
 done

@@ -304,3 +304,81 @@ pub fn machine_args(machine: &str, cpu: &str, smp: u32) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// A QEMU run driven from the test: serial output collected as it comes, keyboard
+/// input typed on QEMU's stdin (serial and, with `-echr 0x1d`, not QEMU's escape key).
+pub struct Interactive {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+impl Interactive {
+    pub fn start(args: &[String]) -> Interactive {
+        let qemu = qemu_binary();
+        let mut child = Command::new(&qemu)
+            .args(args)
+            .args(["-echr", "0x1d"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {qemu} ({e}): run `make test`"));
+        Interactive {
+            stdin: child.stdin.take().expect("stdin is piped"),
+            stdout: collect(child.stdout.take().expect("stdout is piped")),
+            stderr: collect(child.stderr.take().expect("stderr is piped")),
+            child,
+        }
+    }
+
+    /// The serial output so far, `\r` removed.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.0.lock().unwrap()).replace('\r', "")
+    }
+
+    /// Waits until `done` holds for the output so far; false if `timeout` passes first
+    /// or QEMU exits.
+    pub fn wait_for(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            if done(&self.output()) {
+                return true;
+            }
+            if start.elapsed() > timeout || self.child.try_wait().ok().flatten().is_some() {
+                return done(&self.output());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `bytes`, a byte at a time with a short pause (a serial line's pace).
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        for b in bytes {
+            self.stdin.write_all(&[*b]).expect("type to QEMU");
+            self.stdin.flush().expect("type to QEMU");
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Stops QEMU; what it printed, as a [`Run`].
+    pub fn finish(mut self) -> Run {
+        let status = match self.child.try_wait().ok().flatten() {
+            Some(s) => s.code(),
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                None
+            }
+        };
+        drop(self.stdin);
+        Run {
+            output: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+            status,
+            timed_out: false,
+        }
+    }
+}

@@ -1,6 +1,7 @@
-//! Just enough GICv3 (Arm IHI 0069) for one SPI routed to this vCPU, polled with IRQs
-//! masked: the passthrough interrupt check. The vGIC's own conformance is the vgic
-//! guest's business.
+//! Just enough GICv3 (Arm IHI 0069) for one SPI routed to this vCPU, taken with IRQs
+//! masked in PSTATE (no vector needed): the conformance guest's passthrough interrupt
+//! check, and the echo guest's console input (`#[path]`-included there). The vGIC's own
+//! conformance is the vgic guest's business.
 
 use core::arch::asm;
 
@@ -156,6 +157,29 @@ pub fn wait_for_irq(seconds: u64) -> Option<u32> {
             return None;
         }
         core::hint::spin_loop();
+    }
+}
+
+/// Waits, in WFI, until an IRQ is pending at this vCPU, and acknowledges it. WFI wakes
+/// on a pending interrupt even while PSTATE.I masks it (Arm ARM, "Wait For Interrupt").
+/// `None` for a spurious INTID.
+#[allow(dead_code)]
+pub fn sleep_until_irq() -> Option<u32> {
+    loop {
+        let isr: u64;
+        // SAFETY: reading ISR_EL1 has no side effects; WFI only waits.
+        unsafe {
+            asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack));
+            if isr & (1 << 7) == 0 {
+                asm!("wfi", options(nomem, nostack));
+                continue;
+            }
+        }
+        let iar: u64;
+        // SAFETY: acknowledging the pending interrupt is the intent.
+        unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
+        let intid = (iar & 0xff_ffff) as u32;
+        return (intid != INTID_SPURIOUS).then_some(intid);
     }
 }
 
