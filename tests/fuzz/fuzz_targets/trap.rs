@@ -1,4 +1,5 @@
-//! Fuzzes the exception syndrome decoder, the emulated load and the MMIO bus claim: `ferrovisor::fuzzing::trap`.
+//! Fuzzes the exception syndrome decoder, the emulated load and the MMIO bus claim:
+//! `ferrovisor::fuzzing::trap`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
