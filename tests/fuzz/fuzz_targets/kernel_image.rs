@@ -1,4 +1,5 @@
-//! Fuzzes the kernel image (arm64 Image, ELF, raw) loader's planning: `ferrovisor::fuzzing::kernel_image`.
+//! Fuzzes the kernel image (arm64 Image, ELF, raw) loader's planning:
+//! `ferrovisor::fuzzing::kernel_image`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
