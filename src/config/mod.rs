@@ -84,8 +84,11 @@
 //! RAM, the emulated devices ([`EMULATED_DEVICES`]) and passthrough ranges must not
 //! overlap and must lie below [`GUEST_IPA_LIMIT`].
 //! [`SystemConfig::check_against`] checks what needs the machine and the files: CPUs and
-//! RAM enough, passthrough ranges that are devices of the board, images present and small
-//! enough. [`SystemConfig::plan_kernel`] reads a kernel's header to place it.
+//! RAM enough, passthrough ranges that are devices of the board which cannot do DMA
+//! (`crate::platform::BusMaster`), given only the interrupts their own device-tree nodes
+//! list and none the hypervisor uses, images present and small enough. Its
+//! [`HostFacts`] come from the parsed host device tree in the hypervisor and in
+//! `fvconfig` alike ([`HostFacts::from_platform`]), so both refuse with the same words. [`SystemConfig::plan_kernel`] reads a kernel's header to place it.
 
 pub mod bundle;
 mod error;
