@@ -67,7 +67,7 @@ run: hypervisor bundle
 # $(BUILD)/gdb-console.log. GDB_ARGS are passed to gdb (README "Debugging").
 gdb: hypervisor bundle
 	@bash .ci/setup.sh gdb
-	bash tools/gdb.sh $(HYP_ELF) $(GDB_PORT) $(BUILD)/gdb-console.log $(GDB_ARGS) -- \
+	bash tests/gdb.sh $(HYP_ELF) $(GDB_PORT) $(BUILD)/gdb-console.log $(GDB_ARGS) -- \
 	  $(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
 
 # Debian's arm64 kernel and a busybox initramfs for the Linux guest (downloaded

@@ -12,11 +12,15 @@ extern crate alloc;
 pub mod arch;
 pub mod config;
 pub mod devices;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod mm;
 pub mod platform;
 pub mod psci;
 pub mod sync;
 pub mod sysreg;
+#[cfg(test)]
+mod testing;
 pub mod timer;
 pub mod trap;
 pub mod vgic;

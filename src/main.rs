@@ -241,29 +241,11 @@ mod hyp {
     }
 
     /// What the config asks of the machine: CPUs, RAM, devices to pass through
-    /// (not the UART or GIC, which the hypervisor keeps), and the files it
-    /// names (present in the bundle, each image fitting its VM).
+    /// (not the UART or GIC, which the hypervisor keeps; none that can do DMA;
+    /// only interrupts their nodes list), and the files it names (present in
+    /// the bundle, each image fitting its VM).
     fn check_config(platform: &Platform, config: &SystemConfig, bundle: &Bundle, cpus: usize) {
-        let kept: Vec<(u64, u64)> = platform
-            .uart
-            .iter()
-            .map(|u| (u.base, u.size))
-            .chain(platform.gic.iter().flat_map(|g| {
-                core::iter::once(&g.gicd)
-                    .chain(g.gicr.iter())
-                    .map(|m| (m.base, m.size))
-            }))
-            .collect();
-        let facts = HostFacts {
-            cpus,
-            devices: platform
-                .devices
-                .iter()
-                .flat_map(|d| d.regs.iter().map(|m| (m.base, m.size)))
-                .filter(|r| !kept.iter().any(|k| r.0 < k.0 + k.1 && k.0 < r.0 + r.1))
-                .collect(),
-            ram_bytes: memory::free_bytes(),
-        };
+        let facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
         config
             .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
             .unwrap_or_else(|e| halt(format_args!("{e}")));

@@ -1,6 +1,6 @@
 //! Bad input at boot gets a clear, one-line answer and a stop — never a fault:
-//! a missing, malformed or memory-less device tree, and a boot bundle whose
-//! kernel does not fit its VM.
+//! a missing, malformed or memory-less device tree, an initrd (the boot bundle)
+//! outside RAM, and a boot bundle whose kernel does not fit its VM.
 //!
 //! QEMU's `-kernel` always hands the hypervisor QEMU's own device tree (and
 //! rewrites /memory in one given with `-dtb`), so the device-tree cases enter
@@ -139,6 +139,39 @@ fn device_tree_without_memory_node() {
     assert!(status.success());
     let run = boot_with(DTB_ADDRESS, Some(&dtb));
     assert_stopped_with(&run, &["device tree at 0x4f000000", "memory"]);
+}
+
+/// Issue 13, item 6: a /chosen initrd (where the boot bundle is read from) outside
+/// RAM is a clear error, not a read of whatever is there: wholly outside (QEMU's PCIe
+/// window) and straddling the end of RAM.
+#[test]
+fn initrd_outside_ram() {
+    for (start, end) in [
+        (&["0x10000000"][..], &["0x10001000"][..]),
+        (&["0x0", "0x7ffff000"], &["0x0", "0x80001000"]),
+    ] {
+        let dtb = virt_dtb();
+        for (property, cells) in [("linux,initrd-start", start), ("linux,initrd-end", end)] {
+            let status = Command::new("fdtput")
+                .args(["-t", "x"])
+                .arg(&dtb)
+                .args(["/chosen", property])
+                .args(cells)
+                .status()
+                .expect("fdtput (device-tree-compiler, installed by .ci/setup.sh)");
+            assert!(status.success());
+        }
+        let run = boot_with(DTB_ADDRESS, Some(&dtb));
+        assert_stopped_with(
+            &run,
+            &[
+                "device tree at 0x4f000000",
+                "/chosen",
+                "linux,initrd-start",
+                "does not lie within one /memory range",
+            ],
+        );
+    }
 }
 
 /// A config that raises an ID register field above the hardware: cortex-a57

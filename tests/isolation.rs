@@ -1016,6 +1016,145 @@ fn a_console_flood_does_not_slow_another_vm_on_cortex_a57() {
     console_flood(CPUS[1]);
 }
 
+/// What the hypervisor prints before it stops on a config it refuses.
+const STOP_LINE: &str = "Ferrovisor stopped";
+
+/// Boots the hypervisor on `cpu` with a victim VM and a hostile VM whose config ends
+/// with `hostile` (a passthrough device, say), packed here rather than by `fvconfig`
+/// (which refuses the same configs: the point is that the hypervisor does too, at
+/// boot, with the same words). Returns the first error line.
+fn refused_at_boot(cpu: &str, hostile: &str) -> (String, common::Run) {
+    let config = format!(
+        "[[vm]]\nname = \"victim\"\ncpus = [0]\nmemory = \"64M\"\nkernel = \"victim.bin\"\n\
+         bootargs = \"role=victim max_seconds=30\"\n\n\
+         [[vm]]\nname = \"hostile\"\ncpus = [1]\nmemory = \"64M\"\nkernel = \"hostile.bin\"\n{hostile}"
+    );
+    let read = |name: &str| std::fs::read(common::artifact(&format!("guests/{name}"))).unwrap();
+    let bundle = ferrovisor::config::bundle::write_bundle(&[
+        ("ferrovisor.toml", config.as_bytes()),
+        ("victim.bin", &read("victim.bin")),
+        ("hostile.bin", &read("hostile.bin")),
+    ]);
+    let path = std::env::temp_dir().join(format!(
+        "ferrovisor-refused-{}-{cpu}-{:x}.cpio",
+        std::process::id(),
+        hostile
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    ));
+    std::fs::write(&path, bundle).unwrap();
+    let mut args = hypervisor_args(cpu, HOST_CPUS, "demo.cpio");
+    let initrd = args.iter().position(|a| a == "-initrd").unwrap() + 1;
+    args[initrd] = path.display().to_string();
+    let run = common::run_qemu_until(&args, STEP, |l| l.contains(STOP_LINE));
+    let _ = std::fs::remove_file(&path);
+    let report = run.report();
+    assert!(!run.output.contains("PANIC"), "{report}");
+    assert!(
+        run.output.contains(STOP_LINE),
+        "the hypervisor did not stop\n{report}"
+    );
+    assert!(
+        !run.output.contains("VM 'victim'") && !run.output.contains("VM 'hostile'"),
+        "no VM may start\n{report}"
+    );
+    let error = run
+        .output
+        .lines()
+        .find(|l| l.contains("ERROR") && !l.contains(STOP_LINE))
+        .unwrap_or_else(|| panic!("no error line\n{report}"))
+        .to_string();
+    (error, run)
+}
+
+#[track_caller]
+fn assert_names(error: &str, run: &common::Run, words: &[&str]) {
+    for w in words {
+        assert!(
+            error.contains(w),
+            "the error line lacks `{w}`: {error}\n{}",
+            run.report()
+        );
+    }
+}
+
+/// Issue 13, item 1: a guest given a device that can do DMA reaches all of memory
+/// (QEMU's fw_cfg DMA'd over the other VM and the hypervisor's vectors). The
+/// hypervisor refuses every such device at boot, naming the config field and why.
+fn dma_capable_passthrough_refused(cpu: &str) {
+    for (base, node) in [
+        ("0x0902_0000", "/fw-cfg@9020000"),
+        ("0x0a00_0000", "/virtio_mmio@a000000"),
+        ("0x40_1000_0000", "/pcie@10000000"),
+    ] {
+        let (error, run) = refused_at_boot(
+            cpu,
+            &format!("[[vm.passthrough]]\nbase = {base}\nsize = 0x1000\n"),
+        );
+        assert_names(
+            &error,
+            &run,
+            &[
+                "ferrovisor.toml:13:1: vm.hostile.passthrough[0]: ",
+                node,
+                "can master the bus (do DMA)",
+                "dma-coherent",
+            ],
+        );
+    }
+}
+
+#[test]
+fn dma_capable_passthrough_refused_on_cpu_max() {
+    dma_capable_passthrough_refused(CPUS[0]);
+}
+
+#[test]
+fn dma_capable_passthrough_refused_on_cortex_a57() {
+    dma_capable_passthrough_refused(CPUS[1]);
+}
+
+/// Issue 13, item 2: a passthrough device gets only the interrupts its own
+/// device-tree node lists, never one the hypervisor or an emulated device uses:
+/// INTID 33 (the host UART's, and the VM's emulated PL011's) would show the attacker
+/// every key typed to the other VM.
+fn foreign_interrupt_refused(cpu: &str) {
+    let gpio = |irq: u32, console: &str| {
+        format!("{console}[[vm.passthrough]]\nbase = 0x0903_0000\nsize = 0x1000\nirqs = [{irq}]\n")
+    };
+    for (hostile, line, words) in [
+        (
+            gpio(33, ""),
+            16,
+            "INTID 33 is the interrupt of this VM's emulated PL011 console",
+        ),
+        (
+            gpio(33, "console = \"none\"\n"),
+            17,
+            "INTID 33 is the interrupt of the hypervisor's console UART",
+        ),
+        (
+            gpio(48, ""),
+            16,
+            "INTID 48 is not an interrupt of the device",
+        ),
+    ] {
+        let (error, run) = refused_at_boot(cpu, &hostile);
+        let field = format!("ferrovisor.toml:{line}:9: vm.hostile.passthrough[0].irqs: ");
+        assert_names(&error, &run, &[&field, words]);
+    }
+}
+
+#[test]
+fn foreign_interrupt_refused_on_cpu_max() {
+    foreign_interrupt_refused(CPUS[0]);
+}
+
+#[test]
+fn foreign_interrupt_refused_on_cortex_a57() {
+    foreign_interrupt_refused(CPUS[1]);
+}
+
 /// The transcript joins a VM line the console split around another source's output
 /// and keeps lines in completion order.
 #[test]

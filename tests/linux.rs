@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Image, image_args, run_qemu_until};
+use common::{Image, hypervisor_args, image_args, run_qemu_until};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -141,4 +141,51 @@ fn linux_6_12_two_vcpus_on_cpu_max() {
 #[test]
 fn linux_two_vcpus_under_debug_hypervisor_on_cpu_max() {
     boot_linux_image(Image::Debug, "max", "linux-selftest.cpio");
+}
+
+/// The console example (`boards/qemu-virt/two-vm.toml`, what `make run
+/// CONFIG=boards/qemu-virt/two-vm.toml` boots): Linux and the echo program both stay
+/// up, Linux's shell answers at first, the switch key (Ctrl-a three times) moves the
+/// keyboard to the echo VM, which answers the line typed there, and back to Linux.
+#[test]
+fn two_vm_example_stays_up_and_switches_input() {
+    let mut qemu = common::Interactive::start(&hypervisor_args("max", 4, "two-vm.cpio"));
+    let step = Duration::from_secs(300);
+    let echo_prompt = |out: &str| out.contains("(echo) echo> ");
+    // The busybox prompt (tests/linux/init), maybe followed by a terminal query.
+    let shell = |out: &str| {
+        out.lines()
+            .any(|l| l.starts_with("(linux) ") && l.contains(":/# "))
+    };
+    let ok = qemu.wait_for(step, |o| echo_prompt(o) && shell(o));
+    assert!(
+        ok,
+        "no echo prompt and Linux shell\n{}",
+        qemu.finish().report()
+    );
+    qemu.send(b"echo to-linux-$((6*7))\r");
+    assert!(
+        qemu.wait_for(step, |o| o.contains("(linux) to-linux-42")),
+        "Linux did not answer\n{}",
+        qemu.finish().report()
+    );
+    qemu.send(&[0x01, 0x01, 0x01]);
+    qemu.send(b"hello echo\r");
+    assert!(
+        qemu.wait_for(step, |o| o
+            .contains("(echo) echo: line 1: \"hello echo\" (10 bytes)")),
+        "the echo VM did not answer after the switch\n{}",
+        qemu.finish().report()
+    );
+    qemu.send(&[0x01, 0x01, 0x01]);
+    qemu.send(b"echo back-$((1+1))\r");
+    assert!(
+        qemu.wait_for(step, |o| o.contains("(linux) back-2")),
+        "Linux did not get the keyboard back\n{}",
+        qemu.finish().report()
+    );
+    let run = qemu.finish();
+    // Both VMs were still up: nothing powered off.
+    assert!(!run.output.contains("powers off"), "{}", run.report());
+    assert!(!run.output.contains("PANIC"), "{}", run.report());
 }

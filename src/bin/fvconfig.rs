@@ -8,10 +8,16 @@
 //!                [--device "IFACE DEV:PART"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]
 //!
 //! HOST:  --board qemu-virt   the devices of QEMU's virt board (the default)
-//!        --dtb FILE          CPUs, RAM and devices read from a device tree blob
+//!        --dtb FILE          the host's device tree blob: CPUs, RAM and devices as the
+//!                            hypervisor will read them at boot
 //!        --cpus N            number of physical CPUs (default: from --dtb, else enough)
 //!        --ram SIZE          bytes of RAM, e.g. 2G (default: from --dtb, else enough)
 //! ```
+//!
+//! The board's devices are read from its device tree with the hypervisor's own parser,
+//! and checked with the hypervisor's own rules, so a passthrough device that can do DMA,
+//! or an interrupt its node does not list, is refused here with the words the hypervisor
+//! would stop with at boot.
 //!
 //! Both commands run the hypervisor's own config parser and checks
 //! (`ferrovisor::config`), then read every image the config names and plan its load as
@@ -34,28 +40,18 @@ use std::process::ExitCode;
 
 use ferrovisor::config::bundle::{CONFIG_NAME, write_bundle};
 use ferrovisor::config::{HostFacts, SystemConfig};
+use ferrovisor::platform::Platform;
 
 const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
        fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
        fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
                 [--device \"IFACE DEV:PART\"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]";
 
-/// The devices of QEMU's virt board (hw/arm/virt.c memory map) a guest may be given: all
-/// but the GIC and UART0, which the hypervisor keeps.
-const QEMU_VIRT_DEVICES: &[(&str, u64, u64)] = &[
-    ("flash", 0x0000_0000, 0x0800_0000),
-    ("pl031 rtc", 0x0901_0000, 0x1000),
-    ("fw-cfg", 0x0902_0000, 0x18),
-    ("pl061 gpio", 0x0903_0000, 0x1000),
-    ("uart1", 0x0904_0000, 0x1000),
-    ("smmuv3", 0x0905_0000, 0x2_0000),
-    ("virtio-mmio x32", 0x0a00_0000, 32 * 0x200),
-    ("platform bus", 0x0c00_0000, 0x0200_0000),
-    ("pcie mmio", 0x1000_0000, 0x2eff_0000),
-    ("pcie pio", 0x3eff_0000, 0x1_0000),
-    ("pcie ecam", 0x3f00_0000, 0x0100_0000),
-    ("pcie ecam (high)", 0x40_1000_0000, 0x1000_0000),
-];
+/// QEMU's virt board as QEMU 10 describes it to the hypervisor (`-M
+/// virt,virtualization=on,gic-version=3 -cpu max -smp 4 -m 1G`, dumped with
+/// `dumpdtb`): its devices, read by the hypervisor's own device-tree parser. Its CPU
+/// count and RAM are QEMU's `-smp` and `-m`, so those are not taken from it.
+const QEMU_VIRT_DTB: &[u8] = include_bytes!("../../tests/fixtures/virt-gicv3-max-4cpu.dtb");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
@@ -451,80 +447,27 @@ fn resolve(path: &str, config_dir: &Path, search: &[PathBuf]) -> Option<PathBuf>
         .find(|candidate| candidate.is_file())
 }
 
-/// Big-endian cells from a property value.
-fn cells(bytes: &[u8], count: usize, at: &mut usize) -> Option<u64> {
-    let mut value: u64 = 0;
-    for _ in 0..count {
-        let cell = bytes.get(*at..*at + 4)?;
-        value = (value << 32) | u64::from(u32::from_be_bytes(cell.try_into().ok()?));
-        *at += 4;
-    }
-    Some(value)
-}
-
-/// CPUs, RAM and the devices a guest may be given, from a device tree: the `reg` and the
-/// `ranges` windows of every top-level node except memory, CPUs, interrupt controllers
-/// and the console UART (`/chosen/stdout-path`), which the hypervisor keeps.
+/// The machine a device tree blob describes, as the hypervisor sees it at boot: the
+/// same parser (`Platform::parse`) and the same facts (`HostFacts::from_platform`), so
+/// a config `fvconfig` accepts is one the hypervisor accepts on that board. RAM is what
+/// the `/memory` nodes list (the hypervisor has a little less: its image, the device
+/// tree and the bundle take some).
 fn host_from_dtb(blob: &[u8]) -> Result<HostFacts, String> {
-    let fdt = fdt::Fdt::new(blob).map_err(|e| format!("not a device tree blob: {e:?}"))?;
-    let root = fdt.find_node("/").ok_or("device tree has no root node")?;
-    let root_cells = root.cell_sizes();
-    let stdout = fdt.chosen().stdout().map(|n| n.name);
-    let device_type = |node: &fdt::node::FdtNode| {
-        node.property("device_type")
-            .and_then(|p| p.as_str())
-            .map(str::to_owned)
-    };
-    let mut facts = HostFacts::default();
-    if let Some(cpus) = fdt.find_node("/cpus") {
-        facts.cpus = cpus
-            .children()
-            .filter(|c| device_type(c).as_deref() == Some("cpu"))
-            .count();
-    }
-    for node in root.children() {
-        let kind = device_type(&node);
-        if kind.as_deref() == Some("memory") {
-            for region in node.reg().into_iter().flatten() {
-                facts.ram_bytes += region.size.unwrap_or(0) as u64;
-            }
-            continue;
-        }
-        if node.name == "cpus"
-            || node.property("interrupt-controller").is_some()
-            || Some(node.name) == stdout
-        {
-            continue;
-        }
-        for region in node.reg().into_iter().flatten() {
-            facts.devices.push((
-                region.starting_address as u64,
-                region.size.unwrap_or(0) as u64,
-            ));
-        }
-        if let Some(ranges) = node.property("ranges") {
-            let own = node.cell_sizes();
-            let entry = (own.address_cells + root_cells.address_cells + own.size_cells) * 4;
-            let mut at = 0;
-            while entry > 0 && at + entry <= ranges.value.len() {
-                cells(ranges.value, own.address_cells, &mut at);
-                let base = cells(ranges.value, root_cells.address_cells, &mut at);
-                let size = cells(ranges.value, own.size_cells, &mut at);
-                if let (Some(base), Some(size)) = (base, size) {
-                    facts.devices.push((base, size));
-                }
-            }
-        }
-    }
-    Ok(facts)
+    let platform = Platform::parse(blob).map_err(|e| e.to_string())?;
+    let ram = platform.memory.iter().map(|m| m.size).sum();
+    Ok(HostFacts::from_platform(
+        &platform,
+        platform.cpus.len(),
+        ram,
+    ))
 }
 
 fn host_facts(args: &Args, config: &SystemConfig) -> Result<HostFacts, String> {
     let mut facts = match &args.board {
         Board::QemuVirt => HostFacts {
             cpus: 0,
-            devices: QEMU_VIRT_DEVICES.iter().map(|&(_, b, s)| (b, s)).collect(),
             ram_bytes: 0,
+            ..host_from_dtb(QEMU_VIRT_DTB).map_err(|e| format!("the qemu-virt board: {e}"))?
         },
         Board::Dtb(path) => {
             let blob =
@@ -862,22 +805,38 @@ mod tests {
         let dir = scratch("passthrough");
         let config = dir.join("pt.toml");
         write(&dir.join("guests/demo.bin"), &arm64_image(4096, 8192));
-        let with = |vm: &str, base: &str| {
-            format!("{vm}[[vm.passthrough]]\nbase = {base}\nsize = 0x1000\nirqs = [48]\n")
+        let with = |vm: &str, base: &str, irq: u32| {
+            format!("{vm}[[vm.passthrough]]\nbase = {base}\nsize = 0x1000\nirqs = [{irq}]\n")
         };
-        write(&config, with(DEMO, "0x0a00_0000").as_bytes());
+        // The PL061 GPIO (SPI 7) does no DMA.
+        write(&config, with(DEMO, "0x0903_0000", 39).as_bytes());
         run(&args(Command::Check, &config, &[])).unwrap();
         // 0x0b00_0000 is nothing on virt; UART0 is the hypervisor's own console (the VM
         // has no emulated PL011 there, so only the board check can refuse it).
         let quiet = format!("{DEMO}console = \"none\"\n");
         for (vm, base) in [(DEMO, "0x0b00_0000"), (quiet.as_str(), "0x0900_0000")] {
-            write(&config, with(vm, base).as_bytes());
+            write(&config, with(vm, base, 39).as_bytes());
             let e = run(&args(Command::Check, &config, &[])).unwrap_err();
             assert!(
                 e.contains("vm.demo.passthrough[0]: ") && e.contains("not a device of the board"),
                 "{e}"
             );
         }
+        // A virtio-mmio transport does DMA; the board check says so, as the hypervisor
+        // does at boot.
+        write(&config, with(DEMO, "0x0a00_0000", 48).as_bytes());
+        let e = run(&args(Command::Check, &config, &[])).unwrap_err();
+        assert!(
+            e.contains(":5:1: vm.demo.passthrough[0]: /virtio_mmio@a000000 can master the bus"),
+            "{e}"
+        );
+        // An interrupt the device's node does not list.
+        write(&config, with(DEMO, "0x0903_0000", 40).as_bytes());
+        let e = run(&args(Command::Check, &config, &[])).unwrap_err();
+        assert!(
+            e.contains(":8:9: vm.demo.passthrough[0].irqs: INTID 40 is not an interrupt"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -942,23 +901,51 @@ mod tests {
         let facts = host_from_dtb(&std::fs::read(fixture).unwrap()).unwrap();
         assert_eq!(facts.cpus, 4);
         assert_eq!(facts.ram_bytes, 1 << 30);
-        let has = |base: u64| facts.devices.iter().any(|&(b, _)| b == base);
+        let at = |base: u64| {
+            facts
+                .devices
+                .iter()
+                .find(|d| d.regs.iter().any(|&(b, _)| b == base))
+        };
         assert!(
-            has(0x0a00_0000) && has(0x0a00_3e00),
+            at(0x0a00_0000).is_some() && at(0x0a00_3e00).is_some(),
             "virtio-mmio: {:x?}",
             facts.devices
         );
-        assert!(has(0x0903_0000), "pl061");
-        assert!(has(0x40_1000_0000), "pcie ecam");
-        assert!(has(0x1000_0000), "pcie mmio window from `ranges`");
-        assert!(has(0x0c00_0000), "platform bus window from `ranges`");
-        assert!(!has(0x0900_0000), "the console UART is the hypervisor's");
         assert!(
-            !has(0x0800_0000) && !has(0x0808_0000),
+            at(0x0a00_0000).unwrap().bus_master.is_some(),
+            "virtio does DMA"
+        );
+        let gpio = at(0x0903_0000).expect("pl061");
+        assert_eq!(
+            (gpio.path.as_str(), gpio.irqs.as_slice()),
+            ("/pl061@9030000", &[39][..])
+        );
+        assert_eq!(gpio.bus_master, None);
+        assert!(at(0x40_1000_0000).is_some(), "pcie ecam");
+        assert!(
+            at(0x0900_0000).is_none(),
+            "the console UART is the hypervisor's"
+        );
+        assert!(
+            at(0x0800_0000).is_none() && at(0x080a_0000).is_none(),
             "the GIC is the hypervisor's"
         );
-        assert!(!has(0x4000_0000), "RAM is not a device");
+        assert!(at(0x4000_0000).is_none(), "RAM is not a device");
+        assert!(
+            facts.kept_irqs.iter().any(|(i, _)| *i == 33),
+            "{:?}",
+            facts.kept_irqs
+        );
         assert!(host_from_dtb(b"not a dtb").is_err());
+        // The default board is the same tree, CPUs and RAM left to the command line.
+        let dir = scratch("board");
+        let config = dir.join("c.toml");
+        write(&config, DEMO.as_bytes());
+        let parsed = SystemConfig::parse(DEMO, "c.toml").unwrap();
+        let board = host_facts(&args(Command::Check, &config, &[]), &parsed).unwrap();
+        assert_eq!(board.devices, facts.devices);
+        assert_eq!((board.cpus, board.ram_bytes), (1, u64::MAX));
     }
 
     #[test]

@@ -494,6 +494,41 @@ mod tests {
         ));
     }
 
+    /// Random bundles (mutated archives, and archives of random members with hex
+    /// fields rewritten to interesting values) through [`crate::fuzzing::bundle`]: no
+    /// panic, files inside the input, a rewritten bundle reads the same.
+    #[test]
+    fn random_bundles_never_panic() {
+        let mut rng = crate::testing::Rng::new(7);
+        let mut parsed = 0;
+        for _ in 0..8000 {
+            let names = ["ferrovisor.toml", "a", "./b/c", "linux/Image", "TRAILER!!!"];
+            let members: Vec<(&str, Vec<u8>)> = (0..rng.below(4))
+                .map(|_| {
+                    let len = rng.below(40);
+                    (*rng.pick(&names), rng.bytes(len))
+                })
+                .filter(|(n, _)| *n != "TRAILER!!!")
+                .collect();
+            let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (*n, &d[..])).collect();
+            let mut bytes = write_bundle(&refs);
+            if rng.one_in(3) {
+                // A header field (8 hex digits at 6 + 8 * i) of some member.
+                let header = rng.below(bytes.len() / HEADER_LEN + 1) * HEADER_LEN;
+                let field = 6 + 8 * rng.below(13);
+                let digits = alloc::format!("{:08x}", rng.interesting() as u32);
+                if let Some(slot) = bytes.get_mut(header + field..header + field + 8) {
+                    slot.copy_from_slice(digits.as_bytes());
+                }
+            }
+            if rng.one_in(2) {
+                rng.mutate(&mut bytes);
+            }
+            parsed += usize::from(crate::fuzzing::bundle(&bytes));
+        }
+        assert!(parsed > 2500, "only {parsed} random bundles parsed");
+    }
+
     #[test]
     #[should_panic(expected = "NUL")]
     fn writer_refuses_nul_in_names() {

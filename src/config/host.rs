@@ -1,26 +1,107 @@
 //! Checks that need the machine or the image files: CPUs and RAM enough, passthrough
-//! ranges that are devices of the board, images present and small enough.
+//! ranges that are devices of the board that do no DMA with interrupts of their own,
+//! images present and small enough.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::validate::human_size;
 use super::{ConfigError, GUEST_PAGE, Position, SystemConfig, VmConfig};
+use crate::platform::{BusMaster, MemRange, Platform};
 use crate::vm::image::{LoadPlan, plan_load};
 
 /// What the config is checked against: the machine as its device tree describes it.
-/// Plain data so the host tool and the hypervisor can both fill it in.
+/// Plain data, made by [`HostFacts::from_platform`] from the parsed device tree both in
+/// the hypervisor at boot and in `fvconfig`, so both refuse the same configs with the
+/// same words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
     /// Number of physical CPUs.
     pub cpus: usize,
-    /// (base, size) of each device of the board a guest may be given. Leave out what the
-    /// hypervisor keeps for itself (interrupt controller, its own UART).
-    pub devices: Vec<(u64, u64)>,
+    /// The devices of the board a guest may be given, as the device tree describes them:
+    /// every node with MMIO registers except those the hypervisor keeps (the interrupt
+    /// controller, its own UART).
+    pub devices: Vec<HostDevice>,
+    /// Interrupts (GIC INTIDs) the hypervisor uses itself, with what uses each.
+    pub kept_irqs: Vec<(u32, String)>,
     /// Bytes of RAM.
     pub ram_bytes: u64,
+}
+
+/// One device-tree node with MMIO registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDevice {
+    /// Its device-tree path, for errors.
+    pub path: String,
+    /// Its `reg` ranges as (base, size), in physical addresses.
+    pub regs: Vec<(u64, u64)>,
+    /// The GIC INTIDs its node lists.
+    pub irqs: Vec<u32>,
+    /// `status` is absent, "okay" or "ok".
+    pub enabled: bool,
+    /// Why it can master the bus, when its node says so.
+    pub bus_master: Option<BusMaster>,
+}
+
+impl HostFacts {
+    /// The facts of the machine `platform` describes, with `cpus` physical CPUs and
+    /// `ram_bytes` of RAM for VMs (the hypervisor counts what its allocator has free;
+    /// `fvconfig` what the device tree lists).
+    pub fn from_platform(platform: &Platform, cpus: usize, ram_bytes: u64) -> HostFacts {
+        let mut kept: Vec<MemRange> = Vec::new();
+        let mut kept_irqs: Vec<(u32, String)> = Vec::new();
+        if let Some(u) = &platform.uart {
+            kept.push(MemRange::new(u.base, u.size));
+            if let Some(irq) = u.irq {
+                kept_irqs.push((
+                    irq,
+                    format!("the interrupt of the hypervisor's console UART {}", u.path),
+                ));
+            }
+        }
+        if let Some(g) = &platform.gic {
+            kept.push(g.gicd);
+            kept.extend(g.gicr.iter().copied());
+            kept.extend([g.gicc, g.gich, g.gicv].into_iter().flatten());
+            if let Some(m) = g.maintenance_intid {
+                kept_irqs.push((
+                    m,
+                    "the GIC maintenance interrupt, which the hypervisor handles".to_string(),
+                ));
+            }
+        }
+        if let Some(t) = &platform.timer {
+            for intid in [t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys]
+                .into_iter()
+                .chain(t.hyp_virt)
+            {
+                kept_irqs.push((
+                    intid,
+                    "a generic timer interrupt, which the hypervisor handles".to_string(),
+                ));
+            }
+        }
+        let devices = platform
+            .devices
+            .iter()
+            .filter(|d| !d.regs.iter().any(|r| kept.iter().any(|k| k.overlaps(r))))
+            .map(|d| HostDevice {
+                path: d.path.clone(),
+                regs: d.regs.iter().map(|r| (r.base, r.size)).collect(),
+                irqs: d.irqs.clone(),
+                enabled: d.enabled,
+                bus_master: d.bus_master,
+            })
+            .collect();
+        HostFacts {
+            cpus,
+            devices,
+            kept_irqs,
+            ram_bytes,
+        }
+    }
 }
 
 /// Linux booting.rst: the device tree blob must not exceed 2 megabytes.
@@ -110,23 +191,114 @@ impl SystemConfig {
         }
 
         for vm in &self.vms {
-            for (i, pt) in vm.passthrough.iter().enumerate() {
-                if let Some(gap) = uncovered(pt.base..pt.base + pt.size, &host.devices) {
-                    return Err(self.error(
-                        vm.sites.passthrough.get(i).copied().flatten(),
-                        format!("vm.{}.passthrough[{i}]", vm.name),
-                        format!(
-                            "{:#x}..{:#x} is not a device of the board (nothing at {:#x}..{:#x}) \
-                             or is one the hypervisor keeps",
-                            pt.base,
-                            pt.base + pt.size,
-                            gap.start,
-                            gap.end
-                        ),
-                    ));
-                }
+            for i in 0..vm.passthrough.len() {
+                self.check_passthrough(vm, i, host)?;
             }
             self.check_files(vm, file_size)?;
+        }
+        Ok(())
+    }
+
+    /// `vm.passthrough[i]` against the board: every page of the window is a device the
+    /// device tree describes, none of those devices can master the bus, and every
+    /// interrupt is one those devices' nodes list and the hypervisor does not use.
+    fn check_passthrough(
+        &self,
+        vm: &VmConfig,
+        i: usize,
+        host: &HostFacts,
+    ) -> Result<(), ConfigError> {
+        let pt = &vm.passthrough[i];
+        let sites = vm.sites.passthrough.get(i).cloned().unwrap_or_default();
+        let field = format!("vm.{}.passthrough[{i}]", vm.name);
+        let window = pt.base..pt.base + pt.size;
+        let all_regs: Vec<(u64, u64)> = host
+            .devices
+            .iter()
+            .flat_map(|d| d.regs.iter().copied())
+            .collect();
+        if let Some(gap) = uncovered(window.clone(), &all_regs) {
+            return Err(self.error(
+                sites.table,
+                field,
+                format!(
+                    "{:#x}..{:#x} is not a device of the board (no device-tree node describes \
+                     {:#x}..{:#x}, so nothing is known about what is there) or is one the \
+                     hypervisor keeps",
+                    window.start, window.end, gap.start, gap.end
+                ),
+            ));
+        }
+        // The nodes the window maps, whole or in part (by whole pages, as stage 2 maps).
+        let inside: Vec<&HostDevice> = host
+            .devices
+            .iter()
+            .filter(|d| {
+                d.regs
+                    .iter()
+                    .any(|&r| page_range(r).is_some_and(|p| overlaps(&p, &window)))
+            })
+            .collect();
+        for d in &inside {
+            if let Some(why) = &d.bus_master {
+                return Err(self.error(
+                    sites.table,
+                    field,
+                    format!(
+                        "{} can master the bus (do DMA): {why}. A device doing DMA reaches all \
+                         of memory, other VMs' and the hypervisor's, and Ferrovisor does not \
+                         confine DMA (no IOMMU support yet), so it is never passed through",
+                        d.path
+                    ),
+                ));
+            }
+            if !d.enabled {
+                return Err(self.error(
+                    sites.table,
+                    field,
+                    format!(
+                        "{}: its device-tree status is not \"okay\": the firmware says the \
+                         device is not available",
+                        d.path
+                    ),
+                ));
+            }
+        }
+        for (j, &irq) in pt.irqs.iter().enumerate() {
+            let at = sites.irqs.get(j).copied().flatten().or(sites.table);
+            if let Some((_, what)) = host.kept_irqs.iter().find(|(k, _)| *k == irq) {
+                return Err(self.error(
+                    at,
+                    format!("{field}.irqs"),
+                    format!("INTID {irq} is {what}; it cannot be given to a VM"),
+                ));
+            }
+            if !inside.iter().any(|d| d.irqs.contains(&irq)) {
+                let listed: Vec<String> = inside
+                    .iter()
+                    .map(|d| {
+                        let ids: Vec<String> = d.irqs.iter().map(u32::to_string).collect();
+                        if ids.is_empty() {
+                            format!("{} lists none", d.path)
+                        } else {
+                            format!("{} lists {}", d.path, ids.join(", "))
+                        }
+                    })
+                    .collect();
+                return Err(self.error(
+                    at,
+                    format!("{field}.irqs"),
+                    format!(
+                        "INTID {irq} is not an interrupt of the device{}: only interrupts the \
+                         device tree gives the devices in {:#x}..{:#x} can be passed through \
+                         ({})",
+                        if inside.len() == 1 { "" } else { "s" },
+                        window.start,
+                        window.end,
+                        listed.join("; ")
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -197,22 +369,29 @@ impl SystemConfig {
     }
 }
 
+/// A device's registers widened to whole 4 KiB pages (several small devices, like QEMU
+/// virt's 512-byte virtio-mmio transports, share a page, and a page is the least stage 2
+/// can map); `None` for an empty range.
+fn page_range((base, size): (u64, u64)) -> Option<Range<u64>> {
+    if size == 0 {
+        return None;
+    }
+    let start = base - base % GUEST_PAGE;
+    let end = base
+        .saturating_add(size)
+        .checked_next_multiple_of(GUEST_PAGE)
+        .unwrap_or(u64::MAX);
+    Some(start..end)
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
 /// The first part of `range` that no device covers, with every device widened to whole
-/// 4 KiB pages (several small devices, like QEMU virt's 512-byte virtio-mmio transports,
-/// share a page, and a page is the least stage 2 can map).
+/// pages ([`page_range`]).
 fn uncovered(range: Range<u64>, devices: &[(u64, u64)]) -> Option<Range<u64>> {
-    let mut pages: Vec<Range<u64>> = devices
-        .iter()
-        .filter(|(_, size)| *size > 0)
-        .map(|&(base, size)| {
-            let start = base - base % GUEST_PAGE;
-            let end = base
-                .saturating_add(size)
-                .checked_next_multiple_of(GUEST_PAGE)
-                .unwrap_or(u64::MAX);
-            start..end
-        })
-        .collect();
+    let mut pages: Vec<Range<u64>> = devices.iter().filter_map(|&d| page_range(d)).collect();
     pages.sort_by_key(|r| r.start);
     let mut at = range.start;
     for dev in pages {

@@ -49,19 +49,25 @@
 //! base = 0x0a00_0000        # its MMIO range, mapped at the same guest-physical address;
 //! size = 0x1000             #   base and size multiples of 4K (the stage-2 page size)
 //! irqs = [48]               # its interrupts as GIC INTIDs (SPIs, 32..=1019); a device
-//!                           #   tree `interrupts = <0 N 4>` is INTID N + 32
+//!                           #   tree `interrupts = <0 N 4>` is INTID N + 32. Only
+//!                           #   interrupts the device's own node lists, and none the
+//!                           #   hypervisor or an emulated device uses.
+//!                           # A device that can master the bus (DMA) is refused: see
+//!                           #   `crate::platform::BusMaster` for the rule.
 //!
-//! [vm.cpu]                  # optional CPU-model knobs, all optional; validated now,
-//!                           #   acted on by later features
+//! [vm.cpu]                  # optional CPU-model knobs, all optional
 //! cache = "virtual"         # cache topology shown to the guest: "virtual" (default),
 //!                           #   "host", or { clidr = 0x..., ccsidr = [0x..., ...] } with
 //!                           #   one CCSIDR per cache CLIDR describes (data before
 //!                           #   instruction at a level with separate caches)
-//! breakpoints = 4           # 2..=16 (default: as the host)
-//! watchpoints = 2           # 2..=16 (default: as the host)
-//! sve_vl = 256              # SVE vector length in bits: a multiple of 128, <= 2048
-//! sme_vl = 256              # SME streaming vector length: a power of two, 128..=2048
-//! spe = false               # Statistical Profiling Extension (default false)
+//! # Not implemented yet, so refused with an error saying so ([`NOT_IMPLEMENTED`]); the
+//! # values are checked first:
+//! # breakpoints = 4         # 2..=16 (default: as the host)
+//! # watchpoints = 2         # 2..=16 (default: as the host)
+//! # sve_vl = 256            # SVE vector length in bits: a multiple of 128, <= 2048
+//! # sme_vl = 256            # SME streaming vector length: a power of two, 128..=2048
+//! # spe = true              # Statistical Profiling Extension (false, the default, is
+//! #                         #   accepted: SPE is hidden from guests)
 //!
 //! [vm.cpu.id]               # optional: ID register fields this VM sees lower than the
 //! "ID_AA64ISAR0_EL1.AES" = 0  # hardware, "REGISTER.FIELD" = value (0..=15); raising a
@@ -78,8 +84,11 @@
 //! RAM, the emulated devices ([`EMULATED_DEVICES`]) and passthrough ranges must not
 //! overlap and must lie below [`GUEST_IPA_LIMIT`].
 //! [`SystemConfig::check_against`] checks what needs the machine and the files: CPUs and
-//! RAM enough, passthrough ranges that are devices of the board, images present and small
-//! enough. [`SystemConfig::plan_kernel`] reads a kernel's header to place it.
+//! RAM enough, passthrough ranges that are devices of the board which cannot do DMA
+//! (`crate::platform::BusMaster`), given only the interrupts their own device-tree nodes
+//! list and none the hypervisor uses, images present and small enough. Its
+//! [`HostFacts`] come from the parsed host device tree in the hypervisor and in
+//! `fvconfig` alike ([`HostFacts::from_platform`]), so both refuse with the same words. [`SystemConfig::plan_kernel`] reads a kernel's header to place it.
 
 pub mod bundle;
 mod error;
@@ -111,6 +120,32 @@ pub const GUEST_PAGE: u64 = 4 << 10;
 pub const GUEST_IPA_LIMIT: u64 = 1 << 39;
 /// Default guest RAM base: where QEMU's virt board has RAM, so guests built for it run.
 pub const DEFAULT_RAM_BASE: u64 = 0x4000_0000;
+/// `[vm.cpu]` keys that are parsed and checked but whose feature is not implemented
+/// yet: a config that sets one is refused rather than silently run without it. Each
+/// entry is (key, what the guest gets today). A feature's work removes its entry.
+pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
+    (
+        "breakpoints",
+        "debug registers are not virtualized yet; the guest sees the hardware's",
+    ),
+    (
+        "watchpoints",
+        "debug registers are not virtualized yet; the guest sees the hardware's",
+    ),
+    (
+        "sve_vl",
+        "per-VM SVE vector lengths are not implemented yet; SVE is hidden from guests",
+    ),
+    (
+        "sme_vl",
+        "per-VM SME vector lengths are not implemented yet; SME is hidden from guests",
+    ),
+    (
+        "spe",
+        "the Statistical Profiling Extension is not virtualized yet; it is hidden from guests (spe = false)",
+    ),
+];
+
 /// At most this many vCPUs per VM.
 pub const MAX_VCPUS: usize = 64;
 /// Physical CPU numbers in `cpus` are below this.
@@ -127,6 +162,9 @@ pub struct EmulatedDevice {
     pub size: u64,
     /// Present only when the VM's `console = "pl011"`.
     pub console_only: bool,
+    /// The interrupt (GIC INTID) it drives in the VM's virtual GIC: a passthrough
+    /// device may not be given the same one.
+    pub intid: Option<u32>,
 }
 
 /// The guest-physical windows of the emulated devices: RAM and passthrough ranges may not
@@ -138,12 +176,15 @@ pub const EMULATED_DEVICES: &[EmulatedDevice] = &[
         base: 0x0800_0000,
         size: 0x0100_0000,
         console_only: false,
+        intid: None,
     },
     EmulatedDevice {
         name: "PL011 console",
         base: 0x0900_0000,
         size: 0x1000,
         console_only: true,
+        // SPI 1, as QEMU virt wires its UART.
+        intid: Some(33),
     },
 ];
 
@@ -201,7 +242,14 @@ struct VmSites {
     kernel: Option<Position>,
     initrd: Option<Position>,
     dtb: Option<Position>,
-    passthrough: Vec<Option<Position>>,
+    passthrough: Vec<PassthroughSites>,
+}
+
+/// Where a `[[vm.passthrough]]` table and its `irqs` elements are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PassthroughSites {
+    table: Option<Position>,
+    irqs: Vec<Option<Position>>,
 }
 
 /// The kernel image: a path in the bundle and how to read it.

@@ -93,11 +93,13 @@ impl MmioBus {
 
     /// The slot claiming `ipa` and the access offset within it, if any. An
     /// access that would run past the end of the window is not claimed.
-    fn claim(&self, ipa: u64, size: u8) -> Option<(&Slot, MmioAccess)> {
-        let slot = self
-            .slots
-            .iter()
-            .find(|s| ipa >= s.base && ipa - s.base + size as u64 <= s.size)?;
+    pub(crate) fn claim(&self, ipa: u64, size: u8) -> Option<(&Slot, MmioAccess)> {
+        let slot = self.slots.iter().find(|s| {
+            ipa >= s.base
+                && (ipa - s.base)
+                    .checked_add(size as u64)
+                    .is_some_and(|end| end <= s.size)
+        })?;
         let offset = ipa - slot.base;
         Some((slot, MmioAccess { offset, size }))
     }

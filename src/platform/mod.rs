@@ -11,6 +11,7 @@
 //! `fdt` crate (which panics on some malformed input) reads it.
 
 mod blob;
+mod bus_master;
 mod tree;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ use core::fmt;
 use fdt::Fdt;
 
 pub use blob::fdt_total_size;
+pub use bus_master::{BUS_MASTER_COMPATIBLES, BUS_MASTER_NAMES, BusMaster, DMA_PROPERTIES};
 use tree::{Reg, Tree, cell_value, sized_value};
 
 /// A range of physical addresses `[base, base + size)`.
@@ -200,6 +202,9 @@ pub struct DeviceNode {
     pub irqs: Vec<u32>,
     /// `status` is absent, "okay" or "ok".
     pub enabled: bool,
+    /// Why the device can master the bus (do DMA), when its node says so
+    /// ([`bus_master`]): such a device is never given to a VM.
+    pub bus_master: Option<BusMaster>,
 }
 
 /// The host machine.
@@ -340,7 +345,7 @@ impl Platform {
         let devices = parse_devices(&tree, gic_parent);
         let timer = parse_timer(&tree, gic_parent)?;
         let psci = parse_psci(&tree)?;
-        let (initrd, bootargs) = parse_chosen(&tree)?;
+        let (initrd, bootargs) = parse_chosen(&tree, &memory)?;
         let uart = parse_uart(&tree, &devices);
 
         Ok(Platform {
@@ -707,6 +712,7 @@ fn parse_devices(tree: &Tree<'_, '_>, gic: Option<GicParent>) -> Vec<DeviceNode>
                 regs: regs.clone(),
                 irqs,
                 enabled: n.is_enabled(),
+                bus_master: bus_master::bus_master(n),
             })
         })
         .collect()
@@ -771,8 +777,9 @@ fn parse_psci(tree: &Tree<'_, '_>) -> Result<Option<PsciInfo>, PlatformError> {
 type Chosen = (Option<MemRange>, Option<String>);
 
 /// Linux `Documentation/devicetree/bindings/chosen.txt`: initrd start/end may be one or
-/// two cells each; end is exclusive.
-fn parse_chosen(tree: &Tree<'_, '_>) -> Result<Chosen, PlatformError> {
+/// two cells each; end is exclusive. The initrd (the boot bundle) is read in place, so
+/// it must lie in RAM: a range anywhere else is refused here, before anything reads it.
+fn parse_chosen(tree: &Tree<'_, '_>, memory: &[MemRange]) -> Result<Chosen, PlatformError> {
     let Some((_, n)) = tree.root_children("chosen").next() else {
         return Ok((None, None));
     };
@@ -794,6 +801,15 @@ fn parse_chosen(tree: &Tree<'_, '_>) -> Result<Chosen, PlatformError> {
             ));
         }
     };
+    if let Some(r) = initrd
+        && !memory.iter().any(|m| m.contains_range(&r))
+    {
+        return Err(bad(
+            &n.path,
+            "linux,initrd-start",
+            "the initrd does not lie within one /memory range",
+        ));
+    }
     let bootargs = n
         .prop_str("bootargs")
         .filter(|s| !s.is_empty())

@@ -148,8 +148,13 @@ pub(crate) fn sized_value(v: &[u8]) -> Option<u64> {
 /// Splits `v` into entries of `cells.iter().sum()` cells, each decoded with the given
 /// per-field cell counts (each 0..=2). `None` if the length does not divide.
 fn decode_entries(v: &[u8], fields: &[u32]) -> Option<Vec<Vec<u64>>> {
+    // The counts come from the blob (`#address-cells = <0xffffffff>` is well-formed):
+    // refuse them before adding them up.
+    if fields.iter().any(|&c| c > 2) {
+        return None;
+    }
     let entry_len = fields.iter().sum::<u32>() as usize * 4;
-    if entry_len == 0 || !v.len().is_multiple_of(entry_len) || fields.iter().any(|&c| c > 2) {
+    if entry_len == 0 || !v.len().is_multiple_of(entry_len) {
         return None;
     }
     v.chunks_exact(entry_len)

@@ -462,3 +462,26 @@ fn psci_features_not_supported() {
     );
     assert_eq!(call_on(&mut vm, &[PSCI_FEATURES, CPU_ON_32]), ret(0));
 }
+
+/// Random SMCCC calls (mostly PSCI and Arm architecture function IDs with plausible
+/// arguments, sometimes anything) from VMs of 1 to 8 vCPUs in random power states,
+/// with [`crate::fuzzing::psci`]'s invariants: no panic, CPU_ON only of a vCPU that is
+/// off, at an entry point in RAM.
+#[test]
+fn random_calls_never_panic() {
+    let mut rng = crate::testing::Rng::new(5);
+    let (mut started, mut returned) = (0, 0);
+    for _ in 0..50_000 {
+        let data = rng.bytes(12 + 64 + 1);
+        match crate::fuzzing::psci(&data) {
+            PsciOutcome::CpuOn { .. } => started += 1,
+            PsciOutcome::Return(_) => returned += 1,
+            _ => {}
+        }
+    }
+    // The calls reach CPU_ON's success path and the functions that return a value.
+    assert!(
+        started > 20 && returned > 10_000,
+        "{started} CPU_ON, {returned} returns"
+    );
+}

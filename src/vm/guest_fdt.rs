@@ -930,6 +930,7 @@ mod tests {
             regs: vec![MemRange::new(0xfe20_1000, 0x200)],
             irqs: vec![153, 27],
             enabled: true,
+            bus_master: None,
         }];
         let blob = build(&m);
         let fdt = Fdt::new(&blob).unwrap();
@@ -1034,6 +1035,7 @@ mod tests {
             regs: vec![MemRange::new(base, 0x1000)],
             irqs: vec![],
             enabled: true,
+            bus_master: None,
         };
         let mut m = virt(1);
         m.passthrough = vec![

@@ -869,7 +869,7 @@ impl<H: Hw> Env<'_, H> {
         });
         apply_gic_actions(self.hw, self.vm, actions);
         self.kick |= kick & !(1 << id);
-        value
+        value & crate::devices::size_mask(size)
     }
 
     fn log_undef(&self, acc: SysRegAccess, reason: impl core::fmt::Debug) {

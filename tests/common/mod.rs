@@ -123,19 +123,59 @@ pub fn qemu_binary() -> String {
 /// Runs QEMU with `args` until it exits or `timeout` passes; then it is killed
 /// (a guest that never powers off is a failure, not a hang).
 pub fn run_qemu(args: &[String], timeout: Duration) -> Run {
-    run(args, timeout, None, None)
+    run(args, timeout, None, None, &mut |_| {})
 }
 
 /// As [`run_qemu`], with `input` typed on the serial console (QEMU's stdin) at
 /// once: it waits in the UART until the guest reads it.
 pub fn run_qemu_with_input(args: &[String], timeout: Duration, input: &[u8]) -> Run {
-    run(args, timeout, None, Some(input))
+    run(args, timeout, None, Some(input), &mut |_| {})
 }
 
 /// As [`run_qemu`], but also stops QEMU as soon as some serial line satisfies `until`
 /// (for a program that is expected to stop and wait forever).
 pub fn run_qemu_until(args: &[String], timeout: Duration, until: impl Fn(&str) -> bool) -> Run {
-    run(args, timeout, Some(&until), None)
+    run(args, timeout, Some(&until), None, &mut |_| {})
+}
+
+/// As [`run_qemu`], with QEMU's monitor on a socket: `react` sees each complete serial
+/// line once, as it arrives, and returns the monitor commands to send for it (e.g.
+/// `system_powerdown` when a guest asks for the power button).
+pub fn run_qemu_with_monitor(
+    args: &[String],
+    timeout: Duration,
+    mut react: impl FnMut(&str) -> Vec<&'static str>,
+) -> Run {
+    use std::io::Write;
+    let socket = std::env::temp_dir().join(format!(
+        "ferrovisor-monitor-{}-{:?}.sock",
+        std::process::id(),
+        thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let mut args = args.to_vec();
+    args.extend([
+        "-monitor".into(),
+        format!("unix:{},server=on,wait=off", socket.display()),
+    ]);
+    let mut monitor: Option<std::os::unix::net::UnixStream> = None;
+    let run = run(&args, timeout, None, None, &mut |line| {
+        for command in react(line) {
+            if monitor.is_none() {
+                monitor = std::os::unix::net::UnixStream::connect(&socket).ok();
+            }
+            let sent = monitor
+                .as_mut()
+                .is_some_and(|m| m.write_all(format!("{command}\n").as_bytes()).is_ok());
+            assert!(
+                sent,
+                "cannot send `{command}` to QEMU's monitor at {}",
+                socket.display()
+            );
+        }
+    });
+    let _ = std::fs::remove_file(&socket);
+    run
 }
 
 fn run(
@@ -143,6 +183,7 @@ fn run(
     timeout: Duration,
     until: Option<&dyn Fn(&str) -> bool>,
     input: Option<&[u8]>,
+    on_line: &mut dyn FnMut(&str),
 ) -> Run {
     let qemu = qemu_binary();
     let mut child = Command::new(&qemu)
@@ -170,9 +211,18 @@ fn run(
     let stderr = collect(child.stderr.take().expect("stderr is piped"));
     let start = Instant::now();
     let mut timed_out = false;
+    let mut lines_seen = 0;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for QEMU") {
             break status.code();
+        }
+        {
+            let text = String::from_utf8_lossy(&stdout.0.lock().unwrap()).replace('\r', "");
+            let complete: Vec<&str> = text.lines().take(text.matches('\n').count()).collect();
+            for line in &complete[lines_seen..] {
+                on_line(line);
+            }
+            lines_seen = complete.len();
         }
         let matched = until.is_some_and(|until| {
             let text = String::from_utf8_lossy(&stdout.0.lock().unwrap()).replace('\r', "");
@@ -300,4 +350,82 @@ pub fn machine_args(machine: &str, cpu: &str, smp: u32) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// A QEMU run driven from the test: serial output collected as it comes, keyboard
+/// input typed on QEMU's stdin (serial and, with `-echr 0x1d`, not QEMU's escape key).
+pub struct Interactive {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+impl Interactive {
+    pub fn start(args: &[String]) -> Interactive {
+        let qemu = qemu_binary();
+        let mut child = Command::new(&qemu)
+            .args(args)
+            .args(["-echr", "0x1d"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {qemu} ({e}): run `make test`"));
+        Interactive {
+            stdin: child.stdin.take().expect("stdin is piped"),
+            stdout: collect(child.stdout.take().expect("stdout is piped")),
+            stderr: collect(child.stderr.take().expect("stderr is piped")),
+            child,
+        }
+    }
+
+    /// The serial output so far, `\r` removed.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.0.lock().unwrap()).replace('\r', "")
+    }
+
+    /// Waits until `done` holds for the output so far; false if `timeout` passes first
+    /// or QEMU exits.
+    pub fn wait_for(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            if done(&self.output()) {
+                return true;
+            }
+            if start.elapsed() > timeout || self.child.try_wait().ok().flatten().is_some() {
+                return done(&self.output());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `bytes`, a byte at a time with a short pause (a serial line's pace).
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        for b in bytes {
+            self.stdin.write_all(&[*b]).expect("type to QEMU");
+            self.stdin.flush().expect("type to QEMU");
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Stops QEMU; what it printed, as a [`Run`].
+    pub fn finish(mut self) -> Run {
+        let status = match self.child.try_wait().ok().flatten() {
+            Some(s) => s.code(),
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                None
+            }
+        };
+        drop(self.stdin);
+        Run {
+            output: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+            status,
+            timed_out: false,
+        }
+    }
 }

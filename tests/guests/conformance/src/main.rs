@@ -26,6 +26,11 @@ use guest_rt::{
 
 guest_rt::entry!(main);
 
+#[path = "../../victim/src/fdt.rs"]
+#[allow(dead_code)]
+mod fdt;
+mod gic;
+
 /// A guest-physical address outside guest RAM (from 0x4000_0000) and away from the
 /// PL011 (0x0900_0000) that no device of the VM claims.
 const UNCLAIMED_PA: u64 = 0x3000_0000;
@@ -50,6 +55,9 @@ fn main(dtb: u64) -> ! {
     psci_and_smccc();
     ctr_el0_into_any_register();
     passthrough_device();
+    if let Some(seconds) = power_button_seconds(dtb) {
+        passthrough_interrupt(seconds);
+    }
     lowered_id_field();
     finish()
 }
@@ -68,20 +76,117 @@ fn lowered_id_field() {
     );
 }
 
-/// The config gives this VM QEMU virt's first virtio-mmio page: it reads the
-/// device itself (virtio-mmio MagicValue "virt" at offset 0), not an abort.
+/// QEMU virt's PL061 GPIO controller, which the config gives this VM: a device that
+/// does no DMA (ARM PrimeCell GPIO PL061 TRM: registers only).
+const PL061: usize = 0x0903_0000;
+const GPIODIR: usize = 0x400;
+const GPIOIS: usize = 0x404;
+const GPIOIBE: usize = 0x408;
+const GPIOIEV: usize = 0x40c;
+const GPIOIE: usize = 0x410;
+const GPIOMIS: usize = 0x418;
+const GPIOIC: usize = 0x41c;
+const GPIO_PERIPH_ID0: usize = 0xfe0;
+const GPIO_PCELL_ID0: usize = 0xff0;
+/// QEMU virt wires its power button (`system_powerdown`, the `gpio-keys` node) to
+/// GPIO line 3, and the PL061's interrupt to SPI 7.
+const POWER_BUTTON_LINE: u32 = 3;
+const PL061_INTID: u32 = 32 + 7;
+
+fn pl061_read(offset: usize) -> Result<u64, ExceptionInfo> {
+    catch_exception(|| {
+        // SAFETY: a 32-bit read of a PL061 register in the passed-through page, which
+        // the runtime's boot map covers as Device memory; a fault is caught.
+        unsafe { ((PL061 + offset) as *const u32).read_volatile() as u64 }
+    })
+}
+
+fn pl061_write(offset: usize, value: u32) {
+    // SAFETY: a 32-bit write to a PL061 register in the passed-through page (Device
+    // memory); it configures the GPIO block this VM owns.
+    unsafe { ((PL061 + offset) as *mut u32).write_volatile(value) }
+}
+
+/// The config gives this VM QEMU virt's PL061: it reads the device itself (the
+/// PrimeCell identification registers: peripheral ID 0x61, 0x10; cell ID 0x0d, 0xf0,
+/// 0x05, 0xb1), not an abort.
 fn passthrough_device() {
-    const VIRTIO_MMIO: u64 = 0x0a00_0000;
-    let got = catch_exception(|| {
-        // SAFETY: a 32-bit device read of the passed-through virtio-mmio page,
-        // which the runtime's boot map covers as Device memory; a fault is caught.
-        unsafe { (VIRTIO_MMIO as *const u32).read_volatile() as u64 }
-    });
+    let ids: [Result<u64, ExceptionInfo>; 6] = [
+        pl061_read(GPIO_PERIPH_ID0),
+        pl061_read(GPIO_PERIPH_ID0 + 4),
+        pl061_read(GPIO_PCELL_ID0),
+        pl061_read(GPIO_PCELL_ID0 + 4),
+        pl061_read(GPIO_PCELL_ID0 + 8),
+        pl061_read(GPIO_PCELL_ID0 + 12),
+    ];
+    let expected = [0x61, 0x10, 0x0d, 0xf0, 0x05, 0xb1];
     check!(
-        "passthrough: the virtio-mmio page given to this VM reads its magic value",
-        got == Ok(0x7472_6976),
-        "read {got:x?}"
+        "passthrough: the PL061 GPIO given to this VM reads its PrimeCell IDs",
+        ids.iter().zip(expected).all(|(got, want)| *got == Ok(want)),
+        "read {ids:x?}"
     );
+}
+
+/// Waits (up to a second) until GPIO line `bit` reads low: GPIODATA is read through
+/// the address mask, address bits [9:2] selecting the lines (PL061 TRM, GPIODATA).
+fn wait_for_release(bit: u32) {
+    let (start, freq) = gic::counter();
+    while pl061_read((bit as usize) << 2) != Ok(0) && gic::counter().0.wrapping_sub(start) < freq {
+        core::hint::spin_loop();
+    }
+}
+
+/// How long the guest waits for each press of the power button, from bootargs
+/// `power_button=SECONDS`; without it (bare QEMU, a config that does not ask) the
+/// interrupt checks are not run.
+fn power_button_seconds(dtb: u64) -> Option<u64> {
+    // SAFETY: x0 from the boot protocol: the device tree in identity-mapped RAM.
+    let tree = unsafe { fdt::Fdt::at(dtb) }?;
+    fdt::bootarg(tree.bootargs()?, "power_button")?.parse().ok()
+}
+
+/// A passthrough device's interrupt reaches the guest: QEMU's `system_powerdown` (sent
+/// by the test harness on its monitor) raises PL061 line 3, whose edge interrupt is
+/// SPI 7, forwarded hardware-linked to this VM. Twice: the second press is delivered
+/// only if the guest's EOI of the first deactivated the physical interrupt too.
+fn passthrough_interrupt(seconds: u64) {
+    gic::init_for_spi(PL061_INTID);
+    let bit = 1 << POWER_BUTTON_LINE;
+    // Line 3 an input interrupting on its rising edge (PL061 TRM: GPIOIS 0 = edge,
+    // GPIOIBE 0 = one edge, GPIOIEV 1 = rising), earlier edges cleared.
+    pl061_write(GPIODIR, 0);
+    pl061_write(GPIOIS, 0);
+    pl061_write(GPIOIBE, 0);
+    pl061_write(GPIOIEV, bit);
+    pl061_write(GPIOIC, 0xff);
+    pl061_write(GPIOIE, bit);
+    for press in 1..=2 {
+        // QEMU's gpio-keys device releases the button 100 ms (virtual time) after a
+        // press; a press before that makes no new edge.
+        wait_for_release(bit);
+        println!(
+            "conformance: press the power button ({press} of 2) within {seconds} s: \
+             QEMU monitor command `system_powerdown` (under `make run`: Ctrl-] c)"
+        );
+        let intid = gic::wait_for_irq(seconds);
+        let mis = pl061_read(GPIOMIS);
+        // Clear the edge at the device, then EOI (drop priority and deactivate).
+        pl061_write(GPIOIC, bit);
+        if let Some(intid) = intid {
+            gic::eoi(intid);
+        }
+        let name = if press == 1 {
+            "passthrough: the power button's GPIO interrupt arrives as INTID 39 (PL061 line 3, SPI 7)"
+        } else {
+            "passthrough: a second press arrives too (the first EOI deactivated the physical interrupt)"
+        };
+        check!(
+            name,
+            intid == Some(PL061_INTID) && mis == Ok(u64::from(bit)),
+            "acknowledged {intid:?}, GPIOMIS {mis:x?}"
+        );
+    }
+    pl061_write(GPIOIE, 0);
 }
 
 /// CTR_EL0 read into different registers gives one value and leaves the other

@@ -2,7 +2,7 @@
 # Runs QEMU halted at its first instruction with its gdbstub, and gdb-multiarch
 # attached with the hypervisor's symbols (`make gdb`, README "Debugging").
 #
-#   tools/gdb.sh ELF PORT CONSOLE_LOG [GDB ARGUMENTS...] -- QEMU COMMAND...
+#   tests/gdb.sh ELF PORT CONSOLE_LOG [GDB ARGUMENTS...] -- QEMU COMMAND...
 #
 # The guests' and the hypervisor's console goes to CONSOLE_LOG (`tail -f` it in
 # another terminal), so it does not mix with gdb's prompt. QEMU stops when gdb

@@ -1,0 +1,193 @@
+//! Just enough GICv3 (Arm IHI 0069) for one SPI routed to this vCPU, taken with IRQs
+//! masked in PSTATE (no vector needed): the conformance guest's passthrough interrupt
+//! check, and the echo guest's console input (`#[path]`-included there). The vGIC's own
+//! conformance is the vgic guest's business.
+
+use core::arch::asm;
+
+/// QEMU virt's GIC distributor and first redistributor (the hypervisor's vGIC sits at
+/// the same addresses).
+const GICD: usize = 0x0800_0000;
+const GICR: usize = 0x080a_0000;
+/// RD_base and SGI_base frames, 64 KiB each, per redistributor.
+const GICR_STRIDE: usize = 0x2_0000;
+const GICR_TYPER: usize = 0x0008;
+const GICR_WAKER: usize = 0x0014;
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+const GICD_CTLR: usize = 0x0000;
+const GICD_CTLR_RWP: u32 = 1 << 31;
+const GICD_CTLR_ARE: u32 = 1 << 4;
+const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
+const GICD_IGROUPR: usize = 0x0080;
+const GICD_ISENABLER: usize = 0x0100;
+const GICD_IPRIORITYR: usize = 0x0400;
+const GICD_IROUTER: usize = 0x6000;
+const INTID_SPURIOUS: u32 = 1023;
+
+fn read32(addr: usize) -> u32 {
+    // SAFETY: a GIC register in the runtime's Device mapping; reading it has no
+    // effect beyond the register's own.
+    unsafe { (addr as *const u32).read_volatile() }
+}
+
+fn write32(addr: usize, value: u32) {
+    // SAFETY: a GIC register in the Device mapping; the write configures the
+    // interrupt this check uses.
+    unsafe { (addr as *mut u32).write_volatile(value) }
+}
+
+fn write64(addr: usize, value: u64) {
+    // SAFETY: as `write32` (GICD_IROUTER<n> is a 64-bit register).
+    unsafe { (addr as *mut u64).write_volatile(value) }
+}
+
+fn mpidr() -> u64 {
+    let v: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Distributor on with affinity routing, this vCPU's redistributor awake, the CPU
+/// interface on with every priority unmasked, and `intid` (an SPI) Group 1, enabled
+/// and routed to this vCPU. IRQs stay masked in PSTATE: the check polls.
+pub fn init_for_spi(intid: u32) {
+    // SAFETY: ICC_SRE_EL1.SRE = 1 selects the system-register CPU interface; the
+    // other CPU-interface writes set what the comments say; no memory is touched.
+    unsafe {
+        asm!(
+            "mrs {t}, icc_sre_el1",
+            "orr {t}, {t}, #1",
+            "msr icc_sre_el1, {t}",
+            "isb",
+            t = out(reg) _,
+            options(nomem, nostack),
+        )
+    };
+    write32(GICD + GICD_CTLR, GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
+    for _ in 0..100_000 {
+        if read32(GICD + GICD_CTLR) & GICD_CTLR_RWP == 0 {
+            break;
+        }
+    }
+    // This vCPU's redistributor: GICR_TYPER.Affinity_Value [63:32] holds Aff3..Aff0.
+    let mpidr = mpidr();
+    let own = ((mpidr >> 8) & 0xff_0000) | (mpidr & 0xff_ffff);
+    // Frames follow each other until one says GICR_TYPER.Last [4].
+    let mut rd = GICR;
+    loop {
+        // SAFETY: as `read32`, a 64-bit register of a frame before the last one.
+        let typer = unsafe { ((rd + GICR_TYPER) as *const u64).read_volatile() };
+        if typer >> 32 == own || typer & (1 << 4) != 0 {
+            break;
+        }
+        rd += GICR_STRIDE;
+    }
+    write32(
+        rd + GICR_WAKER,
+        read32(rd + GICR_WAKER) & !GICR_WAKER_PROCESSOR_SLEEP,
+    );
+    for _ in 0..100_000 {
+        if read32(rd + GICR_WAKER) & GICR_WAKER_CHILDREN_ASLEEP == 0 {
+            break;
+        }
+    }
+    let (word, bit) = (intid as usize / 32, 1u32 << (intid % 32));
+    write32(
+        GICD + GICD_IGROUPR + 4 * word,
+        read32(GICD + GICD_IGROUPR + 4 * word) | bit,
+    );
+    // SAFETY: a byte write to GICD_IPRIORITYR<n>, which is byte-accessible.
+    unsafe { ((GICD + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0) };
+    // GICD_IROUTER<n>: Aff3 in [39:32], Aff2..Aff0 in [23:0], IRM = 0.
+    write64(
+        GICD + GICD_IROUTER + 8 * intid as usize,
+        mpidr & 0xff_00ff_ffff,
+    );
+    write32(GICD + GICD_ISENABLER + 4 * word, bit);
+    // SAFETY: priority mask open, Group 1 enabled at the CPU interface.
+    unsafe {
+        asm!(
+            "msr icc_pmr_el1, {pmr}",
+            "msr icc_igrpen1_el1, {on}",
+            "isb",
+            pmr = in(reg) 0xffu64,
+            on = in(reg) 1u64,
+            options(nomem, nostack),
+        )
+    };
+}
+
+/// The virtual counter and its frequency.
+pub fn counter() -> (u64, u64) {
+    let (now, freq): (u64, u64);
+    // SAFETY: reading the virtual counter and its frequency has no side effects.
+    unsafe {
+        asm!(
+            "isb",
+            "mrs {n}, cntvct_el0",
+            "mrs {f}, cntfrq_el0",
+            n = out(reg) now,
+            f = out(reg) freq,
+            options(nomem, nostack),
+        )
+    };
+    (now, freq)
+}
+
+/// Waits up to `seconds` for an IRQ to be pending at this vCPU (ISR_EL1.I, which reads
+/// the pending IRQ whatever PSTATE.I says, Arm ARM ISR_EL1) and acknowledges it
+/// (ICC_IAR1_EL1). `None` when none came or only a spurious INTID was read.
+pub fn wait_for_irq(seconds: u64) -> Option<u32> {
+    let (start, freq) = counter();
+    loop {
+        let isr: u64;
+        // SAFETY: reading ISR_EL1 has no side effects.
+        unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
+        if isr & (1 << 7) != 0 {
+            let iar: u64;
+            // SAFETY: acknowledging the highest-priority pending interrupt is the
+            // intent; no memory is touched.
+            unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
+            let intid = (iar & 0xff_ffff) as u32;
+            return (intid != INTID_SPURIOUS).then_some(intid);
+        }
+        if counter().0.wrapping_sub(start) > seconds.saturating_mul(freq) {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Waits, in WFI, until an IRQ is pending at this vCPU, and acknowledges it. WFI wakes
+/// on a pending interrupt even while PSTATE.I masks it (Arm ARM, "Wait For Interrupt").
+/// `None` for a spurious INTID.
+#[allow(dead_code)]
+pub fn sleep_until_irq() -> Option<u32> {
+    loop {
+        let isr: u64;
+        // SAFETY: reading ISR_EL1 has no side effects; WFI only waits.
+        unsafe {
+            asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack));
+            if isr & (1 << 7) == 0 {
+                asm!("wfi", options(nomem, nostack));
+                continue;
+            }
+        }
+        let iar: u64;
+        // SAFETY: acknowledging the pending interrupt is the intent.
+        unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
+        let intid = (iar & 0xff_ffff) as u32;
+        return (intid != INTID_SPURIOUS).then_some(intid);
+    }
+}
+
+/// End of interrupt: priority drop and deactivation (ICC_CTLR_EL1.EOImode = 0, the
+/// reset value).
+pub fn eoi(intid: u32) {
+    // SAFETY: completing the acknowledged interrupt is the intent.
+    unsafe {
+        asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nomem, nostack))
+    };
+}
