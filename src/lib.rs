@@ -15,6 +15,7 @@ pub mod devices;
 pub mod mm;
 pub mod platform;
 pub mod psci;
+pub mod relocate;
 pub mod sysreg;
 pub mod timer;
 pub mod trap;

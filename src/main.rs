@@ -43,6 +43,8 @@ mod hyp {
 
     #[unsafe(no_mangle)]
     extern "C" fn fv_main(dtb_pa: u64) -> ! {
+        // First, before anything writes data that holds an address.
+        let relocation = ferrovisor::arch::boot::check_relocation();
         percpu::init_this_cpu(0);
         memory::init_heap();
         uart::init(uart::EARLY_UART as u64);
@@ -59,6 +61,13 @@ mod hyp {
             regs::read_mpidr_el1(),
             dtb_pa
         );
+        let (image_start, image_end) = memory::image_range();
+        match relocation {
+            Ok(n) => info!(
+                "image at {image_start:#x}..{image_end:#x}: relocated itself, {n} places checked"
+            ),
+            Err(e) => halt(format_args!("image at {image_start:#x}: {e}")),
+        }
 
         let (platform, dtb) = read_device_tree(dtb_pa);
         if let Some(u) = platform

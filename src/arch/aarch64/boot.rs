@@ -1,9 +1,18 @@
 //! Entry: the arm64 `Image` header, the EL check, the boot stack, the early
-//! identity map and the jump into Rust.
+//! identity map, the image's self-relocation and the jump into Rust.
 //!
 //! Boot protocol (Linux `Documentation/arch/arm64/booting.rst`, which QEMU's
 //! `-kernel` and U-Boot's `booti` both follow): MMU off, caches off or cleaned to
 //! PoC for the image, x0 = physical address of the device tree, x1..x3 = 0.
+//!
+//! The image runs at whatever 2 MiB-aligned base (plus `text_offset`) the loader
+//! chose. It is linked at 0 as a position-independent executable: every instruction
+//! addresses code and data PC-relatively, and the data words that hold addresses are
+//! listed in `.rela.dyn`, which `fv_relocate` applies (base + addend, the rule stated
+//! and host-tested in `crate::relocate`) before any Rust runs. On the EL2 path that
+//! happens with the early map on (caches on), so no line cached before the MMU was
+//! switched on can hide a relocated value afterwards — the same reason BSS is
+//! cleared only then.
 
 use core::arch::global_asm;
 
@@ -12,10 +21,17 @@ pub const STACK_SIZE: usize = 64 * 1024;
 /// How many physical CPUs this build can drive.
 pub const MAX_CPUS: usize = 8;
 
-/// `text_offset` of the Image header: the image sits 2 MiB into DRAM, leaving the
-/// first 2 MiB to the boot loader's device tree (U-Boot's qemu_arm64 keeps it at
-/// the DRAM base).
+/// `text_offset` of the Image header: the image sits 2 MiB above a 2 MiB-aligned
+/// base. With the "anywhere" flag (bit 3) `booti` leaves the image where it was
+/// loaded when that address is such a base plus 2 MiB, and QEMU's `-kernel` puts it
+/// at DRAM base + 2 MiB, keeping the first 2 MiB for the device tree (U-Boot's
+/// qemu_arm64 keeps it at the DRAM base too).
 pub const TEXT_OFFSET: u64 = 0x20_0000;
+
+/// Image header flags (`booting.rst`): bit 0 = 0 little endian, bits [2:1] = 1
+/// 4 KiB pages, bit 3 = 1 "2 MiB-aligned base may be anywhere in physical memory"
+/// (the image relocates itself at entry).
+const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
 
 // Stage-1 descriptor bits for the early map, Arm ARM D8.3 (block descriptor,
 // VMSAv8-64, 4 KiB granule): [1:0] = 0b01 block, AttrIndx [4:2], SH [9:8], AF [10],
@@ -30,6 +46,11 @@ const EARLY_TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 <<
 // SCTLR_EL2 (E2H = 0): RES1 bits 4,5,11,16,18,22,23,28,29 plus M, C, SA, I.
 const SCTLR_EL2_RES1: u64 = 0x30C5_0830;
 const SCTLR_EL2_ON: u64 = SCTLR_EL2_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12);
+/// The device tree header's `magic` (Devicetree Specification, "Header"), as a
+/// little-endian load of its big-endian bytes reads it.
+const FDT_MAGIC_LE: u64 = 0xedfe_0dd0;
+/// The largest device tree the early map covers (the parser's limit too).
+const FDT_MAX_SIZE: u64 = 2 << 20;
 
 global_asm!(
     r#"
@@ -41,7 +62,7 @@ _start:
     .long   0                       // code1
     .quad   {text_offset}           // text_offset
     .quad   __fv_image_size         // image_size, from linker.ld
-    .quad   0x2                     // flags: little endian, 4 KiB pages, 2 MiB-aligned base
+    .quad   {flags}                 // flags: little endian, 4 KiB pages, base anywhere
     .quad   0                       // res2
     .quad   0                       // res3
     .quad   0                       // res4
@@ -50,6 +71,7 @@ _start:
 1:
     msr     daifset, #0xf
     mov     x19, x0                 // the device tree, kept for Rust
+    adr     x20, _start             // where the image runs: the base of every relocation
 
     // Boot CPU stack: the first slot of __fv_stacks.
     adrp    x1, __fv_stacks
@@ -57,12 +79,16 @@ _start:
     add     x1, x1, #{stack_size}
     mov     sp, x1
 
-    mrs     x1, CurrentEL
-    ubfx    x1, x1, #2, #2
-    cmp     x1, #2
+    mrs     x21, CurrentEL
+    ubfx    x21, x21, #2, #2
+    cmp     x21, #2
     b.eq    2f
-    // Not at EL2: say so and stop (MMU off, so the report only does byte writes).
-    mov     x0, x1
+    // Not at EL2: say so and stop. The report is Rust, which may read data that
+    // holds addresses, so the image is relocated first (MMU off here and for the
+    // rest of this path: every access goes to memory, no cache can hide a write).
+    mov     x0, x20
+    bl      fv_relocate
+    mov     x0, x21
     bl      fv_wrong_exception_level
 3:  wfe
     b       3b
@@ -74,6 +100,8 @@ _start:
     msr     hcr_el2, x1
     isb
     bl      fv_early_mmu_on
+    mov     x0, x20
+    bl      fv_relocate
 
     // Clear BSS now that the caches are on (no stale lines can resurface).
     adrp    x0, __fv_bss_start
@@ -95,7 +123,10 @@ _start:
     b       6b
 
 // Secondary CPUs, started through the firmware's PSCI CPU_ON with
-// x0 = context id = the CPU's logical index.
+// x0 = context id = the CPU's logical index. The image is already relocated (by
+// the boot CPU, with its caches on: this CPU reads through its own caches, which
+// are coherent with the boot CPU's, once its MMU is on; before that it reads only
+// __fv_el2_root, which the boot CPU cleans to the point of coherency).
 .global fv_secondary_entry
 fv_secondary_entry:
     msr     daifset, #0xf
@@ -122,11 +153,41 @@ fv_secondary_entry:
 7:  wfe
     b       7b
 
+// Applies the image's own relocations: for each Elf64_Rela record of .rela.dyn
+// (r_offset, r_info, r_addend), the doubleword at x0 + r_offset becomes
+// x0 + r_addend (R_AARCH64_RELATIVE with the image linked at 0; the rule is
+// stated and host-tested in src/relocate.rs, and the boot checks every place
+// against it). x0 = the address the image runs at. Clobbers x1-x6.
+fv_relocate:
+    adrp    x1, __fv_rela_start
+    add     x1, x1, :lo12:__fv_rela_start
+    adrp    x2, __fv_rela_end
+    add     x2, x2, :lo12:__fv_rela_end
+    mov     x6, #{r_relative}
+12: cmp     x1, x2
+    b.hs    14f
+    ldp     x3, x4, [x1], #16
+    ldr     x5, [x1], #8
+    cmp     x4, x6
+    b.ne    13f
+    add     x5, x5, x0
+    str     x5, [x0, x3]
+    b       12b
+    // Any other record type: the linker was asked for something this code does
+    // not do. The build's host test (tests/relocation.rs) refuses such an image,
+    // so this is never reached by a tested build; stop rather than run with a
+    // wrong address in some table.
+13: wfe
+    b       13b
+14: ret
+
 // Early identity map: one level-1 table of 1 GiB blocks covering the 39-bit
-// address space, Device-nGnRE everywhere except the GiB holding this image and
-// the GiB holding the device tree (x19), which are Normal write-back. Rust then
-// builds the real map from the device tree and switches to it.
+// address space, Device-nGnRE everywhere except the GiBs holding this image and
+// the device tree (x19), which are Normal write-back; either may straddle a GiB
+// boundary, so the GiBs of its first and last bytes are mapped. Rust then builds
+// the real map from the device tree and switches to it. x20 = the image's base.
 fv_early_mmu_on:
+    mov     x7, x30
     adrp    x0, __fv_early_l1
     add     x0, x0, :lo12:__fv_early_l1
     ldr     x2, ={block_device}
@@ -137,15 +198,33 @@ fv_early_mmu_on:
     cmp     x3, #512
     b.lo    8b
     ldr     x2, ={block_normal}
-    adr     x3, _start
-    lsr     x3, x3, #30
-    and     x3, x3, #511
-    orr     x4, x2, x3, lsl #30
-    str     x4, [x0, x3, lsl #3]
-    lsr     x3, x19, #30
-    and     x3, x3, #511
-    orr     x4, x2, x3, lsl #30
-    str     x4, [x0, x3, lsl #3]
+    mov     x3, x20
+    bl      15f
+    adrp    x3, __fv_image_end
+    add     x3, x3, :lo12:__fv_image_end
+    sub     x3, x3, #1
+    bl      15f
+    // The device tree: its first byte, and its last when the header reads as one
+    // (a pointer that is 0 or unaligned is refused by Rust; nothing is read here).
+    cbz     x19, 16f
+    tst     x19, #7
+    b.ne    16f
+    mov     x3, x19
+    bl      15f
+    ldr     w4, [x19]
+    ldr     x5, ={fdt_magic}
+    cmp     x4, x5
+    b.ne    16f
+    ldr     w4, [x19, #4]
+    rev     w4, w4                  // totalsize, big-endian
+    cbz     x4, 16f
+    ldr     x5, ={fdt_max}
+    cmp     x4, x5
+    csel    x4, x4, x5, ls
+    add     x3, x19, x4
+    sub     x3, x3, #1
+    bl      15f
+16:
     // The table was written with the MMU off: invalidate any stale cached copy
     // so the walker (which reads through the caches, IRGN0 = WB) sees memory.
     add     x1, x0, #4096
@@ -156,10 +235,19 @@ fv_early_mmu_on:
     dsb     sy
     adrp    x0, __fv_early_l1
     add     x0, x0, :lo12:__fv_early_l1
-    // fall through with x0 = table
+    mov     x30, x7
+    b       fv_mmu_enable
+
+// Makes the 1 GiB block holding address x3 Normal memory: table x0, block
+// attributes x2. Clobbers x3, x4.
+15: lsr     x3, x3, #30
+    and     x3, x3, #511
+    orr     x4, x2, x3, lsl #30
+    str     x4, [x0, x3, lsl #3]
+    ret
 
 // Turn the EL2 MMU on with the table in x0 (also used by secondaries with the
-// final table). Clobbers x0-x2.
+// final table). Clobbers x0-x3.
 .global fv_mmu_enable
 fv_mmu_enable:
     ldr     x1, ={mair}
@@ -198,10 +286,14 @@ __fv_stacks:
     .space {stacks_total}
 "#,
     text_offset = const TEXT_OFFSET,
+    flags = const IMAGE_FLAGS,
     stack_size = const STACK_SIZE,
     stacks_total = const STACK_SIZE * MAX_CPUS,
+    r_relative = const crate::relocate::R_AARCH64_RELATIVE,
     block_device = const EARLY_BLOCK_DEVICE,
     block_normal = const EARLY_BLOCK_NORMAL,
+    fdt_magic = const FDT_MAGIC_LE,
+    fdt_max = const FDT_MAX_SIZE,
     mair = const EARLY_MAIR,
     tcr = const EARLY_TCR,
     sctlr = const SCTLR_EL2_ON,
@@ -215,4 +307,34 @@ pub fn stack_top(index: usize) -> usize {
     // Taking the address of an extern static is safe; nothing is read.
     let base = core::ptr::addr_of!(__fv_stacks) as usize;
     base + STACK_SIZE * (index + 1)
+}
+
+/// Checks that the entry code's relocation left every place the image's
+/// `.rela.dyn` lists holding what `crate::relocate` says (base + addend). Must
+/// run before anything writes data that holds an address (e.g. the logger
+/// registration), so it is the first thing the boot CPU does in Rust.
+/// Returns the number of places checked.
+pub fn check_relocation() -> Result<usize, crate::relocate::RelocError> {
+    unsafe extern "C" {
+        static __fv_image_start: u8;
+        static __fv_load_end: u8;
+        static __fv_rela_start: u8;
+        static __fv_rela_end: u8;
+    }
+    // Taking the address of an extern static is safe; nothing is read.
+    let base = core::ptr::addr_of!(__fv_image_start) as u64;
+    let load_end = core::ptr::addr_of!(__fv_load_end) as u64;
+    let rela = core::ptr::addr_of!(__fv_rela_start) as u64;
+    let rela_end = core::ptr::addr_of!(__fv_rela_end) as u64;
+    // SAFETY: linker.ld places the relocation records between the two symbols in
+    // the loaded image, which is identity-mapped Normal memory and never written
+    // after the entry code read it.
+    let table =
+        unsafe { core::slice::from_raw_parts(rela as *const u8, (rela_end - rela) as usize) };
+    crate::relocate::verify(table, (load_end - base) as usize, base, |offset| {
+        // SAFETY: `verify` passes only 8-byte aligned offsets whose doubleword
+        // lies inside the loaded image (it checks each record first); the image
+        // is mapped Normal memory and this read races with no writer (one CPU runs).
+        unsafe { ((base + offset) as *const u64).read_volatile() }
+    })
 }
