@@ -29,6 +29,7 @@ hypervisor: setup
 	cargo build --release --target $(HYP_TARGET) --bin ferrovisor
 	@mkdir -p $(BUILD)
 	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
+	@cp $(HYP_ELF) $(BUILD)/ferrovisor.elf
 	@echo "built $(HYP_BIN) ($$(stat -c %s $(HYP_BIN)) bytes)"
 
 guests: setup

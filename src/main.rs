@@ -44,7 +44,7 @@ mod hyp {
     #[unsafe(no_mangle)]
     extern "C" fn fv_main(dtb_pa: u64) -> ! {
         // First, before anything writes data that holds an address.
-        let relocation = ferrovisor::arch::boot::check_relocation();
+        let entry = ferrovisor::arch::boot::check_entry(dtb_pa);
         percpu::init_this_cpu(0);
         memory::init_heap();
         uart::init(uart::EARLY_UART as u64);
@@ -62,7 +62,7 @@ mod hyp {
             dtb_pa
         );
         let (image_start, image_end) = memory::image_range();
-        match relocation {
+        match entry {
             Ok(n) => info!(
                 "image at {image_start:#x}..{image_end:#x}: relocated itself, {n} places checked"
             ),

@@ -129,7 +129,10 @@ pub fn records(
                 offset: r.offset,
             });
         }
-        if r.offset.checked_add(8).is_none_or(|end| end > image_len as u64) {
+        if r.offset
+            .checked_add(8)
+            .is_none_or(|end| end > image_len as u64)
+        {
             return Err(RelocError::OutsideImage {
                 index,
                 offset: r.offset,
@@ -204,7 +207,8 @@ mod tests {
         assert!(image[..8].iter().all(|&b| b == 0xaa));
         assert!(image[16..40].iter().all(|&b| b == 0xaa));
         assert!(image[48..].iter().all(|&b| b == 0xaa));
-        let read = |o: u64| u64::from_le_bytes(image[o as usize..o as usize + 8].try_into().unwrap());
+        let read =
+            |o: u64| u64::from_le_bytes(image[o as usize..o as usize + 8].try_into().unwrap());
         assert_eq!(verify(&t, 64, 0x20_0000, read), Ok(2));
         assert_eq!(
             verify(&t, 64, 0x40_0000, read),

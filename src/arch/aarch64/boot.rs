@@ -309,23 +309,75 @@ pub fn stack_top(index: usize) -> usize {
     base + STACK_SIZE * (index + 1)
 }
 
-/// Checks that the entry code's relocation left every place the image's
-/// `.rela.dyn` lists holding what `crate::relocate` says (base + addend). Must
-/// run before anything writes data that holds an address (e.g. the logger
-/// registration), so it is the first thing the boot CPU does in Rust.
-/// Returns the number of places checked.
-pub fn check_relocation() -> Result<usize, crate::relocate::RelocError> {
+/// What the entry code must have done, checked by Rust once it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// A relocated place does not hold what `crate::relocate` says.
+    Relocation(crate::relocate::RelocError),
+    /// The early map does not make `addr` (a byte of the image or of the device
+    /// tree) Normal write-back memory.
+    EarlyMap { addr: u64, par: u64 },
+}
+
+impl core::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EntryError::Relocation(e) => write!(f, "{e}"),
+            EntryError::EarlyMap { addr, par } => write!(
+                f,
+                "the early EL2 map does not make {addr:#x} Normal memory (PAR_EL1 {par:#x})"
+            ),
+        }
+    }
+}
+
+/// Checks what the entry code did before any Rust ran: every place the image's
+/// `.rela.dyn` lists holds what `crate::relocate` says (base + addend), and the
+/// early map makes the image's and the device tree's first and last bytes Normal
+/// write-back memory (stacks, BSS and the heap need it: exclusive accesses, the
+/// spin locks', are not architecturally guaranteed on Device memory). Must run
+/// before anything writes data that holds an address (e.g. the logger
+/// registration), so it is the first thing the boot CPU does in Rust. Returns the
+/// number of relocated places checked.
+pub fn check_entry(dtb_pa: u64) -> Result<usize, EntryError> {
     unsafe extern "C" {
         static __fv_image_start: u8;
         static __fv_load_end: u8;
+        static __fv_image_end: u8;
         static __fv_rela_start: u8;
         static __fv_rela_end: u8;
     }
     // Taking the address of an extern static is safe; nothing is read.
     let base = core::ptr::addr_of!(__fv_image_start) as u64;
     let load_end = core::ptr::addr_of!(__fv_load_end) as u64;
+    let image_end = core::ptr::addr_of!(__fv_image_end) as u64;
     let rela = core::ptr::addr_of!(__fv_rela_start) as u64;
     let rela_end = core::ptr::addr_of!(__fv_rela_end) as u64;
+
+    let mut normal = [base, image_end - 1, dtb_pa, dtb_pa];
+    if dtb_pa != 0 && dtb_pa.is_multiple_of(8) && is_normal(dtb_pa) {
+        // SAFETY: the device tree's first bytes are mapped Normal (just checked);
+        // an aligned 8-byte read of its header's magic and totalsize.
+        let header = unsafe { (dtb_pa as *const u64).read_volatile() }.to_le_bytes();
+        let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
+        if magic == 0xd00d_feed && size != 0 {
+            normal[3] = dtb_pa + size.min(FDT_MAX_SIZE) - 1;
+        }
+    } else {
+        // No device tree to check (Rust refuses the pointer with a message).
+        normal[2] = base;
+        normal[3] = base;
+    }
+    for addr in normal {
+        if !is_normal(addr) {
+            return Err(EntryError::EarlyMap {
+                addr,
+                par: translate(addr),
+            });
+        }
+    }
+
     // SAFETY: linker.ld places the relocation records between the two symbols in
     // the loaded image, which is identity-mapped Normal memory and never written
     // after the entry code read it.
@@ -337,4 +389,32 @@ pub fn check_relocation() -> Result<usize, crate::relocate::RelocError> {
         // is mapped Normal memory and this read races with no writer (one CPU runs).
         unsafe { ((base + offset) as *const u64).read_volatile() }
     })
+    .map_err(EntryError::Relocation)
+}
+
+/// PAR_EL1 after translating `addr` for a write in the EL2 regime (AT S1E2W).
+fn translate(addr: u64) -> u64 {
+    let par: u64;
+    // SAFETY: an address translation instruction: it reads the translation tables
+    // and writes PAR_EL1 only (Arm ARM, AT S1E2W); the ISB makes the result visible
+    // to the MRS. No memory is accessed at `addr`.
+    unsafe {
+        core::arch::asm!(
+            "at s1e2w, {a}",
+            "isb",
+            "mrs {p}, par_el1",
+            a = in(reg) addr,
+            p = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    par
+}
+
+/// Whether `addr` translates, writable, to Normal Inner/Outer write-back memory:
+/// PAR_EL1.F = 0 and PAR_EL1.ATTR (bits [63:56], a MAIR encoding) = 0xff, the early
+/// map's Normal attribute.
+fn is_normal(addr: u64) -> bool {
+    let par = translate(addr);
+    par & 1 == 0 && par >> 56 == 0xff
 }
