@@ -51,6 +51,9 @@ const SCTLR_EL2_ON: u64 = SCTLR_EL2_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | (1 <
 const FDT_MAGIC_LE: u64 = 0xedfe_0dd0;
 /// The largest device tree the early map covers (the parser's limit too).
 const FDT_MAX_SIZE: u64 = 2 << 20;
+/// The early map's tables: the level-1 table and four level-2 tables (the image
+/// and the device tree each touch at most two GiBs).
+const EARLY_TABLES_SIZE: u64 = 5 * 4096;
 
 global_asm!(
     r#"
@@ -181,11 +184,12 @@ fv_relocate:
     b       13b
 14: ret
 
-// Early identity map: one level-1 table of 1 GiB blocks covering the 39-bit
-// address space, Device-nGnRE everywhere except the GiBs holding this image and
-// the device tree (x19), which are Normal write-back; either may straddle a GiB
-// boundary, so the GiBs of its first and last bytes are mapped. Rust then builds
-// the real map from the device tree and switches to it. x20 = the image's base.
+// Early identity map: a level-1 table of 1 GiB Device-nGnRE blocks covering the
+// 39-bit address space, except that the 2 MiB blocks holding this image and the
+// device tree (x19) are Normal write-back: the GiBs they fall in are split into
+// level-2 tables of 2 MiB blocks, so a device in the same GiB (a Raspberry Pi's
+// peripherals share a GiB with RAM) stays Device memory. Rust then builds the real
+// map from the device tree and switches to it. x20 = the image's base.
 fv_early_mmu_on:
     mov     x7, x30
     adrp    x0, __fv_early_l1
@@ -197,40 +201,40 @@ fv_early_mmu_on:
     add     x3, x3, #1
     cmp     x3, #512
     b.lo    8b
-    ldr     x2, ={block_normal}
+    ldr     x9, ={block_normal}
+    add     x10, x0, #4096          // the level-2 tables follow the level-1 table
+    add     x11, x0, #{early_tables_size}
     mov     x3, x20
-    bl      15f
-    adrp    x3, __fv_image_end
-    add     x3, x3, :lo12:__fv_image_end
-    sub     x3, x3, #1
-    bl      15f
-    // The device tree: its first byte, and its last when the header reads as one
-    // (a pointer that is 0 or unaligned is refused by Rust; nothing is read here).
+    adrp    x4, __fv_image_end
+    add     x4, x4, :lo12:__fv_image_end
+    bl      17f
+    // The device tree, as long as its header says (at most 2 MiB); only its
+    // header when there is none to read. A pointer that is 0 or unaligned is
+    // refused by Rust with a message; nothing is mapped or read for it here.
     cbz     x19, 16f
     tst     x19, #7
     b.ne    16f
     mov     x3, x19
-    bl      15f
-    ldr     w4, [x19]
-    ldr     x5, ={fdt_magic}
-    cmp     x4, x5
-    b.ne    16f
-    ldr     w4, [x19, #4]
-    rev     w4, w4                  // totalsize, big-endian
-    cbz     x4, 16f
-    ldr     x5, ={fdt_max}
-    cmp     x4, x5
-    csel    x4, x4, x5, ls
-    add     x3, x19, x4
-    sub     x3, x3, #1
-    bl      15f
+    add     x4, x19, #64
+    ldr     w5, [x19]
+    ldr     x6, ={fdt_magic}
+    cmp     x5, x6
+    b.ne    22f
+    ldr     w5, [x19, #4]
+    rev     w5, w5                  // totalsize, big-endian
+    ldr     x6, ={fdt_max}
+    cmp     x5, x6
+    csel    x5, x5, x6, ls
+    cmp     x5, #64
+    b.ls    22f
+    add     x4, x19, x5
+22: bl      17f
 16:
-    // The table was written with the MMU off: invalidate any stale cached copy
+    // The tables were written with the MMU off: invalidate any stale cached copy
     // so the walker (which reads through the caches, IRGN0 = WB) sees memory.
-    add     x1, x0, #4096
 9:  dc      ivac, x0
     add     x0, x0, #64
-    cmp     x0, x1
+    cmp     x0, x11
     b.lo    9b
     dsb     sy
     adrp    x0, __fv_early_l1
@@ -238,13 +242,43 @@ fv_early_mmu_on:
     mov     x30, x7
     b       fv_mmu_enable
 
-// Makes the 1 GiB block holding address x3 Normal memory: table x0, block
-// attributes x2. Clobbers x3, x4.
-15: lsr     x3, x3, #30
-    and     x3, x3, #511
-    orr     x4, x2, x3, lsl #30
-    str     x4, [x0, x3, lsl #3]
-    ret
+// Makes [x3, x4) Normal in the early map, 2 MiB blocks at a time (x3 < x4).
+// x0 = the level-1 table, x2 / x9 = Device / Normal block attributes, x10 = the
+// next free level-2 table, x11 = the end of the tables. Clobbers x3, x5, x6,
+// x12-x14; advances x10.
+17: and     x3, x3, #0xffffffffffe00000
+18: cmp     x3, x4
+    b.hs    19f
+    lsr     x5, x3, #30
+    and     x5, x5, #511
+    ldr     x6, [x0, x5, lsl #3]
+    and     x12, x6, #3
+    cmp     x12, #3
+    b.eq    20f                     // this GiB is a level-2 table already
+    // Split the GiB's block into a level-2 table of 2 MiB Device blocks. The
+    // image and the device tree touch at most four GiBs, one table each.
+    cmp     x10, x11
+    b.hs    23f
+    mov     x13, #0
+21: lsl     x14, x5, #30
+    orr     x14, x14, x13, lsl #21
+    orr     x14, x14, x2
+    str     x14, [x10, x13, lsl #3]
+    add     x13, x13, #1
+    cmp     x13, #512
+    b.lo    21b
+    orr     x6, x10, #3             // table descriptor
+    str     x6, [x0, x5, lsl #3]
+    add     x10, x10, #4096
+20: and     x6, x6, #0xfffffffff000 // the level-2 table
+    ubfx    x13, x3, #21, #9
+    orr     x14, x3, x9
+    str     x14, [x6, x13, lsl #3]
+    add     x3, x3, #0x200000
+    b       18b
+19: ret
+23: wfe                             // not reached (see above)
+    b       23b
 
 // Turn the EL2 MMU on with the table in x0 (also used by secondaries with the
 // final table). Clobbers x0-x3.
@@ -274,7 +308,7 @@ fv_mmu_enable:
 .balign 4096
 .global __fv_early_l1
 __fv_early_l1:
-    .space 4096
+    .space {early_tables_size}
 .global __fv_el2_root
 __fv_el2_root:
     .quad 0
@@ -294,6 +328,7 @@ __fv_stacks:
     block_normal = const EARLY_BLOCK_NORMAL,
     fdt_magic = const FDT_MAGIC_LE,
     fdt_max = const FDT_MAX_SIZE,
+    early_tables_size = const EARLY_TABLES_SIZE,
     mair = const EARLY_MAIR,
     tcr = const EARLY_TCR,
     sctlr = const SCTLR_EL2_ON,
