@@ -24,7 +24,9 @@ mod hyp {
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
-    use ferrovisor::platform::{self, Conduit, Platform};
+    use ferrovisor::platform::{
+        self, BootRanges, Conduit, CpuMap, MemRange, Platform, UartCompatible,
+    };
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
     };
@@ -47,7 +49,7 @@ mod hyp {
         let entry = ferrovisor::arch::boot::check_entry(dtb_pa);
         percpu::init_this_cpu(0);
         memory::init_heap();
-        uart::init(uart::EARLY_UART as u64);
+        init_console(dtb_pa);
         console::init(console::Physical {
             write: uart::write_bytes,
             read: uart::read_byte,
@@ -70,19 +72,22 @@ mod hyp {
         }
 
         let (platform, dtb) = read_device_tree(dtb_pa);
-        if let Some(u) = platform
-            .uart
-            .as_ref()
-            .filter(|u| u.base != uart::EARLY_UART as u64)
-        {
-            uart::init(u.base);
-        }
         platform.log_summary();
 
+        // Where the loader put things must be RAM the map covers, and the image
+        // must not sit on firmware-reserved memory.
+        let bundle_range = platform.initrd;
+        let boot_ranges = BootRanges {
+            image: MemRange::new(image_start, image_end - image_start),
+            dtb: MemRange::new(dtb.start, dtb.size()),
+            bundle: bundle_range,
+        };
+        platform
+            .check_boot_ranges(&boot_ranges)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
         let features = read_features();
         map_el2(&platform, features.parange);
-        let bundle_range = platform.initrd;
-        init_frames(&platform, dtb, bundle_range);
+        init_frames(&platform, &boot_ranges);
 
         let firmware = platform
             .psci
@@ -109,29 +114,21 @@ mod hyp {
 
         // Every physical CPU reports what it is (ID registers, caches) before
         // the CPU model is computed; those with no vCPU then power off.
-        let boot_mpidr = regs::read_mpidr_el1() & MPIDR_AFF;
-        let Some(boot_dt) = platform.cpus.iter().position(|c| c.mpidr == boot_mpidr) else {
-            halt(format_args!(
-                "the boot CPU (MPIDR {boot_mpidr:#x}) is not among the device tree's CPUs"
-            ))
-        };
-        let cpus = platform.cpus.len().min(MAX_CPUS);
-        if platform.cpus.len() > MAX_CPUS {
+        // Logical index 0 is the boot CPU (it owns the first stack), wherever it
+        // is in the tree; config CPU numbers are tree order (platform::CpuMap).
+        let cpu_map = CpuMap::new(&platform.cpus, regs::read_mpidr_el1(), MAX_CPUS)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
+        let cpus = cpu_map.len();
+        if cpu_map.left_out() > 0 {
             warn!(
-                "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
+                "{} CPUs in the device tree; this build drives {MAX_CPUS} of them",
                 platform.cpus.len()
             );
         }
-        // Logical index 0 is the boot CPU (it owns the first stack); the others
-        // follow in device-tree order. Config CPU numbers are device-tree order.
-        let logical_of = |dt: usize| -> usize {
-            if dt == boot_dt {
-                0
-            } else if dt < boot_dt {
-                dt + 1
-            } else {
-                dt
-            }
+        let logical_of = |c: usize| -> usize {
+            cpu_map
+                .logical_of(c)
+                .unwrap_or_else(|| halt(format_args!("CPU {c} is not driven")))
         };
         init_gic(&platform);
         if !hostgic::init_this_cpu(0) {
@@ -140,15 +137,21 @@ mod hyp {
             ));
         }
         CPU_INFO[0].call_once(cpuinfo::read_host_cpu);
-        for dt in 0..cpus {
-            let logical = logical_of(dt);
-            if logical == 0 {
+        for logical in 1..cpus {
+            let Some(cpu) = cpu_map.node(logical).map(|n| &platform.cpus[n]) else {
+                continue;
+            };
+            let mpidr = cpu.mpidr;
+            if platform.psci.is_none() || cpu.enable_method.as_deref() != Some("psci") {
+                warn!(
+                    "CPU MPIDR {mpidr:#x}: enable-method {} without PSCI firmware is not supported; it stays off",
+                    cpu.enable_method.as_deref().unwrap_or("none")
+                );
                 continue;
             }
-            let mpidr = platform.cpus[dt].mpidr;
             let status = firmware::cpu_on(firmware, mpidr, logical as u64);
             if status != 0 {
-                error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
+                error!("CPU MPIDR {mpidr:#x} did not start: PSCI CPU_ON returned {status}");
             }
         }
         let started = wait_for_cpus(cpus);
@@ -431,9 +434,6 @@ mod hyp {
         }
     }
 
-    /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0).
-    const MPIDR_AFF: u64 = 0xff_00ff_ffff;
-
     /// Runs this CPU's vCPU for its VM's life, then waits for the machine to be
     /// powered off by whichever CPU stops the last VM.
     fn run_this_cpu(plan: &Plan, logical: usize) -> ! {
@@ -459,6 +459,20 @@ mod hyp {
     }
 
     static FIRMWARE: spin::Once<Conduit> = spin::Once::new();
+
+    /// Points the console at the UART the device tree's /chosen/stdout-path
+    /// names (platform::find_console), before anything is logged, so that every
+    /// message — one about a bad device tree too — is on the board's own console.
+    /// Without a usable device tree: QEMU virt's PL011.
+    fn init_console(dtb_pa: u64) {
+        let found = (dtb_pa != 0 && dtb_pa.is_multiple_of(8))
+            .then(|| platform::fdt_total_size(memory::boot_blob(dtb_pa, 40)).ok())
+            .flatten()
+            .and_then(|size| platform::find_console(memory::boot_blob(dtb_pa, size)));
+        if !found.is_some_and(|u| uart::init(&u.compatible, u.base)) {
+            uart::init(&UartCompatible::Pl011, uart::EARLY_UART as u64);
+        }
+    }
 
     /// Finds, checks and parses the host device tree.
     fn read_device_tree(dtb_pa: u64) -> (Platform, PhysRange) {
@@ -517,7 +531,8 @@ mod hyp {
     /// read-only and executable, the rest execute-never), devices Device-nGnRE —
     /// and switches to it.
     fn map_el2(p: &Platform, parange: u8) {
-        let geo = El2Geometry::new(39, parange)
+        const VA_BITS: u32 = 39;
+        let geo = El2Geometry::new(VA_BITS, parange)
             .unwrap_or_else(|e| halt(format_args!("EL2 map geometry: {e:?}")));
         let mut mem = memory::El2TableMemory;
         let mut t =
@@ -527,12 +542,8 @@ mod hyp {
             (PhysRange::new(code_s, code_e), El2Attrs::CODE),
             (PhysRange::new(ro_s, ro_e), El2Attrs::RODATA),
         ];
-        let mut ram: Vec<PhysRange> = p
-            .memory
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        mm::region::sort_and_merge(&mut ram);
+        // RAM less what the firmware marked no-map.
+        let ram = p.mapped_ram();
         let image_ranges: Vec<PhysRange> = image.iter().map(|(r, _)| *r).collect();
         let mut map = |r: PhysRange, a: El2Attrs, what: &str| {
             if let Err(e) = t.map(&mut mem, r.start, r.start, r.end - r.start, a) {
@@ -556,43 +567,31 @@ mod hyp {
             .filter_map(|(base, size)| PhysRange::new(base, base + size).align_outward(PAGE_SIZE))
             .collect();
         mm::region::sort_and_merge(&mut devices);
+        // A device beyond the map's reach (ZynqMP's PCIe windows at 512 GiB and up)
+        // is one the hypervisor never touches: guests reach theirs through stage 2.
+        let (devices, beyond): (Vec<PhysRange>, Vec<PhysRange>) =
+            devices.into_iter().partition(|r| r.end <= 1 << VA_BITS);
         for r in mm::region::subtract(&devices, &ram) {
             map(r, El2Attrs::DEVICE, "device");
         }
         memory::switch_el2_table(t.root_pa());
         info!(
-            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE, code read-only",
+            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE ({} above {VA_BITS} bits left out), code read-only",
             ram.len(),
-            devices.len()
+            devices.len(),
+            beyond.len()
         );
     }
 
     /// Gives the frame allocator all RAM except the hypervisor, the device
-    /// tree, the boot bundle and reserved memory.
-    fn init_frames(p: &Platform, dtb: PhysRange, bundle: Option<platform::MemRange>) {
-        let ram: Vec<PhysRange> = p
-            .memory
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        let (img_s, img_e) = memory::image_range();
-        let mut reserved: Vec<PhysRange> = p
-            .reserved
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        reserved.push(PhysRange::new(img_s, img_e));
-        reserved.push(dtb);
-        if let Some(b) = bundle {
-            reserved.push(PhysRange::new(b.base, b.base + b.size));
-        }
-        let free = mm::region::subtract(&ram, &reserved);
-        memory::init_frames(&free);
+    /// tree, the boot bundle and reserved memory (platform::Platform::free_ram).
+    fn init_frames(p: &Platform, boot: &BootRanges) {
+        memory::init_frames(&p.free_ram(boot));
         info!(
             "memory: {} MiB RAM, hypervisor image {:#x}..{:#x}, {} MiB free for VMs",
-            mm::region::total_size(&ram) >> 20,
-            img_s,
-            img_e,
+            mm::region::total_size(&p.mapped_ram()) >> 20,
+            boot.image.base,
+            boot.image.end(),
             memory::free_bytes() >> 20
         );
     }

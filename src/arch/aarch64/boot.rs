@@ -92,6 +92,7 @@ _start:
     mov     x0, x20
     bl      fv_relocate
     mov     x0, x21
+    mov     x1, x19
     bl      fv_wrong_exception_level
 3:  wfe
     b       3b

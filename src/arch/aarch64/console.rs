@@ -1,22 +1,35 @@
 //! The physical console UART. What goes out on it (VM tags, log lines, input
-//! focus) is decided by `devices::console`; this is only the hardware side.
+//! focus) is decided by `devices::console`; this is only the hardware side: the
+//! board's UART behind the byte-level [`Uart`] interface.
 
 use core::fmt::Write;
 use spin::Mutex;
 
-use super::uart::Pl011;
+use super::uart::{HostUart, Pl011, Uart};
+use crate::platform::UartCompatible;
 
-/// The UART used before the device tree is read, and to report a wrong exception
-/// level (QEMU virt's PL011; a board whose UART lives elsewhere changes this).
+/// The UART used when there is no device tree to name one, and to report a wrong
+/// exception level (both before anything is known of the board): QEMU virt's
+/// PL011. On any other board these messages are not seen.
 pub const EARLY_UART: usize = 0x0900_0000;
 
-static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+static UART: Mutex<Option<HostUart>> = Mutex::new(None);
 
-/// Points the console at the PL011 at `base` (identity-mapped as Device).
-pub fn init(base: u64) {
-    // SAFETY: `base` comes from the host device tree (or EARLY_UART) and is mapped
-    // as Device memory in the EL2 identity map; the console is its only user.
-    *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
+/// Points the console at the UART of kind `kind` at `base` (identity-mapped as
+/// Device memory). Returns false, leaving the console as it was, when there is
+/// no driver for that kind.
+pub fn init(kind: &UartCompatible, base: u64) -> bool {
+    // SAFETY: `base` comes from the host device tree's console UART (or is
+    // EARLY_UART) and is mapped as Device memory in the EL2 identity map (the early
+    // map makes everything but the image and device tree Device); the console is
+    // its only user.
+    match unsafe { HostUart::new(kind, base) } {
+        Some(u) => {
+            *UART.lock() = Some(u);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Writes bytes as one unit (no other writer can interleave).
@@ -33,7 +46,7 @@ pub fn write_bytes(bytes: &[u8]) {
 
 /// One byte of keyboard input, if any.
 pub fn read_byte() -> Option<u8> {
-    UART.lock().as_ref().and_then(|u| u.get())
+    UART.lock().as_ref().and_then(|u| u.read_byte())
 }
 
 /// Lets keyboard input raise the UART's interrupt.
@@ -50,19 +63,49 @@ pub fn flush() {
     }
 }
 
-/// Writes formatted text as one unit.
-pub fn write_fmt(args: core::fmt::Arguments<'_>) {
-    if let Some(u) = UART.lock().as_mut() {
-        let _ = u.write_fmt(args);
+/// Formats into the UART, `\n` as `\r\n`.
+struct Writer<'u>(&'u HostUart);
+
+impl Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.put(b'\r');
+            }
+            self.0.put(b);
+        }
+        Ok(())
     }
 }
 
-/// Entered from the boot code when the CPU is not at EL2 (MMU off, no device
-/// tree read): one line on the early UART, then the caller parks the CPU.
+/// Writes formatted text as one unit.
+pub fn write_fmt(args: core::fmt::Arguments<'_>) {
+    if let Some(u) = UART.lock().as_ref() {
+        let _ = Writer(u).write_fmt(args);
+    }
+}
+
+/// Entered from the boot code when the CPU is not at EL2 (MMU off, the image
+/// relocated, no device tree read): one line on QEMU virt's PL011 when the device
+/// tree in `dtb` says the machine is QEMU virt, nothing elsewhere (where that
+/// address may be RAM or another device); then the caller parks the CPU.
 #[unsafe(no_mangle)]
-extern "C" fn fv_wrong_exception_level(el: u64) {
-    // SAFETY: EARLY_UART is the board's console; with the MMU off every access is
-    // Device-nGnRnE, as the PL011 requires.
+extern "C" fn fv_wrong_exception_level(el: u64, dtb: u64) {
+    let virt = dtb != 0
+        && crate::platform::early::root_is_compatible(
+            &mut |i| {
+                // SAFETY: a byte of the device tree the boot loader passed in x0,
+                // within its totalsize (root_is_compatible's contract); with the MMU
+                // off a byte load is never misaligned.
+                unsafe { ((dtb as usize + i) as *const u8).read_volatile() }
+            },
+            "linux,dummy-virt",
+        );
+    if !virt {
+        return;
+    }
+    // SAFETY: the device tree says QEMU virt, whose PL011 is at EARLY_UART; with
+    // the MMU off every access is Device-nGnRnE, as the PL011 requires.
     let u = unsafe { Pl011::new(EARLY_UART) };
     let msg: &[u8] = b"ferrovisor: error: entered at EL";
     for &b in msg {
