@@ -8,7 +8,12 @@ CPU     ?= max
 SMP     ?= 4
 BUILD   ?= build
 
+# The board: QEMU_ARGS (how QEMU models it), and optionally BOARD_DEPS (targets it
+# needs first, e.g. `linux` for its device tree), FVCONFIG_HOST (what configs are
+# checked against: fvconfig's --dtb/--cpus/--ram) and the UBOOT_* settings of
+# `make uboot-image` (boards/uboot/build.sh).
 include boards/$(BOARD)/board.mk
+UBOOT_OUT ?= $(BUILD)/uboot$(if $(filter-out qemu-virt,$(BOARD)),/$(BOARD))
 
 HYP_TARGET   := aarch64-unknown-none-softfloat
 HYP_ELF      := target/$(HYP_TARGET)/release/ferrovisor
@@ -39,9 +44,9 @@ fvconfig:
 	cargo build --release --features tools --bin fvconfig
 
 # The boot bundle: the config and every file it names, checked and packed.
-bundle: fvconfig guests
+bundle: fvconfig guests $(BOARD_DEPS)
 	@case "$(CONFIG)" in *linux*|*two-vm*) $(MAKE) --no-print-directory linux ;; esac
-	$(FVCONFIG) pack $(CONFIG) -o $(BUNDLE) -L $(BUILD)
+	$(FVCONFIG) pack $(CONFIG) -o $(BUNDLE) -L $(BUILD) $(FVCONFIG_HOST)
 
 run: hypervisor bundle
 	$(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
@@ -51,9 +56,13 @@ run: hypervisor bundle
 linux: setup
 	bash tests/linux/fetch.sh $(BUILD)/linux
 
-# A disk U-Boot boots CONFIG from: $(BUILD)/uboot/<config>.img, boot.scr beside it (boards/qemu-virt/uboot/README.md).
-uboot-image: hypervisor bundle
-	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
+# A disk U-Boot boots CONFIG from: $(UBOOT_OUT)/<config>.img, boot.scr beside it
+# (boards/qemu-virt/uboot/README.md); for a real board (BOARD=...) the SD-card image,
+# with what boards/$(BOARD)/README.md says it needs.
+uboot-image: hypervisor bundle $(UBOOT_DEPS)
+	FVCONFIG=$(FVCONFIG) FVCONFIG_HOST="$(FVCONFIG_HOST)" UBOOT_DEVICE="$(UBOOT_DEVICE)" \
+	  UBOOT_FILES="$(UBOOT_FILES)" PART_START="$(UBOOT_PART_START)" RAW="$(UBOOT_RAW)" \
+	  bash boards/uboot/build.sh $(CONFIG) $(BUILD) $(UBOOT_OUT)
 
 test: hypervisor guests fvconfig linux lint
 	bash tests/bundles.sh $(BUILD)

@@ -95,6 +95,12 @@ mod hyp {
             .map(|p| p.method)
             .unwrap_or(Conduit::Smc);
         FIRMWARE.call_once(|| firmware);
+        if platform.psci.is_none() {
+            firmware::set_absent();
+            warn!(
+                "no PSCI firmware (/psci): the other CPUs stay off, and power-off leaves the machine idle"
+            );
+        }
         let stage2 = Stage2Geometry::from_pa_range(features.parange)
             .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
         info!(

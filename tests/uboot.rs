@@ -3,7 +3,7 @@
 //! with distro boot, and the script (`fvconfig uboot`) loads the hypervisor and the
 //! demo system's boot bundle and starts the hypervisor with `booti`.
 //!
-//! The disk is made by `boards/qemu-virt/uboot/build.sh` (the `make uboot-image` recipe)
+//! The disk is made by `boards/uboot/build.sh` (the `make uboot-image` recipe)
 //! from what `make test` builds first: `build/ferrovisor.bin`, `build/demo.cpio` and
 //! `target/release/fvconfig` (`FVCONFIG` or `CARGO_TARGET_DIR` point elsewhere). It needs
 //! mtools (installed by `.ci/setup.sh`). Anything missing fails the test with a message.
@@ -65,14 +65,14 @@ fn demo_disk(out: &Path) -> PathBuf {
     artifact("ferrovisor.bin");
     artifact("demo.cpio");
     let result = Command::new("bash")
-        .arg(crate_dir().join("boards/qemu-virt/uboot/build.sh"))
+        .arg(crate_dir().join("boards/uboot/build.sh"))
         .arg("boards/qemu-virt/demo.toml")
         .arg(build_dir())
         .arg(out)
         .env("FVCONFIG", fvconfig())
         .current_dir(crate_dir())
         .output()
-        .expect("run bash boards/qemu-virt/uboot/build.sh");
+        .expect("run bash boards/uboot/build.sh");
     assert!(
         result.status.success(),
         "building the U-Boot disk failed (mtools is installed by `make setup`)\n{}{}",
