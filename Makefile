@@ -60,6 +60,7 @@ linux: setup
 # (boards/qemu-virt/uboot/README.md); for a real board (BOARD=...) the SD-card image,
 # with what boards/$(BOARD)/README.md says it needs.
 uboot-image: hypervisor bundle $(UBOOT_DEPS)
+	$(UBOOT_PREPARE)
 	FVCONFIG=$(FVCONFIG) FVCONFIG_HOST="$(FVCONFIG_HOST)" UBOOT_DEVICE="$(UBOOT_DEVICE)" \
 	  UBOOT_FILES="$(UBOOT_FILES)" PART_START="$(UBOOT_PART_START)" RAW="$(UBOOT_RAW)" \
 	  bash boards/uboot/build.sh $(CONFIG) $(BUILD) $(UBOOT_OUT)

@@ -16,7 +16,7 @@
 #   UBOOT_DEVICE="mmc 0:1"  where the script loads the files from (default: where
 #                           U-Boot's distro boot found the script)
 #   FVCONFIG_HOST="..."     what the config is checked against (fvconfig's HOST
-                          options: --dtb FILE, --cpus N, --ram SIZE)
+#                           options: --dtb FILE, --cpus N, --ram SIZE)
 #   UBOOT_FILES="F ..."     more files for the partition (the board's firmware, U-Boot)
 #   PART_START, RAW         passed to mkdisk.sh (a boot loader on the raw card)
 set -euo pipefail
