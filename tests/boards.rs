@@ -372,6 +372,59 @@ fn imx8mp_evk_runs_the_demo_guest() {
     run.assert_all_passed(2);
 }
 
+/// Debian's Linux with one vCPU reaches its userspace on the i.MX 8M Plus EVK
+/// (boards/imx8mp-evk/linux.toml; with two vCPUs it does not yet, see its README).
+#[test]
+fn imx8mp_evk_runs_linux() {
+    let image = std::fs::read(artifact("linux/Image")).unwrap();
+    let initramfs = std::fs::read(artifact("linux/initramfs.cpio.gz")).unwrap();
+    let config = "[[vm]]\nname = \"linux\"\nvcpus = 1\nmemory = \"512M\"\n\
+                  kernel = \"Image\"\ninitrd = \"initramfs.cpio.gz\"\n\
+                  bootargs = \"console=ttyAMA0\"\nconsole = \"pl011\"\n";
+    let bundle = ferrovisor::config::bundle::write_bundle(&[
+        ("ferrovisor.toml", config.as_bytes()),
+        ("Image", &image),
+        ("initramfs.cpio.gz", &initramfs),
+    ]);
+    let path = scratch("imx8mp-linux.cpio");
+    std::fs::write(&path, bundle).unwrap();
+    let mut args: Vec<String> = [
+        "-M",
+        "imx8mp-evk",
+        "-smp",
+        "2",
+        "-m",
+        "2G",
+        "-nographic",
+        "-no-reboot",
+        "-serial",
+        "null",
+        "-serial",
+        "mon:stdio",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend([
+        "-dtb".into(),
+        dtb("imx8mp-evk").display().to_string(),
+        "-kernel".into(),
+        artifact("ferrovisor.bin"),
+        "-initrd".into(),
+        path.display().to_string(),
+    ]);
+    let run = run_qemu_until(&args, Duration::from_secs(600), |l| {
+        l.contains("FERROVISOR-LINUX-USERSPACE-UP")
+            || l.contains("Kernel panic")
+            || l.contains(STOP_LINE)
+    });
+    assert!(
+        run.has_line("FERROVISOR-LINUX-USERSPACE-UP"),
+        "Linux did not reach its userspace\n{}",
+        run.report()
+    );
+    let _ = std::fs::remove_file(path);
+}
+
 /// ZCU102: RAM at 0, the Cadence UART; stops cleanly at the GIC-400.
 #[test]
 fn zcu102_boots_to_the_gicv2_stop_on_its_cadence_uart() {
