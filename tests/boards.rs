@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ fn edited(board: &str, name: &str, edits: &[&[&str]]) -> PathBuf {
     path
 }
 
-fn parse(path: &PathBuf) -> Platform {
+fn parse(path: &Path) -> Platform {
     let blob = std::fs::read(path).unwrap();
     Platform::parse(&blob).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -316,7 +316,7 @@ fn imx8mp_evk_console_gic_psci() {
 /// Boots the hypervisor with the demo bundle on QEMU machine `machine` with the
 /// board's device tree `dtb`; `serial` selects which of the board's UARTs is
 /// QEMU's stdio (the others go nowhere).
-fn boot_board(machine: &[&str], dtb: &PathBuf, stdio_serial: usize) -> Run {
+fn boot_board(machine: &[&str], dtb: &Path, stdio_serial: usize) -> Run {
     let mut args: Vec<String> = machine.iter().map(|s| s.to_string()).collect();
     args.extend(["-nographic", "-no-reboot", "-audio", "none"].map(String::from));
     for i in 0..=stdio_serial {
