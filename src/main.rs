@@ -150,7 +150,7 @@ mod hyp {
             let mpidr = cpu.mpidr;
             if platform.psci.is_none() || cpu.enable_method.as_deref() != Some("psci") {
                 warn!(
-                    "CPU MPIDR {mpidr:#x}: enable-method {} without PSCI firmware is not supported; it stays off",
+                    "CPU MPIDR {mpidr:#x} (enable-method {}) stays off: only PSCI CPU_ON starts CPUs, and needs a /psci node",
                     cpu.enable_method.as_deref().unwrap_or("none")
                 );
                 continue;
