@@ -13,7 +13,12 @@ BUILD   ?= build
 PROFILE ?= release
 GDB_PORT ?= 1234
 
+# The board: QEMU_ARGS (how QEMU models it), and optionally BOARD_DEPS (targets it
+# needs first, e.g. `linux` for its device tree), FVCONFIG_HOST (what configs are
+# checked against: fvconfig's --dtb/--cpus/--ram) and the UBOOT_* settings of
+# `make uboot-image` (boards/uboot/build.sh).
 include boards/$(BOARD)/board.mk
+UBOOT_OUT ?= $(BUILD)/uboot$(if $(filter-out qemu-virt,$(BOARD)),/$(BOARD))
 
 HYP_TARGET   := aarch64-unknown-none-softfloat
 # cargo calls the debug profile "dev"; each profile builds into target/$(HYP_TARGET)/$(PROFILE).
@@ -55,9 +60,9 @@ fvconfig:
 	cargo build --release --features tools --bin fvconfig
 
 # The boot bundle: the config and every file it names, checked and packed.
-bundle: fvconfig guests
+bundle: fvconfig guests $(BOARD_DEPS)
 	@case "$(CONFIG)" in *linux*|*two-vm*) $(MAKE) --no-print-directory linux ;; esac
-	$(FVCONFIG) pack $(CONFIG) -o $(BUNDLE) -L $(BUILD)
+	$(FVCONFIG) pack $(CONFIG) -o $(BUNDLE) -L $(BUILD) $(FVCONFIG_HOST)
 
 run: hypervisor bundle
 	$(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
@@ -67,7 +72,7 @@ run: hypervisor bundle
 # $(BUILD)/gdb-console.log. GDB_ARGS are passed to gdb (README "Debugging").
 gdb: hypervisor bundle
 	@bash .ci/setup.sh gdb
-	bash tests/gdb.sh $(HYP_ELF) $(GDB_PORT) $(BUILD)/gdb-console.log $(GDB_ARGS) -- \
+	bash tests/gdb.sh $(HYP_ELF) $(HYP_LOAD) $(GDB_PORT) $(BUILD)/gdb-console.log $(GDB_ARGS) -- \
 	  $(QEMU) $(QEMU_ARGS) -kernel $(HYP_BIN) -initrd $(BUNDLE)
 
 # Debian's arm64 kernel and a busybox initramfs for the Linux guest (downloaded
@@ -77,9 +82,14 @@ linux: setup
 	bash tests/linux/fetch.sh $(BUILD)/linux
 	bash tests/linux/fetch.sh $(BUILD)/linux-6.12 bookworm-backports
 
-# A disk U-Boot boots CONFIG from: $(BUILD)/uboot/<config>.img, boot.scr beside it (boards/qemu-virt/uboot/README.md).
-uboot-image: hypervisor bundle
-	FVCONFIG=$(FVCONFIG) bash boards/qemu-virt/uboot/build.sh $(CONFIG) $(BUILD)
+# A disk U-Boot boots CONFIG from: $(UBOOT_OUT)/<config>.img, boot.scr beside it
+# (boards/qemu-virt/uboot/README.md); for a real board (BOARD=...) the SD-card image,
+# with what boards/$(BOARD)/README.md says it needs.
+uboot-image: hypervisor bundle $(UBOOT_DEPS)
+	$(UBOOT_PREPARE)
+	FVCONFIG=$(FVCONFIG) FVCONFIG_HOST="$(FVCONFIG_HOST)" UBOOT_DEVICE="$(UBOOT_DEVICE)" \
+	  UBOOT_FILES="$(UBOOT_FILES)" PART_START="$(UBOOT_PART_START)" RAW="$(UBOOT_RAW)" \
+	  bash boards/uboot/build.sh $(CONFIG) $(BUILD) $(UBOOT_OUT)
 
 test: hypervisor hypervisor-test-images guests fvconfig linux lint
 	bash tests/bundles.sh $(BUILD)

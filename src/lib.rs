@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod mm;
 pub mod platform;
 pub mod psci;
+pub mod relocate;
 pub mod sync;
 pub mod sysreg;
 #[cfg(test)]

@@ -27,9 +27,11 @@ mod hyp {
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
-    use ferrovisor::platform::{self, Conduit, Platform};
+    use ferrovisor::platform::{
+        self, BootRanges, Conduit, CpuMap, MemRange, Platform, UartCompatible,
+    };
     use ferrovisor::sysreg::{
-        CachePolicy, ExplicitCaches, HostCpu, IdField, Mpidr, SystemCpuInfo, VmCpuModel,
+        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
     };
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
@@ -50,23 +52,35 @@ mod hyp {
     /// message if it cannot go on.
     #[unsafe(no_mangle)]
     extern "C" fn fv_main(dtb_pa: u64) -> ! {
+        // First, before anything writes data that holds an address.
+        let entry = ferrovisor::arch::boot::check_entry(dtb_pa);
         start_log(dtb_pa);
-        let (platform, dtb) = read_device_tree(dtb_pa);
-        if let Some(u) = platform
-            .uart
-            .as_ref()
-            .filter(|u| u.base != uart::EARLY_UART as u64)
-        {
-            uart::init(u.base);
+        let (image_start, image_end) = memory::image_range();
+        match entry {
+            Ok(n) => info!(
+                "image at {image_start:#x}..{image_end:#x}: relocated itself, {n} places checked"
+            ),
+            Err(e) => halt(format_args!("image at {image_start:#x}: {e}")),
         }
+        let (platform, dtb) = read_device_tree(dtb_pa);
         platform.log_summary();
         if platform.bootargs.as_deref().is_some_and(stats::wanted) {
             stats::enable();
             info!("exit statistics on: written when a VM stops or resets");
         }
+        // Where the loader put things must be RAM the map covers, and the image
+        // must not sit on firmware-reserved memory.
+        let boot_ranges = BootRanges {
+            image: MemRange::new(image_start, image_end - image_start),
+            dtb: MemRange::new(dtb.start, dtb.size()),
+            bundle: platform.initrd,
+        };
+        platform
+            .check_boot_ranges(&boot_ranges)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
         let features = read_features();
         map_el2(&platform, features.parange);
-        init_frames(&platform, dtb, platform.initrd);
+        init_frames(&platform, &boot_ranges);
         let firmware = platform
             .psci
             .as_ref()
@@ -74,6 +88,12 @@ mod hyp {
             .unwrap_or(Conduit::Smc);
         FIRMWARE.call_once(|| firmware);
         hw::init(firmware);
+        if platform.psci.is_none() {
+            firmware::set_absent();
+            warn!(
+                "no PSCI firmware (/psci): the other CPUs stay off, and power-off leaves the machine idle"
+            );
+        }
         let stage2 = Stage2Geometry::from_pa_range(features.parange)
             .unwrap_or_else(|e| halt(format_args!("stage 2: {e:?}")));
         info!(
@@ -107,11 +127,11 @@ mod hyp {
         run_this_cpu(0)
     }
 
-    /// The log on the early UART, and the first line.
+    /// The log on the board's console UART, and the first line.
     fn start_log(dtb_pa: u64) {
         percpu::init_this_cpu(0);
         memory::init_heap();
-        uart::init(uart::EARLY_UART as u64);
+        init_console(dtb_pa);
         console::init(console::Physical {
             put: uart::try_put_byte,
             read: uart::read_byte,
@@ -128,48 +148,34 @@ mod hyp {
         );
     }
 
-    /// The physical CPUs that came up: how many, what they are, and how a
-    /// device-tree CPU number maps to a logical index (the boot CPU is 0).
+    /// The physical CPUs that came up: how many, what they are, and which
+    /// logical index each device-tree CPU has (the boot CPU is 0, wherever it is
+    /// in the tree; config CPU numbers are tree order: platform::CpuMap).
     struct Cpus {
         count: usize,
-        boot_dt: usize,
+        map: CpuMap,
         system: SystemCpuInfo,
         /// What each CPU that came up reported.
         host: Vec<HostCpu>,
     }
 
     impl Cpus {
-        /// Logical index 0 is the boot CPU (it owns the first stack); the others
-        /// follow in device-tree order. Config CPU numbers are device-tree order.
         fn logical_of(&self, dt: usize) -> usize {
-            if dt == self.boot_dt {
-                0
-            } else if dt < self.boot_dt {
-                dt + 1
-            } else {
-                dt
-            }
+            self.map
+                .logical_of(dt)
+                .unwrap_or_else(|| halt(format_args!("CPU {dt} is not driven")))
         }
     }
 
     /// Brings up the GIC and every CPU; each reports its ID and cache registers,
     /// and the CPU model is computed from all of them.
     fn bring_up_cpus(platform: &Platform, firmware: Conduit) -> Cpus {
-        let boot_mpidr = Mpidr::new(regs::read_mpidr_el1());
-        let Some(boot_dt) = platform
-            .cpus
-            .iter()
-            .position(|c| Mpidr::new(c.mpidr) == boot_mpidr)
-        else {
-            halt(format_args!(
-                "the boot CPU (MPIDR {:#x}) is not among the device tree's CPUs",
-                boot_mpidr.affinity()
-            ))
-        };
-        let count = platform.cpus.len().min(MAX_CPUS);
-        if platform.cpus.len() > MAX_CPUS {
+        let map = CpuMap::new(&platform.cpus, regs::read_mpidr_el1(), MAX_CPUS)
+            .unwrap_or_else(|e| halt(format_args!("{e}")));
+        let count = map.len();
+        if map.left_out() > 0 {
             warn!(
-                "{} CPUs in the device tree; this build drives the first {MAX_CPUS}",
+                "{} CPUs in the device tree; this build drives {MAX_CPUS} of them",
                 platform.cpus.len()
             );
         }
@@ -180,32 +186,35 @@ mod hyp {
             ));
         }
         CPU_INFO[0].call_once(cpuinfo::read_host_cpu);
-        let placeholder =
-            SystemCpuInfo::new(&[*CPU_INFO[0].get().expect("just read")]).expect("one CPU");
-        let mut cpus = Cpus {
-            count,
-            boot_dt,
-            system: placeholder,
-            host: Vec::new(),
-        };
-        for dt in 0..count {
-            let logical = cpus.logical_of(dt);
-            if logical == 0 {
+        for logical in 1..count {
+            let Some(cpu) = map.node(logical).map(|n| &platform.cpus[n]) else {
+                continue;
+            };
+            let mpidr = cpu.mpidr;
+            if platform.psci.is_none() || cpu.enable_method.as_deref() != Some("psci") {
+                warn!(
+                    "CPU MPIDR {mpidr:#x} (enable-method {}) stays off: only PSCI CPU_ON starts CPUs, and needs a /psci node",
+                    cpu.enable_method.as_deref().unwrap_or("none")
+                );
                 continue;
             }
-            let mpidr = platform.cpus[dt].mpidr;
             let status = firmware::cpu_on(firmware, mpidr, logical as u64);
             if status != 0 {
-                error!("CPU {dt} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {status}");
+                error!("CPU MPIDR {mpidr:#x} did not start: PSCI CPU_ON returned {status}");
             }
         }
         let started = wait_for_cpus(count);
         let host_cpus: Vec<HostCpu> = (0..count)
             .filter_map(|l| CPU_INFO[l].get().copied())
             .collect();
-        cpus.system = SystemCpuInfo::new(&host_cpus)
+        let system = SystemCpuInfo::new(&host_cpus)
             .unwrap_or_else(|| halt(format_args!("no CPU reported its ID registers")));
-        cpus.host = host_cpus;
+        let cpus = Cpus {
+            count,
+            map,
+            system,
+            host: host_cpus,
+        };
         info!(
             "{started} of {count} CPUs up; CPU model: MIDR {:#x}, CTR_EL0 {:#x}, cache ID trap {}",
             cpus.system.midr_el1,
@@ -544,6 +553,20 @@ mod hyp {
 
     static FIRMWARE: spin::Once<Conduit> = spin::Once::new();
 
+    /// Points the console at the UART the device tree's /chosen/stdout-path
+    /// names (platform::find_console), before anything is logged, so that every
+    /// message — one about a bad device tree too — is on the board's own console.
+    /// Without a usable device tree: QEMU virt's PL011.
+    fn init_console(dtb_pa: u64) {
+        let found = (dtb_pa != 0 && dtb_pa.is_multiple_of(8))
+            .then(|| platform::fdt_total_size(memory::boot_blob(dtb_pa, 40)).ok())
+            .flatten()
+            .and_then(|size| platform::find_console(memory::boot_blob(dtb_pa, size)));
+        if !found.is_some_and(|u| uart::init(&u.compatible, u.base)) {
+            uart::init(&UartCompatible::Pl011, uart::EARLY_UART as u64);
+        }
+    }
+
     /// Finds, checks and parses the host device tree.
     fn read_device_tree(dtb_pa: u64) -> (Platform, PhysRange) {
         if dtb_pa == 0 || !dtb_pa.is_multiple_of(8) {
@@ -602,7 +625,8 @@ mod hyp {
     /// read-only and executable, the rest execute-never, the stacks' guard pages
     /// unmapped), devices Device-nGnRE — and switches to it.
     fn map_el2(p: &Platform, parange: u8) {
-        let geo = El2Geometry::new(39, parange)
+        const VA_BITS: u32 = 39;
+        let geo = El2Geometry::new(VA_BITS, parange)
             .unwrap_or_else(|e| halt(format_args!("EL2 map geometry: {e:?}")));
         let mut mem = memory::El2TableMemory;
         let mut t =
@@ -612,12 +636,8 @@ mod hyp {
             (PhysRange::new(code_s, code_e), El2Attrs::CODE),
             (PhysRange::new(ro_s, ro_e), El2Attrs::RODATA),
         ];
-        let mut ram: Vec<PhysRange> = p
-            .memory
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        mm::region::sort_and_merge(&mut ram);
+        // RAM less what the firmware marked no-map.
+        let ram = p.mapped_ram();
         // Not mapped as data: the image's code and read-only data (mapped above)
         // and the stacks' guard pages (not mapped at all: an overflow faults).
         let image_ranges: Vec<PhysRange> = image
@@ -647,43 +667,31 @@ mod hyp {
             .filter_map(|(base, size)| PhysRange::new(base, base + size).align_outward(PAGE_SIZE))
             .collect();
         mm::region::sort_and_merge(&mut devices);
+        // A device beyond the map's reach (ZynqMP's PCIe windows at 512 GiB and up)
+        // is one the hypervisor never touches: guests reach theirs through stage 2.
+        let (devices, beyond): (Vec<PhysRange>, Vec<PhysRange>) =
+            devices.into_iter().partition(|r| r.end <= 1 << VA_BITS);
         for r in mm::region::subtract(&devices, &ram) {
             map(r, El2Attrs::DEVICE, "device");
         }
         memory::switch_el2_table(t.root_pa());
         info!(
-            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE, code read-only, stack guard pages unmapped",
+            "EL2 identity map: {} RAM range(s) Normal, {} device range(s) Device-nGnRE ({} above {VA_BITS} bits left out), code read-only, stack guard pages unmapped",
             ram.len(),
-            devices.len()
+            devices.len(),
+            beyond.len()
         );
     }
 
     /// Gives the frame allocator all RAM except the hypervisor, the device
-    /// tree, the boot bundle and reserved memory.
-    fn init_frames(p: &Platform, dtb: PhysRange, bundle: Option<platform::MemRange>) {
-        let ram: Vec<PhysRange> = p
-            .memory
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        let (img_s, img_e) = memory::image_range();
-        let mut reserved: Vec<PhysRange> = p
-            .reserved
-            .iter()
-            .map(|m| PhysRange::new(m.base, m.base + m.size))
-            .collect();
-        reserved.push(PhysRange::new(img_s, img_e));
-        reserved.push(dtb);
-        if let Some(b) = bundle {
-            reserved.push(PhysRange::new(b.base, b.base + b.size));
-        }
-        let free = mm::region::subtract(&ram, &reserved);
-        memory::init_frames(&free);
+    /// tree, the boot bundle and reserved memory (platform::Platform::free_ram).
+    fn init_frames(p: &Platform, boot: &BootRanges) {
+        memory::init_frames(&p.free_ram(boot));
         info!(
             "memory: {} MiB RAM, hypervisor image {:#x}..{:#x}, {} MiB free for VMs",
-            mm::region::total_size(&ram) >> 20,
-            img_s,
-            img_e,
+            mm::region::total_size(&p.mapped_ram()) >> 20,
+            boot.image.base,
+            boot.image.end(),
             memory::free_bytes() >> 20
         );
     }

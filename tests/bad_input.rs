@@ -5,7 +5,7 @@
 //! QEMU's `-kernel` always hands the hypervisor QEMU's own device tree (and
 //! rewrites /memory in one given with `-dtb`), so the device-tree cases enter
 //! the hypervisor the way a boot loader would: QEMU's generic loader places the
-//! image at its link address, a chosen blob in RAM, and a three-instruction shim
+//! image where `-kernel` would, a chosen blob in RAM, and a three-instruction shim
 //! that sets x0 and branches to the image.
 
 mod common;
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::{artifact, hypervisor_args, machine_args, run_qemu_until};
 
-/// Where QEMU virt's RAM starts and the hypervisor is linked (linker.ld).
+/// Where the image is loaded: where QEMU virt's `-kernel` puts it (RAM base +
+/// text_offset); it relocates itself to any such address (tests/relocation.rs).
 const LOAD_ADDRESS: u64 = 0x4020_0000;
 /// Where the tests put the device tree they choose, and the shim.
 const DTB_ADDRESS: u64 = 0x4f00_0000;

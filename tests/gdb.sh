@@ -2,7 +2,11 @@
 # Runs QEMU halted at its first instruction with its gdbstub, and gdb-multiarch
 # attached with the hypervisor's symbols (`make gdb`, README "Debugging").
 #
-#   tests/gdb.sh ELF PORT CONSOLE_LOG [GDB ARGUMENTS...] -- QEMU COMMAND...
+#   tests/gdb.sh ELF BASE PORT CONSOLE_LOG [GDB ARGUMENTS...] -- QEMU COMMAND...
+#
+# The image is linked at 0 and relocates itself to wherever it is loaded: BASE is
+# that address (QEMU virt's -kernel puts it at DRAM base + 2 MiB, 0x40200000), and
+# the symbols are loaded with that offset.
 #
 # The guests' and the hypervisor's console goes to CONSOLE_LOG (`tail -f` it in
 # another terminal), so it does not mix with gdb's prompt. QEMU stops when gdb
@@ -10,12 +14,12 @@
 # printers (Vec, String, Option, ...).
 set -euo pipefail
 
-if [ $# -lt 5 ]; then
-  echo "usage: $0 ELF PORT CONSOLE_LOG [GDB ARGS...] -- QEMU COMMAND..." >&2
+if [ $# -lt 6 ]; then
+  echo "usage: $0 ELF BASE PORT CONSOLE_LOG [GDB ARGS...] -- QEMU COMMAND..." >&2
   exit 2
 fi
-elf=$1 port=$2 console=$3
-shift 3
+elf=$1 base=$2 port=$3 console=$4
+shift 4
 gdb_args=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   gdb_args+=("$1")
@@ -36,7 +40,7 @@ echo "QEMU (pid $qemu) waits halted with its gdbstub on localhost:$port; console
 sysroot=$(rustc --print sysroot)
 # gdb retries the connection while QEMU starts (tcp auto-retry, the default).
 RUST_GDB=gdb-multiarch "$sysroot/bin/rust-gdb" -q \
-  -ex "file $elf" \
+  -ex "symbol-file -o $base $elf" \
   -ex "target remote localhost:$port" \
   "${gdb_args[@]}" || status=$?
 # QEMU's own complaints (a port already in use, say) would otherwise go unseen.

@@ -228,10 +228,11 @@ enum Fdt {
 ///
 /// The script loads the hypervisor Image to `${kernel_addr_r}` and the boot bundle to
 /// `${ramdisk_addr_r}`, then runs `booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize}
-/// FDT`. `booti` moves the Image to DRAM base + text_offset (its header's flags bit 3 is
-/// 0: "2 MiB aligned base near the start of DRAM", Linux booting.rst), where it is
-/// linked to run; the bundle reaches the hypervisor as the initrd, through the device
-/// tree's `/chosen` `linux,initrd-start`/`-end` that `booti` writes.
+/// FDT`. The Image's header says its base may be anywhere (flags bit 3, Linux
+/// booting.rst), so `booti` runs it where it was loaded when `${kernel_addr_r}` is 2 MiB
+/// (text_offset) above a 2 MiB-aligned address, and the hypervisor relocates itself
+/// there; the bundle reaches the hypervisor as the initrd, through the device tree's
+/// `/chosen` `linux,initrd-start`/`-end` that `booti` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UBootScript {
     /// The hypervisor Image's file name on the boot medium.
@@ -309,8 +310,8 @@ impl UBootScript {
              #   VMs: {summary}\n\
              #\n\
              # Loads from {from}:\n\
-             #   {hyp}: the hypervisor, an arm64 Image, to ${{kernel_addr_r}}; booti moves\n\
-             #     it to DRAM base + text_offset (2 MiB), where it is linked to run;\n\
+             #   {hyp}: the hypervisor, an arm64 Image, to ${{kernel_addr_r}}; it runs\n\
+             #     there (any 2 MiB-aligned address + 2 MiB) and relocates itself;\n\
              #   {bundle}: the boot bundle (the config and every image it names), to\n\
              #     ${{ramdisk_addr_r}}; booti hands it on as the initrd.\n\
              # Then starts the hypervisor at EL2 with booti.\n",

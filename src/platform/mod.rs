@@ -12,6 +12,9 @@
 
 mod blob;
 mod bus_master;
+mod cpus;
+pub mod early;
+mod placement;
 mod tree;
 
 #[cfg(test)]
@@ -25,6 +28,8 @@ use fdt::Fdt;
 
 pub use blob::fdt_total_size;
 pub use bus_master::{BUS_MASTER_COMPATIBLES, BUS_MASTER_NAMES, BusMaster, DMA_PROPERTIES};
+pub use cpus::{CpuMap, CpuMapError};
+pub use placement::{BootRanges, PlacementError};
 use tree::{Reg, Tree, cell_value, sized_value};
 
 /// A range of physical addresses `[base, base + size)`.
@@ -114,12 +119,40 @@ impl GicInfo {
     }
 }
 
+/// The kind of a UART, from its `compatible`: the register interface a driver
+/// speaks. Each has a polled driver in the arch layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UartCompatible {
     /// `arm,pl011`.
     Pl011,
-    /// Anything else, with its first `compatible` string.
+    /// 8250/16550-style registers, one every `1 << reg_shift` bytes, accessed
+    /// `io_width` bytes wide (1 or 4): `ns16550a` and relatives (`reg-shift` and
+    /// `reg-io-width` properties, Linux bindings serial/8250.yaml), and the
+    /// Raspberry Pi's mini UART, `brcm,bcm2835-aux-uart` (its registers are 32 bits
+    /// apart, BCM2835 ARM Peripherals, "Mini UART").
+    Ns16550 { reg_shift: u32, io_width: u32 },
+    /// Cadence UART: ZynqMP's, `cdns,uart-r1p12`, `xlnx,xuartps`.
+    Cadence,
+    /// The i.MX UART of i.MX 6 and later (`fsl,imx6q-uart`, `fsl,imx21-uart`,
+    /// `fsl,imx8mp-uart`, ...).
+    Imx,
+    /// Anything else, with its first `compatible` string: no driver.
     Other(String),
+}
+
+impl UartCompatible {
+    /// Whether the arch layer has a driver for it (a 16550 only with a stride of
+    /// at most 8 bytes and 8- or 32-bit accesses).
+    pub fn has_driver(&self) -> bool {
+        match *self {
+            UartCompatible::Ns16550 {
+                reg_shift,
+                io_width,
+            } => reg_shift <= 3 && matches!(io_width, 1 | 4),
+            UartCompatible::Other(_) => false,
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,8 +245,13 @@ pub struct DeviceNode {
 pub struct Platform {
     pub model: Option<String>,
     pub memory: Vec<MemRange>,
-    /// `/memreserve/` entries, then `/reserved-memory` children with a `reg`.
+    /// `/memreserve/` entries, then enabled `/reserved-memory` children with a
+    /// `reg`: never handed out.
     pub reserved: Vec<MemRange>,
+    /// The `reserved` ranges of `/reserved-memory` children marked `no-map`
+    /// (Devicetree Specification, "/reserved-memory"): not even mapped, so nothing
+    /// (not even a speculative access) touches them.
+    pub no_map: Vec<MemRange>,
     pub cpus: Vec<CpuNode>,
     pub gic: Option<GicInfo>,
     pub uart: Option<UartInfo>,
@@ -304,6 +342,30 @@ const GIC_V2_COMPATIBLE: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,c
 const GIC_V3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 const TIMER_COMPATIBLE: &[&str] = &["arm,armv8-timer", "arm,armv7-timer"];
 const PL011_COMPATIBLE: &[&str] = &["arm,pl011"];
+// Linux bindings serial/8250.yaml (the 16550 family), serial/brcm,bcm2835-aux-uart,
+// serial/cdns,uart.yaml, serial/fsl-imx-uart.yaml (i.MX 6 and later list
+// fsl,imx6q-uart or fsl,imx21-uart after their own string).
+const NS16550_COMPATIBLE: &[&str] = &[
+    "ns16550a",
+    "ns16550",
+    "ns16450",
+    "ns8250",
+    "ns16750",
+    "snps,dw-apb-uart",
+];
+const BCM2835_AUX_UART_COMPATIBLE: &[&str] = &["brcm,bcm2835-aux-uart"];
+const CADENCE_UART_COMPATIBLE: &[&str] = &[
+    "cdns,uart-r1p12",
+    "cdns,uart-r1p8",
+    "xlnx,xuartps",
+    "xlnx,zynqmp-uart",
+];
+const IMX_UART_COMPATIBLE: &[&str] = &[
+    "fsl,imx21-uart",
+    "fsl,imx53-uart",
+    "fsl,imx6q-uart",
+    "fsl,imx8mp-uart",
+];
 
 /// The GIC as an interrupt parent: its phandle and `#interrupt-cells`.
 #[derive(Clone, Copy)]
@@ -335,8 +397,15 @@ impl Platform {
         let mut reserved: Vec<MemRange> = fdt
             .memory_reservations()
             .map(|r| MemRange::new(r.address() as usize as u64, r.size() as u64))
+            .filter(|r| r.size != 0)
             .collect();
-        reserved.extend(parse_reserved_memory(&tree));
+        let reserved_memory = parse_reserved_memory(&tree);
+        reserved.extend(reserved_memory.iter().map(|&(r, _)| r));
+        let no_map = reserved_memory
+            .iter()
+            .filter(|&&(_, no_map)| no_map)
+            .map(|&(r, _)| r)
+            .collect();
 
         let (gic, gic_parent) = match parse_gic(&tree)? {
             Some((info, parent)) => (Some(info), Some(parent)),
@@ -352,6 +421,7 @@ impl Platform {
             model: tree.root().prop_str("model").map(String::from),
             memory,
             reserved,
+            no_map,
             cpus,
             gic,
             uart,
@@ -400,7 +470,12 @@ impl Platform {
             out.push(format!("memory: {m} ({} MiB)", m.size >> 20));
         }
         for r in &self.reserved {
-            out.push(format!("reserved: {r}"));
+            let no_map = if self.no_map.contains(r) {
+                " no-map"
+            } else {
+                ""
+            };
+            out.push(format!("reserved: {r}{no_map}"));
         }
         match &self.gic {
             Some(g) => {
@@ -530,17 +605,25 @@ fn parse_cpus(tree: &Tree<'_, '_>) -> Result<Vec<CpuNode>, PlatformError> {
     Ok(cpus)
 }
 
-/// Devicetree Specification 3.5: `/reserved-memory` children with a static `reg`.
-fn parse_reserved_memory(tree: &Tree<'_, '_>) -> Vec<MemRange> {
+/// Devicetree Specification 3.5: enabled `/reserved-memory` children with a static
+/// `reg` (a child with only `size` is a pool its OS allocates — here, nothing),
+/// each with whether it is `no-map`.
+fn parse_reserved_memory(tree: &Tree<'_, '_>) -> Vec<(MemRange, bool)> {
     let Some((idx, _)) = tree.root_children("reserved-memory").next() else {
         return Vec::new();
     };
     tree.children_of(idx)
+        .filter(|(_, n)| n.is_enabled())
         .filter_map(|(_, n)| match &n.reg {
-            Reg::Cpu(r) => Some(r.clone()),
+            Reg::Cpu(r) => Some((r.clone(), n.prop("no-map").is_some())),
             _ => None,
         })
-        .flatten()
+        .flat_map(|(ranges, no_map)| {
+            ranges
+                .into_iter()
+                .filter(|r| r.size != 0)
+                .map(move |r| (r, no_map))
+        })
         .collect()
 }
 
@@ -817,8 +900,45 @@ fn parse_chosen(tree: &Tree<'_, '_>, memory: &[MemRange]) -> Result<Chosen, Plat
     Ok((initrd, bootargs))
 }
 
-/// The UART `/chosen/stdout-path` names (a path or an alias, options after ':'), else
-/// the first enabled `arm,pl011`.
+/// What kind of UART `n` is.
+fn uart_kind(n: &tree::Node<'_, '_>) -> UartCompatible {
+    if n.is_compatible(PL011_COMPATIBLE) {
+        UartCompatible::Pl011
+    } else if n.is_compatible(BCM2835_AUX_UART_COMPATIBLE) {
+        UartCompatible::Ns16550 {
+            reg_shift: 2,
+            io_width: 4,
+        }
+    } else if n.is_compatible(NS16550_COMPATIBLE) {
+        UartCompatible::Ns16550 {
+            reg_shift: n.prop_u32("reg-shift").unwrap_or(0),
+            io_width: n.prop_u32("reg-io-width").unwrap_or(1),
+        }
+    } else if n.is_compatible(CADENCE_UART_COMPATIBLE) {
+        UartCompatible::Cadence
+    } else if n.is_compatible(IMX_UART_COMPATIBLE) {
+        UartCompatible::Imx
+    } else {
+        UartCompatible::Other(n.strings("compatible").next().unwrap_or("").to_string())
+    }
+}
+
+/// The console UART, from a device tree that need not describe a whole machine
+/// (no memory or CPUs needed): what [`Platform::parse`] would put in `uart`. The
+/// boot finds its console with it before anything else, so that even an error
+/// about the rest of the tree is printed on the board's own UART.
+pub fn find_console(dtb: &[u8]) -> Option<UartInfo> {
+    let blob = blob::check(dtb).ok()?;
+    let fdt = Fdt::new(&blob).ok()?;
+    let tree = Tree::index(&fdt).ok()?;
+    let gic_parent = parse_gic(&tree).ok().flatten().map(|(_, p)| p);
+    let devices = parse_devices(&tree, gic_parent);
+    parse_uart(&tree, &devices)
+}
+
+/// The UART `/chosen/stdout-path` names (a path or an alias, options after ':') when
+/// there is a driver for it, else the first enabled `arm,pl011`, else the first
+/// enabled UART of another kind with a driver.
 fn parse_uart(tree: &Tree<'_, '_>, devices: &[DeviceNode]) -> Option<UartInfo> {
     let from_stdout = tree.root_children("chosen").next().and_then(|(_, chosen)| {
         let spec = chosen
@@ -832,14 +952,17 @@ fn parse_uart(tree: &Tree<'_, '_>, devices: &[DeviceNode]) -> Option<UartInfo> {
         };
         tree.by_path(path)
     });
-    let from_pl011 = || {
+    let usable = |n: &tree::Node<'_, '_>| matches!(n.reg, Reg::Cpu(_)) && uart_kind(n).has_driver();
+    let first_enabled = |pl011: bool| {
         tree.nodes.iter().position(|n| {
-            n.is_enabled() && n.is_compatible(PL011_COMPATIBLE) && matches!(n.reg, Reg::Cpu(_))
+            n.is_enabled() && usable(n) && (uart_kind(n) == UartCompatible::Pl011) == pl011
         })
     };
     let idx = from_stdout
-        .filter(|&i| matches!(tree.nodes[i].reg, Reg::Cpu(_)))
-        .or_else(from_pl011)?;
+        .filter(|&i| usable(&tree.nodes[i]))
+        .or_else(|| first_enabled(true))
+        .or_else(|| first_enabled(false))
+        .or(from_stdout.filter(|&i| matches!(tree.nodes[i].reg, Reg::Cpu(_))))?;
     let n = &tree.nodes[idx];
     let dev = devices.iter().find(|d| d.path == n.path)?;
     let first = *dev.regs.first()?;
@@ -848,10 +971,6 @@ fn parse_uart(tree: &Tree<'_, '_>, devices: &[DeviceNode]) -> Option<UartInfo> {
         base: first.base,
         size: first.size,
         irq: dev.irqs.first().copied(),
-        compatible: if n.is_compatible(PL011_COMPATIBLE) {
-            UartCompatible::Pl011
-        } else {
-            UartCompatible::Other(dev.compatible.clone().unwrap_or_default())
-        },
+        compatible: uart_kind(n),
     })
 }

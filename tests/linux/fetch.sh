@@ -13,6 +13,9 @@
 # Produces
 #   OUTDIR/Image              the raw arm64 kernel Image (arm64 boot header)
 #   OUTDIR/initramfs.cpio.gz  newc cpio, gzip: busybox-static + tests/linux/init
+#   OUTDIR/dtbs/BOARD.dtb     the kernel package's device trees of the boards under
+#                             boards/ (raspi4b, zcu102, imx8mp-evk): QEMU's models
+#                             of them need one (-dtb), and host tests parse them
 #   OUTDIR/packages.txt       the Debian packages and versions used
 #   OUTDIR/debs/              the downloaded .deb files (kept to skip re-downloads)
 #   OUTDIR/scratch/           unpacked packages and the initramfs tree
@@ -56,7 +59,23 @@ fresh() {
   done
 }
 
-if fresh "$out/Image" && fresh "$out/initramfs.cpio.gz" "$init_src" && fresh "$out/packages.txt"; then
+# The boards' device trees: boards/<name> = the kernel package's file (Linux
+# arch/arm64/boot/dts/...). They are GPL-2.0 (Broadcom), GPL-2.0+ (Xilinx) and
+# GPL-2.0+ OR MIT (NXP) in the kernel tree: fetched here like the kernel rather
+# than copied into this repository.
+board_dtbs=(
+  raspi4b=broadcom/bcm2711-rpi-4-b.dtb
+  zcu102=xilinx/zynqmp-zcu102-rev1.0.dtb
+  imx8mp-evk=freescale/imx8mp-evk.dtb
+)
+dtbs_fresh() {
+  local b
+  for b in "${board_dtbs[@]}"; do
+    fresh "$out/dtbs/${b%%=*}.dtb" "$@" || return 1
+  done
+}
+
+if fresh "$out/Image" && fresh "$out/initramfs.cpio.gz" "$init_src" && fresh "$out/packages.txt" && dtbs_fresh; then
   log "up to date: $out/Image, $out/initramfs.cpio.gz ($(tr '\n' ' ' <"$out/packages.txt"))"
   exit 0
 fi
@@ -177,6 +196,26 @@ else
   log "built $out/Image ($(stat -c %s "$out/Image") bytes)"
 fi
 
+# ---- the boards' device trees -------------------------------------------------------
+
+if dtbs_fresh "$kernel_deb"; then
+  log "have $out/dtbs"
+else
+  rm -rf "$scratch/dtbs"
+  mkdir -p "$scratch/dtbs" "$out/dtbs"
+  patterns=()
+  for b in "${board_dtbs[@]}"; do patterns+=("./usr/lib/linux-image-*/${b#*=}"); done
+  dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$scratch/dtbs" --wildcards "${patterns[@]}"
+  for b in "${board_dtbs[@]}"; do
+    f=$(ls "$scratch"/dtbs/usr/lib/linux-image-*/"${b#*=}" 2>/dev/null | head -1)
+    [ -n "$f" ] || die "$kernel_deb has no ${b#*=}"
+    # A flattened device tree starts with the magic 0xd00dfeed.
+    [ "$(od -An -tx1 -N4 "$f" | tr -d ' \n')" = d00dfeed ] || die "$f is not a device tree blob"
+    cp "$f" "$out/dtbs/${b%%=*}.dtb"
+  done
+  log "extracted $out/dtbs: $(cd "$out/dtbs" && ls | tr '\n' ' ')"
+fi
+
 # ---- the initramfs ---------------------------------------------------------------
 
 if fresh "$out/initramfs.cpio.gz" "$init_src" "$busybox_deb"; then
@@ -213,4 +252,4 @@ fi
 
 printf '%s\n' "linux-image-arm64 $meta_version" "$kernel_pkg $kernel_version" \
   "busybox-static $busybox_version" >"$out/packages.txt"
-log "done: $out/Image $out/initramfs.cpio.gz ($(tr '\n' ' ' <"$out/packages.txt"))"
+log "done: $out/Image $out/initramfs.cpio.gz $out/dtbs ($(tr '\n' ' ' <"$out/packages.txt"))"

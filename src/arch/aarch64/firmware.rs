@@ -2,6 +2,7 @@
 //! device tree's /psci `method` says.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::platform::Conduit;
 
@@ -11,8 +12,25 @@ const PSCI_CPU_ON_64: u64 = 0xC400_0003;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
 
+/// PSCI's NOT_SUPPORTED status (DEN0022, "Return error codes").
+const NOT_SUPPORTED: u64 = -1i64 as u64;
+
+/// Set when the device tree describes no PSCI firmware (a Raspberry Pi 4 with its
+/// stock boot stub, which has no EL3): no call is made then, since SMC without
+/// EL3 is UNDEFINED (Arm ARM, SMC instruction) and HVC would trap to ourselves.
+static ABSENT: AtomicBool = AtomicBool::new(false);
+
+/// Records that there is no PSCI firmware to call: every call answers
+/// NOT_SUPPORTED from then on.
+pub fn set_absent() {
+    ABSENT.store(true, Ordering::Relaxed);
+}
+
 /// One SMCCC call with up to three arguments; returns x0.
 pub fn call(conduit: Conduit, fid: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    if ABSENT.load(Ordering::Relaxed) {
+        return NOT_SUPPORTED;
+    }
     let mut x0 = fid;
     match conduit {
         // SAFETY: an SMCCC call to the firmware; per SMCCC v1.1+ x0-x17 may be
@@ -40,9 +58,12 @@ pub fn psci_version(conduit: Conduit) -> u32 {
     call(conduit, PSCI_VERSION, 0, 0, 0) as u32
 }
 
-/// Powers the machine off. Returns only if the firmware refuses.
+/// Powers the machine off. Returns only if the firmware refuses (or there is none).
 pub fn system_off(conduit: Conduit) {
     call(conduit, PSCI_SYSTEM_OFF, 0, 0, 0);
+    log::warn!(
+        "the firmware did not power the machine off (no PSCI SYSTEM_OFF); it stays on, idle"
+    );
 }
 
 /// Resets the machine. Returns only if the firmware refuses.

@@ -44,7 +44,7 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
         // SAFETY: `gicd` is the device tree's GICD frame, mapped as Device; only
         // the hypervisor programs the Non-secure distributor.
         let dist = unsafe { Distributor::new(gicd as usize) };
-        dist.init(super::regs::read_mpidr_el1() & 0xff_00ff_ffff);
+        dist.init(crate::sysreg::Mpidr::new(super::regs::read_mpidr_el1()).affinity());
         if let Some(intid) = uart_intid {
             dist.enable_spi(intid);
         }
@@ -68,7 +68,7 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
 /// Returns false when the device tree has no redistributor for this CPU.
 pub fn init_this_cpu(logical: usize) -> bool {
     let Some(g) = GIC.get() else { return false };
-    let mpidr = super::regs::read_mpidr_el1() & 0xff_00ff_ffff;
+    let mpidr = crate::sysreg::Mpidr::new(super::regs::read_mpidr_el1()).affinity();
     // SAFETY: the regions are the device tree's GICR regions, mapped as Device.
     let Some(r) = (unsafe { Redistributor::find(&g.redist_regions, mpidr) }) else {
         return false;

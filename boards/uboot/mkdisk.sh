@@ -2,10 +2,17 @@
 # Builds a disk image U-Boot boots Ferrovisor from: an MBR partition table with one
 # bootable FAT partition (starting at 1 MiB) holding the given files in its root
 # directory. No root needed: the file system is written with mtools (Debian package
-# `mtools`) straight into the image file, and the MBR with printf.
+# `mtools`) straight into the image file, and the MBR with printf. Write it to an SD
+# card with `dd if=DISK.img of=/dev/sdX bs=4M conv=fsync`.
 #
 #   mkdisk.sh DISK.img FILE...
 #   e.g. mkdisk.sh build/uboot/demo.img build/ferrovisor.bin build/demo.cpio build/uboot/boot.scr
+#
+# Environment, for boards whose boot ROM reads the boot loader from the raw card:
+#   PART_START=SECTORS   where the partition starts, in 512-byte sectors (default
+#                        2048 = 1 MiB)
+#   RAW="FILE@OFFSET ..." files written at byte offsets before the partition (an
+#                        i.MX 8M's flash.bin at 32 KiB)
 #
 # U-Boot's distro boot scans partition 1 of each disk for /boot.scr (and
 # /boot/boot.scr) and runs it; `load virtio 0:1 ...` reads the files from it.
@@ -28,7 +35,8 @@ done
 # at least 16 MiB, in whole MiB. It starts at sector 2048 (1 MiB), the usual
 # alignment of partitioning tools.
 sector=512
-start=2048
+start=${PART_START:-2048}
+case "$start" in '' | *[!0-9]*) echo "error: PART_START=$start is not a number of sectors" >&2; exit 2 ;; esac
 bytes=0
 for f in "$@"; do
   [ -f "$f" ] || { echo "error: $f: no such file" >&2; exit 1; }
@@ -40,6 +48,20 @@ sectors=$(( mib << 11 ))
 
 rm -f "$disk"
 truncate -s $(( (start + sectors) * sector )) "$disk"
+
+# Raw blobs before the partition (they must end before it, and after the MBR).
+for item in ${RAW:-}; do
+  file=${item%@*}
+  offset=${item##*@}
+  [ -f "$file" ] || { echo "error: $file: no such file (RAW)" >&2; exit 1; }
+  case "$offset" in '' | *[!0-9]*) echo "error: RAW $item: the offset must be a number of bytes" >&2; exit 2 ;; esac
+  end=$(( offset + $(stat -c %s "$file") ))
+  if [ "$offset" -lt 512 ] || [ "$end" -gt $(( start * sector )) ]; then
+    echo "error: RAW $item: bytes $offset..$end do not fit between the MBR and the partition at $(( start * sector )) (raise PART_START)" >&2
+    exit 1
+  fi
+  dd if="$file" of="$disk" bs=64K seek="$offset" oflag=seek_bytes conv=notrunc status=none
+done
 
 # FAT: mformat picks FAT12/16/32 by size; -H records the partition's first
 # sector (the BPB's hidden sectors), as a partitioning tool would.
