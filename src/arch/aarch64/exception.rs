@@ -278,15 +278,19 @@ extern "C" fn fv_el2_exception(
         } else {
             " (on another CPU's guard page)"
         };
+        // The image is linked at 0 and runs where it was loaded: the ELF's
+        // address of the PC is its offset from the image's start.
+        let elf_pc = elr.wrapping_sub(super::memory::image_range().0);
         super::console::write_fatal(format_args!(
-            "\nferrovisor: stack overflow on cpu{cpu}: PC {elr:#x} LR {lr:#x} SP {sp:#x} FAR_EL2 {far:#x} ESR_EL2 {esr:#x}{odd}\n\
-             Ferrovisor stopped on this CPU. Its source line: addr2line -f -C -i -e <the image's ELF, build/ferrovisor*.elf> {elr:#x}\n"
+            "\nferrovisor: stack overflow on cpu{cpu}: PC {elr:#x} (ELF {elf_pc:#x}) LR {lr:#x} SP {sp:#x} FAR_EL2 {far:#x} ESR_EL2 {esr:#x}{odd}\n\
+             Ferrovisor stopped on this CPU. Its source line: addr2line -f -C -i -e <the image's ELF, build/ferrovisor*.elf> {elf_pc:#x}\n"
         ));
         loop {
             super::regs::wfe();
         }
     }
     panic!(
-        "exception in the hypervisor (vector {kind}) on cpu{cpu}: ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x} SP={sp:#x} LR={lr:#x}"
+        "exception in the hypervisor (vector {kind}) on cpu{cpu}: ESR_EL2={esr:#x} ELR_EL2={elr:#x} (ELF {:#x}) FAR_EL2={far:#x} SP={sp:#x} LR={lr:#x}",
+        elr.wrapping_sub(super::memory::image_range().0)
     );
 }
