@@ -11,6 +11,7 @@ pub mod pl011;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// One MMIO access, as the data-abort syndrome describes it (ISV = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +40,15 @@ pub struct Slot {
     pub base: u64,
     pub size: u64,
     pub device: crate::sync::Mutex<Box<dyn MmioDevice>>,
+    /// The level of the device's interrupt line last passed to the vGIC
+    /// (`LINE_UNKNOWN` before the first): an access reports the line only
+    /// when it changed, so polling a status register does not take the vGIC's
+    /// lock. Written under `device`'s lock. The vGIC keeps line levels across a
+    /// VM reset, so the two stay in step.
+    level: AtomicU8,
 }
+
+const LINE_UNKNOWN: u8 = 2;
 
 /// What one emulated access did: the value read (0 for a write) and the
 /// device's interrupt output after it, if the device has one.
@@ -87,6 +96,7 @@ impl MmioBus {
             base,
             size,
             device: crate::sync::Mutex::new(device),
+            level: AtomicU8::new(LINE_UNKNOWN),
         });
         Ok(())
     }
@@ -116,10 +126,10 @@ impl MmioBus {
             }
             None => dev.read(acc) & size_mask(size),
         };
-        Some(Done {
-            value,
-            irq_line: dev.irq_line(),
-        })
+        let irq_line = dev
+            .irq_line()
+            .filter(|&(_, level)| slot.level.swap(level as u8, Ordering::Relaxed) != level as u8);
+        Some(Done { value, irq_line })
     }
 
     /// Emulates a read; `None` when no device claims the address.
@@ -134,8 +144,18 @@ impl MmioBus {
 
     /// Calls `f(intid, level)` for each device's interrupt output.
     pub fn for_each_irq_line(&self, mut f: impl FnMut(u32, bool)) {
-        for (intid, level) in self.slots.iter().filter_map(|s| s.device.lock().irq_line()) {
-            f(intid, level);
+        for s in &self.slots {
+            let line = {
+                let dev = s.device.lock();
+                let line = dev.irq_line();
+                if let Some((_, level)) = line {
+                    s.level.store(level as u8, Ordering::Relaxed);
+                }
+                line
+            };
+            if let Some((intid, level)) = line {
+                f(intid, level);
+            }
         }
     }
 
@@ -182,6 +202,52 @@ mod tests {
         assert_eq!(bus.read(0x1100, 1), None);
         assert!(bus.write(0x1004, 2, 0xffff_abcd));
         assert_eq!(bus.read(0x1000, 8), Some(0xabcd));
+    }
+
+    /// A device with a line that follows its register's bit 0.
+    struct Line(u64);
+    impl MmioDevice for Line {
+        fn name(&self) -> &str {
+            "line"
+        }
+        fn read(&mut self, _a: MmioAccess) -> u64 {
+            self.0
+        }
+        fn write(&mut self, _a: MmioAccess, v: u64) {
+            self.0 = v;
+        }
+        fn irq_line(&self) -> Option<(u32, bool)> {
+            Some((40, self.0 & 1 != 0))
+        }
+    }
+
+    #[test]
+    fn line_reported_when_it_changes() {
+        let mut bus = MmioBus::new();
+        bus.add(0x1000, 0x100, Box::new(Line(0))).unwrap();
+        // The first access says where the line is; then only changes.
+        assert_eq!(
+            bus.access(0x1000, 4, None).unwrap().irq_line,
+            Some((40, false))
+        );
+        assert_eq!(bus.access(0x1000, 4, None).unwrap().irq_line, None);
+        assert_eq!(
+            bus.access(0x1000, 4, Some(1)).unwrap().irq_line,
+            Some((40, true))
+        );
+        assert_eq!(bus.access(0x1000, 4, Some(3)).unwrap().irq_line, None);
+        assert_eq!(
+            bus.access(0x1000, 4, Some(0)).unwrap().irq_line,
+            Some((40, false))
+        );
+        // A poll of every line reports each, whatever it was.
+        let mut seen = Vec::new();
+        bus.for_each_irq_line(|i, l| seen.push((i, l)));
+        assert_eq!(seen, [(40, false)]);
+        assert_eq!(
+            bus.access(0x1000, 4, Some(1)).unwrap().irq_line,
+            Some((40, true))
+        );
     }
 
     #[test]

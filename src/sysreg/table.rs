@@ -352,6 +352,16 @@ fn write_vm_reg(v: &mut VcpuSysRegs, _: &VmCpuModel, a: &Access, value: u64) -> 
 /// actions (and puts a read value in Rt) and steps over the instruction, or
 /// injects an UNDEFINED exception.
 pub fn access(vcpu: &mut VcpuSysRegs, model: &VmCpuModel, acc: Access) -> Outcome {
+    // The ID space (Op0=3, Op1=0, CRn=0, CRm=1..7) is all read-only ID
+    // registers of the model, the reserved encodings reading as zero (Arm ARM
+    // D23.3.1, "Reserved encodings in the ID register space"): a read is
+    // answered without the table search. `id_space_is_all_read_id` checks the
+    // table says the same.
+    if acc.write.is_none()
+        && let Some(v) = model.id_reg(acc.reg)
+    {
+        return Outcome::Read(v);
+    }
     let Some(d) = SysRegDesc::find(acc.reg) else {
         return Outcome::Undef(UndefReason::Unknown);
     };
@@ -462,6 +472,24 @@ mod tests {
         }
         assert_eq!(SysRegDesc::find(CTR_EL0).unwrap().name, "CTR_EL0");
         assert!(SysRegDesc::find(SysReg::new(3, 0, 15, 15, 7)).is_none());
+    }
+
+    /// `access` answers ID-space reads before the table search: that is only
+    /// right while every ID-space descriptor is a plain model read.
+    #[test]
+    fn id_space_is_all_read_id() {
+        let m = model(&[qemu_max()], CachePolicy::Virtual);
+        for d in SYSREGS.iter().filter(|d| id_index(d.reg).is_some()) {
+            assert!(d.write.is_none(), "{} is writable", d.name);
+            let read = d.read.expect("ID registers are readable");
+            assert!(
+                core::ptr::fn_addr_eq(read, read_id as ReadFn),
+                "{} is not read from the model",
+                d.name
+            );
+            let v = VcpuSysRegs::new(0x8000_0001, false);
+            assert_eq!(read(&v, &m, d.reg), m.id_reg(d.reg), "{}", d.name);
+        }
     }
 
     #[test]

@@ -161,34 +161,31 @@ pub fn instruction_length(esr: u64) -> u64 {
 ///
 /// `far` and `hpfar` are the FAR_EL2 and HPFAR_EL2 values read on the same exit; they
 /// are used only by the abort and watchpoint classes and may be 0 otherwise.
+#[inline]
 pub fn decode(esr: u64, far: u64, hpfar: u64) -> Exit {
-    use ESR_EL2::EC::Value as Ec;
-
-    let syndrome = LocalRegisterCopy::<u64, ESR_EL2::Register>::new(esr);
-    let Some(ec) = syndrome.read_as_enum::<Ec>(ESR_EL2::EC) else {
-        return unknown(esr);
-    };
-    match ec {
-        Ec::TrappedMsrMrs => Exit::SysReg(sysreg_access(esr)),
-        Ec::HVC64 => Exit::Hvc { imm: imm16(esr) },
-        Ec::SMC64 => Exit::Smc { imm: imm16(esr) },
-        Ec::DataAbortLowerEL => Exit::DataAbort(data_abort(esr, far, hpfar)),
-        Ec::InstrAbortLowerEL => Exit::InstAbort(inst_abort(esr, far, hpfar)),
-        Ec::TrappedWFIorWFE => wfx(esr),
-        Ec::TrappedFP => Exit::FpAccess,
-        Ec::TrappedSve => Exit::Sve,
-        Ec::TrappedSME => Exit::Sme {
+    // ESR_EL2.EC is bits [31:26]; matched as a number (the exit path's first
+    // step: no conversion through the register crate's enum).
+    match (esr >> 26) & 0x3f {
+        ec::SYSREG => Exit::SysReg(sysreg_access(esr)),
+        ec::HVC64 => Exit::Hvc { imm: imm16(esr) },
+        ec::SMC64 => Exit::Smc { imm: imm16(esr) },
+        ec::DABT_LOWER => Exit::DataAbort(data_abort(esr, far, hpfar)),
+        ec::IABT_LOWER => Exit::InstAbort(inst_abort(esr, far, hpfar)),
+        ec::WFX => wfx(esr),
+        ec::FP => Exit::FpAccess,
+        ec::SVE => Exit::Sve,
+        ec::SME => Exit::Sme {
             smtc: LocalRegisterCopy::<u64, ISS_SME::Register>::new(esr).read(ISS_SME::SMTC) as u8,
         },
-        Ec::BreakpointLowerEL => Exit::Debug(DebugExit::Breakpoint),
-        Ec::SoftwareStepLowerEL => {
+        ec::BREAKPOINT_LOWER => Exit::Debug(DebugExit::Breakpoint),
+        ec::SOFTSTEP_LOWER => {
             let iss = LocalRegisterCopy::<u64, ISS_SOFTSTEP::Register>::new(esr);
             Exit::Debug(DebugExit::SoftwareStep {
                 isv: iss.is_set(ISS_SOFTSTEP::ISV),
                 ex: iss.is_set(ISS_SOFTSTEP::EX),
             })
         }
-        Ec::WatchpointLowerEL => {
+        ec::WATCHPOINT_LOWER => {
             let iss = LocalRegisterCopy::<u64, ISS_WATCHPOINT::Register>::new(esr);
             Exit::Debug(DebugExit::Watchpoint {
                 far,
@@ -196,13 +193,32 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> Exit {
                 cm: iss.is_set(ISS_WATCHPOINT::CM),
             })
         }
-        Ec::Brk64 => Exit::Debug(DebugExit::Brk {
+        ec::BRK64 => Exit::Debug(DebugExit::Brk {
             comment: LocalRegisterCopy::<u64, ISS_BRK::Register>::new(esr).read(ISS_BRK::COMMENT)
                 as u16,
         }),
-        Ec::IllegalExecutionState => Exit::IllegalState,
+        ec::ILLEGAL_STATE => Exit::IllegalState,
         _ => unknown(esr),
     }
+}
+
+/// ESR_EL2.EC values (Arm ARM D24.2.40, the EC table) of the exceptions a
+/// lower Exception level takes to EL2 that [`decode`] tells apart.
+mod ec {
+    pub const WFX: u64 = 0x01;
+    pub const FP: u64 = 0x07;
+    pub const ILLEGAL_STATE: u64 = 0x0e;
+    pub const HVC64: u64 = 0x16;
+    pub const SMC64: u64 = 0x17;
+    pub const SYSREG: u64 = 0x18;
+    pub const SVE: u64 = 0x19;
+    pub const SME: u64 = 0x1d;
+    pub const IABT_LOWER: u64 = 0x20;
+    pub const DABT_LOWER: u64 = 0x24;
+    pub const BREAKPOINT_LOWER: u64 = 0x30;
+    pub const SOFTSTEP_LOWER: u64 = 0x32;
+    pub const WATCHPOINT_LOWER: u64 = 0x34;
+    pub const BRK64: u64 = 0x3c;
 }
 
 fn unknown(esr: u64) -> Exit {

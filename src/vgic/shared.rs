@@ -73,6 +73,15 @@ impl VmGic {
         }
     }
 
+    /// Whether vCPU `vcpu`'s list registers are out of date (without clearing
+    /// the flag: the exit path's test for "nothing to refill").
+    #[inline]
+    pub fn is_stale(&self, vcpu: usize) -> bool {
+        self.stale
+            .get(vcpu)
+            .is_none_or(|f| f.load(Ordering::Relaxed))
+    }
+
     /// Marks vCPU `vcpu`'s list registers out of date (a maintenance
     /// interrupt, a reset).
     pub fn mark_stale(&self, vcpu: usize) {

@@ -82,7 +82,7 @@ pub struct ExitContext<'a, G: GuestGprs, E: ExitEnv, P: PsciVm> {
     pub gprs: &'a mut G,
     pub env: &'a mut E,
     pub psci: &'a mut P,
-    pub features: PStateFeatures,
+    pub features: &'a PStateFeatures,
     /// The length of the trapped instruction (from ESR_EL2.IL).
     pub instr_len: u64,
 }
@@ -241,7 +241,7 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
             vbar_el1: self.env.vbar_el1(),
             sctlr_el1: self.env.sctlr_el1(),
         };
-        let i = inject::inject(e, &g, &self.features);
+        let i = inject::inject(e, &g, self.features);
         self.env
             .write_exception_regs(i.esr_el1, i.far_el1, i.elr_el1, i.spsr_el1);
         self.gprs.set_pc(i.pc);

@@ -43,6 +43,7 @@ use crate::vm::exit::FaultLog;
 use crate::vm::guest_fdt::{self, GuestMachine};
 use crate::vm::hw::{El2State, Hw};
 use crate::vm::image::{ImageKind, LoadPlan, plan_load};
+use crate::vm::inject::PStateFeatures;
 use crate::vm::layout::{self, BootLayout};
 
 /// SPIs of a VM's vGIC (INTIDs 32..96: the console's 33, passthrough devices).
@@ -209,6 +210,9 @@ pub type RunningCount = AtomicUsize;
 pub struct Vm {
     pub spec: VmSpec,
     host: Host,
+    /// The PSTATE features an injected exception sets (from `host`), kept
+    /// ready for the exit path.
+    pstate: PStateFeatures,
     vmid: u8,
     vttbr: u64,
     vtcr: u64,
@@ -330,6 +334,7 @@ impl Vm {
                     ),
                 },
             ),
+            pstate: host.features.pstate(),
             host,
             vmid,
             ram: Mutex::new(ram),
@@ -495,6 +500,11 @@ impl Vm {
         &self.host
     }
 
+    #[inline]
+    pub fn pstate(&self) -> &PStateFeatures {
+        &self.pstate
+    }
+
     pub fn model(&self) -> &VmCpuModel {
         &self.spec.model
     }
@@ -530,6 +540,7 @@ impl Vm {
     }
 
     /// Whether a stop is in progress (cheap: no lock).
+    #[inline]
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -588,6 +599,13 @@ impl Vm {
     /// Keyboard input arrived for this VM (from the console's interrupt).
     pub fn note_input(&self) {
         self.input.store(true, Ordering::Release);
+    }
+
+    /// Whether keyboard input arrived that [`Vm::poll_input`] has not yet
+    /// passed on.
+    #[inline]
+    pub fn input_pending(&self) -> bool {
+        self.input.load(Ordering::Relaxed)
     }
 
     /// If input arrived since the last call, passes every device's interrupt

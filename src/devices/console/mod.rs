@@ -49,7 +49,7 @@ mod lines;
 use crate::sync::TicketMutex;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use spin::RwLock;
 
@@ -97,6 +97,33 @@ struct Channel {
     input: TicketMutex<InputQueue>,
     /// Bytes of the queue sent so far (compared with [`OutBuf::queued`]).
     sent: AtomicU64,
+    /// What a guest's UARTFR and interrupt lines show, kept up to date under
+    /// the queues' locks so that reading them takes none: `out`'s queue full
+    /// ([`OUT_FULL`]) or over half full ([`OUT_OVER_HALF`]); input waiting.
+    out_state: AtomicU8,
+    in_waiting: AtomicBool,
+}
+
+const OUT_FULL: u8 = 1;
+const OUT_OVER_HALF: u8 = 2;
+
+impl Channel {
+    /// After a change to the output queue, under its lock.
+    fn note_out(&self, q: &OutBuf) {
+        let mut state = 0;
+        if q.full() {
+            state |= OUT_FULL;
+        }
+        if !q.below_half() {
+            state |= OUT_OVER_HALF;
+        }
+        self.out_state.store(state, Ordering::Relaxed);
+    }
+
+    /// After a change to the input queue, under its lock.
+    fn note_in(&self, q: &InputQueue) {
+        self.in_waiting.store(!q.is_empty(), Ordering::Relaxed);
+    }
 }
 
 struct Output {
@@ -108,6 +135,9 @@ static PHYSICAL: Once<Physical> = Once::new();
 /// Slot 0: the hypervisor; slot `i + 1`: VM `i`. Written only while VMs are
 /// registered at boot.
 static CHANNELS: RwLock<Vec<&'static Channel>> = RwLock::new(Vec::new());
+/// The first slots of `CHANNELS` again, each set once when its channel is
+/// added, for lookups that take no lock.
+static FAST_CHANNELS: [Once<&'static Channel>; 16] = [const { Once::new() }; 16];
 /// The line assembler and its staged bytes: whoever holds it sends.
 static DRAIN: TicketMutex<Lines> = TicketMutex::new(Lines::new());
 static KEYBOARD: TicketMutex<Keyboard> = TicketMutex::new(Keyboard::new());
@@ -161,6 +191,8 @@ fn new_channel(queue: usize, marker_line: bool) -> &'static Channel {
         }),
         input: TicketMutex::new(InputQueue::default()),
         sent: AtomicU64::new(0),
+        out_state: AtomicU8::new(0),
+        in_waiting: AtomicBool::new(false),
     }))
 }
 
@@ -171,7 +203,11 @@ pub fn add_vm(name: &str) -> usize {
     let mut lines = DRAIN.lock();
     let mut ch = CHANNELS.write();
     lines.add_source(tag.as_bytes());
-    ch.push(new_channel(VM_QUEUE, false));
+    let channel = new_channel(VM_QUEUE, false);
+    if let Some(fast) = FAST_CHANNELS.get(ch.len()) {
+        fast.call_once(|| channel);
+    }
+    ch.push(channel);
     KEYBOARD.lock().add_vm(name)
 }
 
@@ -181,6 +217,10 @@ pub fn configure(key: u8, presses: u8, focus: usize) {
 }
 
 fn vm_channel(vm: usize) -> Option<&'static Channel> {
+    // The exit path's lookup (a guest polling its UARTFR): no lock.
+    if let Some(ch) = FAST_CHANNELS.get(vm + 1).and_then(|c| c.get()) {
+        return Some(ch);
+    }
     CHANNELS.read().get(vm + 1).copied()
 }
 
@@ -209,6 +249,7 @@ fn mine_waiting(channels: &[&'static Channel], cpu: usize) -> bool {
 }
 
 /// Whether output may be waiting.
+#[inline]
 fn pending() -> bool {
     PUSHED.load(Ordering::SeqCst) != IDLE_AT.load(Ordering::SeqCst)
 }
@@ -230,6 +271,7 @@ pub fn put(vm: usize, byte: u8) {
             MARK_SLOT[cpu].store(vm + 1, Ordering::Relaxed);
             MARK_VM[cpu].store(out.queue.queued(), Ordering::Relaxed);
         }
+        ch.note_out(&out.queue);
         unit.bytes().len()
     };
     pushed(cpu, bytes);
@@ -238,13 +280,13 @@ pub fn put(vm: usize, byte: u8) {
 /// Whether VM `vm`'s output queue might not take another byte whole (what
 /// its UARTFR.TXFF shows).
 pub fn output_full(vm: usize) -> bool {
-    vm_channel(vm).is_some_and(|ch| ch.out.lock().queue.full())
+    vm_channel(vm).is_some_and(|ch| ch.out_state.load(Ordering::Relaxed) & OUT_FULL != 0)
 }
 
 /// Whether VM `vm`'s output queue is at most half full (its transmit
 /// interrupt's level).
 pub fn output_below_half(vm: usize) -> bool {
-    vm_channel(vm).is_none_or(|ch| ch.out.lock().queue.below_half())
+    vm_channel(vm).is_none_or(|ch| ch.out_state.load(Ordering::Relaxed) & OUT_OVER_HALF == 0)
 }
 
 /// Queues one of the hypervisor's own lines (whole, ending in `\n`).
@@ -260,6 +302,13 @@ fn hypervisor_line(line: &[u8]) {
     if !STARTED.load(Ordering::Acquire) {
         drain_all();
     }
+}
+
+/// Nothing waits to go out and the run loop already drives the console: an
+/// exit may skip [`service`] (which would find nothing to do).
+#[inline]
+pub fn quiet() -> bool {
+    STARTED.load(Ordering::Relaxed) && !pending()
 }
 
 /// Sends some waiting output, without ever waiting: the run loop calls it after
@@ -342,7 +391,11 @@ fn drain(
     let mut sent = 0;
     let pumped = loop {
         let pumped = lines.pump(now, budget - sent, &mut |slot, f| {
-            f(&mut channels[slot].out.lock().queue)
+            let ch = channels[slot];
+            let mut out = ch.out.lock();
+            let r = f(&mut out.queue);
+            ch.note_out(&out.queue);
+            r
         });
         sent += lines.transmit(budget - sent, &mut |b| (p.put)(b), &mut |slot| {
             channels[slot].sent.fetch_add(1, Ordering::Release);
@@ -414,6 +467,7 @@ pub fn poll_keyboard() -> bool {
                 q.push(switch_key);
             }
             q.push(byte);
+            ch.note_in(&q);
         }
         if let Some(m) = msg {
             hypervisor_line(m.as_bytes());
@@ -424,12 +478,17 @@ pub fn poll_keyboard() -> bool {
 
 /// The next keyboard byte for `vm`.
 pub fn take_input(vm: usize) -> Option<u8> {
-    vm_channel(vm).and_then(|ch| ch.input.lock().pop())
+    vm_channel(vm).and_then(|ch| {
+        let mut q = ch.input.lock();
+        let b = q.pop();
+        ch.note_in(&q);
+        b
+    })
 }
 
 /// Whether keyboard input waits for `vm`.
 pub fn has_input(vm: usize) -> bool {
-    vm_channel(vm).is_some_and(|ch| !ch.input.lock().is_empty())
+    vm_channel(vm).is_some_and(|ch| ch.in_waiting.load(Ordering::Relaxed))
 }
 
 /// Marks a VM as running or off (the keyboard skips VMs that are off).
@@ -451,7 +510,9 @@ pub fn focus() -> usize {
 /// Drops `vm`'s queued input (on reset).
 pub fn clear_input(vm: usize) {
     if let Some(ch) = vm_channel(vm) {
-        ch.input.lock().clear();
+        let mut q = ch.input.lock();
+        q.clear();
+        ch.note_in(&q);
     }
 }
 

@@ -147,7 +147,7 @@ fn run(
         gprs: &mut regs,
         env: &mut env,
         psci: &mut psci,
-        features: PStateFeatures::default(),
+        features: &PStateFeatures::default(),
         instr_len: 4,
     }
     .handle(exit);
