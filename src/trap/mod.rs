@@ -161,7 +161,7 @@ pub fn instruction_length(esr: u64) -> u64 {
 ///
 /// `far` and `hpfar` are the FAR_EL2 and HPFAR_EL2 values read on the same exit; they
 /// are used only by the abort and watchpoint classes and may be 0 otherwise.
-#[inline]
+#[inline(always)]
 pub fn decode(esr: u64, far: u64, hpfar: u64) -> Exit {
     // ESR_EL2.EC is bits [31:26]; matched as a number (the exit path's first
     // step: no conversion through the register crate's enum).

@@ -674,11 +674,16 @@ impl Vgic {
         if n == 0 {
             return 0;
         }
-        let mut values = [0u64; 16];
-        for (i, v) in values.iter_mut().enumerate().take(n) {
-            *v = hw.read_lr(i);
+        let mut shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
+        for (i, s) in shadow.iter().enumerate() {
+            let value = hw.read_lr(i);
+            if let Some(irq) = self.irq_mut(Some(vcpu), s.vintid) {
+                lr::sync(irq, s, value, vcpu);
+            }
         }
-        self.sync_lrs(vcpu, &values[..n]);
+        // Emptied, its capacity kept for the next entry.
+        shadow.clear();
+        self.lr_shadow[vcpu] = shadow;
         n
     }
 

@@ -296,6 +296,9 @@ impl Pcpu {
     /// Lets the console send some output (bounded work, never waiting); while
     /// output this CPU queued still waits, the EL2 timer brings it back.
     fn service_console<H: Hw>(&mut self, hw: &mut H) {
+        if self.console_due.is_none() && console::quiet() {
+            return;
+        }
         self.console_due =
             console::service().map(|ms| hw.counter() + hw.counter_frequency() / 1000 * ms.max(1));
         if let Some(d) = self.console_due

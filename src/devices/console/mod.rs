@@ -393,9 +393,8 @@ fn drain(
         let pumped = lines.pump(now, budget - sent, &mut |slot, f| {
             let ch = channels[slot];
             let mut out = ch.out.lock();
-            let r = f(&mut out.queue);
+            f(&mut out.queue);
             ch.note_out(&out.queue);
-            r
         });
         sent += lines.transmit(budget - sent, &mut |b| (p.put)(b), &mut |slot| {
             channels[slot].sent.fetch_add(1, Ordering::Release);
