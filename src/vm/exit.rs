@@ -37,6 +37,9 @@ pub trait ExitEnv: GuestHw {
     fn mmio_read(&mut self, ipa: u64, size: u8) -> Option<u64>;
     /// An emulated store; `false` when no device claims the address.
     fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> bool;
+    /// A stage-2 Translation fault at `ipa`: true if it was RAM not mapped
+    /// yet and now is (the access is retried), false otherwise.
+    fn populate(&mut self, ipa: u64) -> bool;
     /// Counts one guest fault against the VM's log budget ([`FaultLog`]);
     /// says whether to log it and how many came before.
     fn note_fault(&mut self) -> Option<u64>;
@@ -99,6 +102,13 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
                 self.smccc()
             }
             Exit::DataAbort(da) => self.data_abort(&da),
+            Exit::InstAbort(ia)
+                if ia.ipa_valid
+                    && matches!(ia.ifsc, FaultStatus::Translation { .. })
+                    && self.env.populate(ia.ipa) =>
+            {
+                Next::Resume
+            }
             Exit::InstAbort(ia) => {
                 if let Some(n) = self.env.note_fault() {
                     log::warn!(
@@ -188,6 +198,13 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
     }
 
     fn data_abort(&mut self, da: &DataAbort) -> Next {
+        // RAM is mapped on first touch: retry the access once it is.
+        if da.ipa_valid
+            && matches!(da.dfsc, FaultStatus::Translation { .. })
+            && self.env.populate(da.ipa)
+        {
+            return Next::Resume;
+        }
         let emulated = da.isv
             && da.ipa_valid
             && matches!(da.dfsc, FaultStatus::Translation { .. })

@@ -44,6 +44,8 @@ pub(crate) struct Board {
     pub system_off: bool,
     /// Bytes cleaned and invalidated.
     pub cleaned: u64,
+    /// Stage-2 descriptors written: (descriptor address, value).
+    pub stage2_writes: Vec<(u64, u64)>,
 }
 
 impl Board {
@@ -56,6 +58,7 @@ impl Board {
             spi_deactivated: Vec::new(),
             ppi_deactivated: Vec::new(),
             system_off: false,
+            stage2_writes: Vec::new(),
             cleaned: 0,
         }))
     }
@@ -336,6 +339,9 @@ impl Hw for FakeHw {
     fn clean_invalidate(&mut self, _pa: u64, len: u64) {
         self.board.borrow_mut().cleaned += len;
     }
+    fn write_stage2_entry(&mut self, entry_pa: u64, desc: u64) {
+        self.board.borrow_mut().stage2_writes.push((entry_pa, desc));
+    }
     fn wait_for_interrupt(&mut self) {
         self.sample_timers();
         if !self.board.borrow().pending[self.cpu].is_empty() {
@@ -359,6 +365,16 @@ impl Hw for FakeHw {
 pub(crate) struct FakeRam {
     pa: u64,
     bytes: Vec<u8>,
+}
+
+impl FakeRam {
+    /// `len` bytes of RAM at 0x8000_0000 holding a pattern (not zero).
+    pub fn new(len: usize) -> Self {
+        FakeRam {
+            pa: 0x8000_0000,
+            bytes: std::vec![0xa5; len],
+        }
+    }
 }
 
 impl GuestRam for FakeRam {

@@ -100,6 +100,10 @@ pub trait Hw: GuestHw + ListRegisters {
 
     /// Cleans and invalidates `[pa, pa + len)` to the point of coherency.
     fn clean_invalidate(&mut self, pa: u64, len: u64);
+    /// Writes a stage-2 descriptor at physical address `entry_pa` that was
+    /// invalid, and makes the write visible to the table walkers (`DSB ISHST`;
+    /// an invalid descriptor is never in a TLB, so no invalidation).
+    fn write_stage2_entry(&mut self, entry_pa: u64, desc: u64);
     /// Waits for an interrupt (with interrupts masked at EL2: a pending one
     /// ends the wait and is then acknowledged by the caller).
     fn wait_for_interrupt(&mut self);

@@ -45,6 +45,7 @@ use crate::vm::hw::{El2State, Hw};
 use crate::vm::image::{ImageKind, LoadPlan, plan_load};
 use crate::vm::inject::PStateFeatures;
 use crate::vm::layout::{self, BootLayout};
+use crate::vm::ram::{self, VmRam};
 
 /// SPIs of a VM's vGIC (INTIDs 32..96: the console's 33, passthrough devices).
 const VGIC_SPIS: u32 = 64;
@@ -145,6 +146,12 @@ pub trait GuestRam: Send {
     fn zero_to_poc(&mut self) {
         self.bytes_mut().fill(0);
     }
+    /// Zeroes `[offset, offset + len)` (inside the RAM) and leaves it clean to
+    /// the point of coherency.
+    fn zero_range_to_poc(&mut self, offset: u64, len: u64) {
+        let off = offset as usize;
+        self.bytes_mut()[off..off + len as usize].fill(0);
+    }
     /// Copies `bytes` to `offset` and cleans them to the point of coherency.
     /// The caller keeps the range inside the RAM.
     fn copy_to_poc(&mut self, offset: u64, bytes: &[u8]) {
@@ -219,9 +226,8 @@ pub struct Vm {
     controls: El2Controls,
     /// The physical CPU (logical index) each vCPU runs on.
     pcpus: Vec<usize>,
-    ram: Mutex<Box<dyn GuestRam>>,
+    ram: Mutex<VmRam>,
     ram_pa: u64,
-    ram_len: u64,
     stage2_pages: usize,
     bus: MmioBus,
     pub gic: VmGic,
@@ -261,15 +267,29 @@ impl Vm {
             })?;
         let mut stage2 = PageTable::new(host.stage2, mem.tables())
             .map_err(|e| VmError::Stage2(alloc::format!("{e:?}")))?;
-        stage2
-            .map(
-                mem.tables(),
-                spec.ram_base,
-                ram.pa(),
-                spec.ram_size,
-                S2Attrs::RAM,
-            )
-            .map_err(|e| VmError::Stage2(alloc::format!("{e:?}")))?;
+        // RAM: whole aligned 2 MiB chunks are mapped on first touch (see
+        // `vm::ram`): each is mapped here as a block so its tables exist, its
+        // descriptor recorded, then made invalid (the VM has not run: no TLB
+        // holds it). The rest is mapped for good.
+        let mut chunks = Vec::new();
+        for (offset, len, may_be_lazy) in ram::plan_chunks(spec.ram_base, ram.pa(), spec.ram_size) {
+            let ipa = spec.ram_base + offset;
+            stage2
+                .map(mem.tables(), ipa, ram.pa() + offset, len, S2Attrs::RAM)
+                .map_err(|e| VmError::Stage2(alloc::format!("{e:?}")))?;
+            let lazy = stage2
+                .leaf(mem.tables(), ipa)
+                .filter(|l| may_be_lazy && l.size == len)
+                .map(|l| {
+                    let table = mem.tables().table(l.entry_pa & !(PAGE_SIZE - 1));
+                    table[((l.entry_pa % PAGE_SIZE) / 8) as usize] = 0;
+                    ram::LazyEntry {
+                        entry_pa: l.entry_pa,
+                        desc: l.desc,
+                    }
+                });
+            chunks.push(ram::Chunk { offset, len, lazy });
+        }
         for dev in &spec.passthrough {
             stage2
                 .map(mem.tables(), dev.base, dev.base, dev.size, S2Attrs::DEVICE)
@@ -321,7 +341,7 @@ impl Vm {
             entry: 0,
             context_id: 0,
         };
-        let (ram_pa, ram_len) = (ram.pa(), ram.len());
+        let ram_pa = ram.pa();
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
@@ -337,9 +357,8 @@ impl Vm {
             pstate: host.features.pstate(),
             host,
             vmid,
-            ram: Mutex::new(ram),
+            ram: Mutex::new(VmRam::new(ram, chunks)),
             ram_pa,
-            ram_len,
             stage2_pages,
             bus,
             gic: VmGic::new(vgic),
@@ -397,8 +416,10 @@ impl Vm {
             // its caches on may hit without harm. Invalidating is not needed on
             // top. (FEAT_S2FWB, a stage 2 that forces write-back, would make the
             // per-line clean unnecessary.)
-            frames.zero_to_poc();
-            let len = frames.len();
+            // Only what is mapped is zeroed here; the rest is zeroed when the
+            // guest first touches it (`vm::ram`).
+            frames.clear();
+            let len = frames.frames().len();
             let mut put = |ipa: u64, bytes: &[u8]| {
                 let off = ipa - base;
                 // layout::plan keeps every image inside the VM's RAM.
@@ -406,7 +427,7 @@ impl Vm {
                     off + bytes.len() as u64 <= len,
                     "image outside the VM's RAM"
                 );
-                frames.copy_to_poc(off, bytes);
+                frames.load(off, bytes, &mut *hw);
             };
             for seg in &plan.segments {
                 put(seg.guest_pa, &s.kernel[seg.file.clone()]);
@@ -789,14 +810,32 @@ impl Vm {
     /// A byte of the VM's RAM at guest-physical `ipa` (tests).
     #[cfg(test)]
     pub fn ram_byte(&self, ipa: u64) -> u8 {
-        self.ram.lock().bytes_mut()[(ipa - self.spec.ram_base) as usize]
+        self.ram.lock().frames().bytes_mut()[(ipa - self.spec.ram_base) as usize]
     }
 
     /// Cleans and invalidates all of the VM's RAM to the point of coherency
     /// (set/way emulation, caches switched on or off).
     pub fn clean_invalidate_ram(&self, hw: &mut impl Hw) {
-        let _ram = self.ram.lock();
-        hw.clean_invalidate(self.ram_pa, self.ram_len);
+        // RAM not mapped yet has no line of the guest's in any cache.
+        let ram = self.ram.lock();
+        for r in ram.mapped() {
+            hw.clean_invalidate(self.ram_pa + r.start, r.end - r.start);
+        }
+    }
+
+    /// A stage-2 Translation fault at `ipa`: if it is RAM mapped on first
+    /// touch, maps it (zeroed) and says so; the access is then retried.
+    pub fn populate(&self, ipa: u64, hw: &mut impl Hw) -> bool {
+        let s = &self.spec;
+        if !(s.ram_base..s.ram_base + s.ram_size).contains(&ipa) {
+            return false;
+        }
+        self.ram.lock().on_fault(ipa - s.ram_base, hw)
+    }
+
+    /// Bytes of the VM's RAM mapped at stage 2 so far.
+    pub fn ram_mapped_bytes(&self) -> u64 {
+        self.ram.lock().mapped_bytes()
     }
 }
 

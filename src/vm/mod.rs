@@ -15,6 +15,7 @@ pub mod inject;
 pub mod layout;
 pub mod machine;
 pub mod pcpu;
+pub mod ram;
 pub mod ratelimit;
 pub mod stats;
 pub mod vcpu;

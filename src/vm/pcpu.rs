@@ -994,6 +994,10 @@ impl<H: Hw> ExitEnv for Env<'_, H> {
         }
     }
 
+    fn populate(&mut self, ipa: u64) -> bool {
+        self.vm.populate(ipa, self.hw)
+    }
+
     fn note_fault(&mut self) -> Option<u64> {
         self.vm.note_fault()
     }

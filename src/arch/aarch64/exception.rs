@@ -61,7 +61,8 @@ __fv_vectors:
     GUEST_VECTOR 2
     GUEST_VECTOR 3
 
-// Fast paths, answered with only x0-x2 touched (guest x0/x1 on the stack):
+// Fast paths, answered with only x0-x2 touched (guest x0/x1 on the stack)
+// (a third, set/way operations while HCR_EL2.TVM is set, is described at 50):
 // - HVC #0 with SMCCC_VERSION (0x8000_0000) in w0: x0 = 1.1, x1-x3 = 0, as the
 //   full path (psci::handle) answers it.
 // - MRS Xt, CTR_EL0 trapped by HCR_EL2.TID2: Xt = the VM's CTR_EL0 (PerCpu), as
@@ -96,7 +97,7 @@ __fv_guest_sync:
     and     x1, x1, #0x1ffffff
     sub     x1, x1, #0x32c, lsl #12
     cmp     x1, #1
-    b.ne    1b
+    b.ne    50f
     str     x2, [sp, #-16]!
     ubfx    x1, x0, #5, #5          // Rt
     mrs     x0, tpidr_el2
@@ -120,6 +121,27 @@ __fv_guest_sync:
     add     x1, x1, #4
     msr     elr_el2, x1
     ldr     x2, [sp], #16
+    ldp     x0, x1, [sp], #16
+    eret
+
+    // DC ISW/CSW/CISW (Op0=1 Op1=0 CRn=7 CRm=6/10/14 Op2=2, Direction 0)
+    // while HCR_EL2.TVM is set: the run loop has cleaned the VM's RAM and
+    // watches its VM registers for the caches going on, so until then a
+    // set/way operation has nothing left to do (sysreg::setway, as the full
+    // path answers it); PC steps over it. CRm bits [3:2] (ISS bits [4:3]) are
+    // masked: CRm 0b0010 with these fields is not an allocated encoding, so
+    // it never traps here.
+50: add     x1, x1, #0x32c, lsl #12 // the ISS without Rt again
+    bic     x1, x1, #0x18
+    mov     x0, #0x1c04
+    movk    x0, #0x14, lsl #16
+    cmp     x1, x0
+    b.ne    1b
+    mrs     x0, hcr_el2
+    tbz     x0, #26, 1b             // TVM
+    mrs     x1, elr_el2
+    add     x1, x1, #4
+    msr     elr_el2, x1
     ldp     x0, x1, [sp], #16
     eret
 

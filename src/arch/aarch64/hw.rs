@@ -425,6 +425,11 @@ impl Hw for ArchHw {
         regs::dcache_clean_invalidate(pa, len)
     }
 
+    fn write_stage2_entry(&mut self, entry_pa: u64, desc: u64) {
+        super::memory::write_table_entry(entry_pa, desc);
+        regs::dsb_ishst();
+    }
+
     fn wait_for_interrupt(&mut self) {
         regs::wfi()
     }

@@ -181,6 +181,18 @@ impl TableMemory for HwTableMemory {
     }
 }
 
+/// Writes one descriptor of a stage-2 table that [`HwTableMemory`] handed
+/// out (the lazy RAM mapping of `vm::ram`), as a single 64-bit store so a
+/// table walker on another CPU sees the old or the new value, never a mix.
+pub fn write_table_entry(entry_pa: u64, desc: u64) {
+    debug_assert!(entry_pa % 8 == 0);
+    // SAFETY: `entry_pa` is a descriptor inside a table from
+    // `HwTableMemory::alloc_tables` (the VM recorded it from its own stage-2
+    // walk when it was built); that memory is identity-mapped Normal memory at
+    // EL2 and lives as long as the VM. The VM's RAM lock serializes writers.
+    unsafe { core::ptr::write_volatile(entry_pa as *mut u64, desc) }
+}
+
 /// `[start, end)` of the hypervisor's code, then of its read-only data.
 pub fn image_sections() -> ((u64, u64), (u64, u64)) {
     unsafe extern "C" {
@@ -265,6 +277,9 @@ impl crate::vm::machine::GuestRam for OwnedFrames {
     }
     fn zero_to_poc(&mut self) {
         super::ram::zero_range_to_poc(self.pa, self.len as u64);
+    }
+    fn zero_range_to_poc(&mut self, offset: u64, len: u64) {
+        super::ram::zero_range_to_poc(self.pa + offset, len);
     }
     fn copy_to_poc(&mut self, offset: u64, bytes: &[u8]) {
         super::ram::copy_to_poc(self.pa + offset, bytes);

@@ -114,6 +114,14 @@ pub fn dsb_ish() {
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
 }
 
+/// `dsb ishst`: earlier stores (a translation table entry) complete before
+/// later accesses, inner shareable.
+#[inline(always)]
+pub fn dsb_ishst() {
+    // SAFETY: a barrier has no effect other than ordering.
+    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
 /// `dsb sy`.
 #[inline(always)]
 pub fn dsb_sy() {

@@ -334,6 +334,17 @@ impl Node {
 
 /// A translation table tree for one regime, rooted at a (possibly concatenated)
 /// initial-level table.
+/// A leaf descriptor found by [`PageTable::leaf`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Physical address of the descriptor.
+    pub entry_pa: u64,
+    /// Its value.
+    pub desc: u64,
+    /// Bytes it maps (a page or a block).
+    pub size: u64,
+}
+
 pub struct PageTable<R: Regime> {
     regime: R,
     root: u64,
@@ -493,6 +504,33 @@ impl<R: Regime> PageTable<R> {
                 Entry::Leaf(output) => {
                     let attrs = R::decode_leaf_attrs(desc)?;
                     return Some((output + (addr - slot), attrs));
+                }
+            }
+        }
+    }
+
+    /// The leaf descriptor translating `addr`: where it is (the physical
+    /// address of the descriptor itself), its value and the size of what it
+    /// maps; `None` if `addr` is not mapped.
+    pub fn leaf(&self, mem: &mut impl TableMemory, addr: u64) -> Option<Leaf> {
+        if addr >> self.regime.input_bits() != 0 {
+            return None;
+        }
+        let mut node = self.root_node();
+        loop {
+            let index = node.index(addr);
+            let desc = node.read(mem, index);
+            let slot = node.slot_base(index);
+            match classify(desc, node.level) {
+                Entry::Invalid => return None,
+                Entry::Table(next) => node = Node::child(next, node.level, slot),
+                Entry::Leaf(_) => {
+                    let (page, at) = (index / ENTRIES_PER_TABLE, index % ENTRIES_PER_TABLE);
+                    return Some(Leaf {
+                        entry_pa: node.pa + page as u64 * PAGE_SIZE + at as u64 * 8,
+                        desc,
+                        size: 1 << level_shift(node.level),
+                    });
                 }
             }
         }

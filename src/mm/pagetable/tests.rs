@@ -853,3 +853,28 @@ fn tlb_flush_merge() {
     assert_eq!(TlbFlush::None.merge(b), b);
     assert_eq!(a.merge(TlbFlush::All), TlbFlush::All);
 }
+
+#[test]
+fn leaf_finds_the_descriptor_the_walker_uses() {
+    let mut mem = FakeTableMemory::new();
+    let g = Stage2Geometry::from_pa_range(0b0101).unwrap();
+    let mut t = PageTable::new(g, &mut mem).unwrap();
+    t.map(&mut mem, 0x4000_0000, 0x8000_0000, 2 << 20, S2Attrs::RAM)
+        .unwrap();
+    t.map(&mut mem, 0x4020_0000, 0x9000_0000, 0x1000, S2Attrs::RAM)
+        .unwrap();
+    let block = t.leaf(&mut mem, 0x4012_3456).unwrap();
+    assert_eq!(block.size, 2 << 20);
+    assert_eq!(block.desc & 0xffff_ffff_f000, 0x8000_0000);
+    let page = t.leaf(&mut mem, 0x4020_0fff).unwrap();
+    assert_eq!(page.size, 0x1000);
+    assert_eq!(page.desc & 0xffff_ffff_f000, 0x9000_0000);
+    assert!(t.leaf(&mut mem, 0x4020_1000).is_none());
+    // Clearing the descriptor where `leaf` says it is unmaps exactly that.
+    mem.table(block.entry_pa & !0xfff)[((block.entry_pa & 0xfff) / 8) as usize] = 0;
+    assert!(t.translate(&mut mem, 0x4000_0000).is_none());
+    assert!(t.translate(&mut mem, 0x4020_0000).is_some());
+    // Writing the value back maps it again.
+    mem.table(block.entry_pa & !0xfff)[((block.entry_pa & 0xfff) / 8) as usize] = block.desc;
+    assert_eq!(t.translate(&mut mem, 0x401f_f000).unwrap().0, 0x801f_f000);
+}

@@ -96,6 +96,8 @@ struct Env<'a> {
     faults: FaultLog,
     bus: MmioBus,
     sysreg: &'a mut dyn FnMut(SysRegAccess, u64) -> SysRegResult,
+    /// RAM mapped on first touch: the IPAs populated.
+    populated: Vec<u64>,
 }
 
 impl GuestHw for Env<'_> {
@@ -120,6 +122,13 @@ impl ExitEnv for Env<'_> {
     fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> bool {
         self.bus.write(ipa, size, value)
     }
+    fn populate(&mut self, ipa: u64) -> bool {
+        let ram = (0x4000_0000..0x4800_0000).contains(&ipa);
+        if ram {
+            self.populated.push(ipa);
+        }
+        ram
+    }
     fn note_fault(&mut self) -> Option<u64> {
         self.faults.note()
     }
@@ -141,6 +150,7 @@ fn run(
         faults: FaultLog::default(),
         bus,
         sysreg,
+        populated: Vec::new(),
     };
     let mut psci = OneCpu;
     let next = ExitContext {
@@ -322,4 +332,30 @@ fn fault_log_is_bounded() {
     let logged = (0..100_000).filter(|_| f.note().is_some()).count() as u32;
     // The default budget's clock stands still: the burst, then nothing.
     assert_eq!(logged, FaultLog::BURST);
+}
+
+#[test]
+fn first_touch_of_ram_is_retried_not_emulated() {
+    // A load from guest RAM not mapped yet: a stage-2 Translation fault
+    // (DFSC level 3) at an IPA inside RAM. The RAM gets mapped and the load
+    // runs again: PC unchanged, nothing injected, no register written.
+    let hpfar = 0x4100_0000 >> 8;
+    let esr = mmio_esr(false, 4, 3, false, true);
+    let mut r = el1h_at(0x4008_0300);
+    r.x[4] = 0x55;
+    let (next, r2, el1, _) = run(trap::decode(esr, 0x4100_0008, hpfar), r, &mut no_sysreg);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(r2.pc, 0x4008_0300, "the access is retried");
+    assert_eq!(r2.x[4], 0x55);
+    assert_eq!(el1.esr, 0, "no exception for the guest");
+    // The same instruction fetch.
+    let iesr = (0x20u64 << 26) | (1 << 25) | 0b000111; // IABT lower EL, translation L3
+    let (next, r2, el1, _) = run(
+        trap::decode(iesr, 0x4100_2000, 0x4100_2000 >> 8),
+        el1h_at(0x4100_2000),
+        &mut no_sysreg,
+    );
+    assert_eq!(next, Next::Resume);
+    assert_eq!(r2.pc, 0x4100_2000);
+    assert_eq!(el1.esr, 0);
 }
