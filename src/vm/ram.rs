@@ -182,7 +182,7 @@ mod tests {
                 len,
                 lazy: (lazy && i < lazy_chunks).then_some(LazyEntry {
                     entry_pa: 0x1000 + i as u64 * 8,
-                    desc: 0x8000_0000 + offset | 0x4fd,
+                    desc: (0x8000_0000 + offset) | 0x4fd,
                 }),
             })
             .collect();
