@@ -185,7 +185,7 @@ impl TableMemory for HwTableMemory {
 /// out (the lazy RAM mapping of `vm::ram`), as a single 64-bit store so a
 /// table walker on another CPU sees the old or the new value, never a mix.
 pub fn write_table_entry(entry_pa: u64, desc: u64) {
-    debug_assert!(entry_pa % 8 == 0);
+    debug_assert!(entry_pa.is_multiple_of(8));
     // SAFETY: `entry_pa` is a descriptor inside a table from
     // `HwTableMemory::alloc_tables` (the VM recorded it from its own stage-2
     // walk when it was built); that memory is identity-mapped Normal memory at
