@@ -24,6 +24,22 @@ pub trait ConsolePort: Send {
     fn tx_full(&self) -> bool;
     /// The transmit side is at most half full (the transmit interrupt level).
     fn tx_below_half(&self) -> bool;
+    /// All three at once (one look at the console for a status read).
+    fn status(&self) -> PortStatus {
+        PortStatus {
+            input: self.has_input(),
+            tx_full: self.tx_full(),
+            tx_below_half: self.tx_below_half(),
+        }
+    }
+}
+
+/// What [`ConsolePort::status`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortStatus {
+    pub input: bool,
+    pub tx_full: bool,
+    pub tx_below_half: bool,
 }
 
 // Register offsets (TRM 3.2, Summary of registers).
@@ -92,11 +108,15 @@ impl Pl011 {
     }
 
     fn ris(&self) -> u32 {
-        let mut ris = self.ris_sticky;
-        if self.port.tx_below_half() {
+        Self::ris_of(self.ris_sticky, self.port.status())
+    }
+
+    fn ris_of(sticky: u32, st: PortStatus) -> u32 {
+        let mut ris = sticky;
+        if st.tx_below_half {
             ris |= INT_TX;
         }
-        if self.port.has_input() {
+        if st.input {
             ris |= INT_RX | INT_RT;
         }
         ris
@@ -104,7 +124,7 @@ impl Pl011 {
 
     /// The level of the UART's interrupt line (UARTINTR = any masked status).
     pub fn irq_level(&self) -> bool {
-        self.ris() & self.imsc != 0
+        self.imsc != 0 && self.ris() & self.imsc != 0
     }
 }
 
@@ -122,12 +142,9 @@ impl MmioDevice for Pl011 {
             UARTDR => self.port.get().map(u64::from).unwrap_or(0),
             UARTRSR => 0,
             UARTFR => {
-                let mut fr = if self.port.tx_full() {
-                    FR_TXFF
-                } else {
-                    FR_TXFE
-                };
-                if !self.port.has_input() {
+                let st = self.port.status();
+                let mut fr = if st.tx_full { FR_TXFF } else { FR_TXFE };
+                if !st.input {
                     fr |= FR_RXFE;
                 }
                 fr
@@ -189,6 +206,14 @@ impl ConsolePort for SharedConsolePort {
     }
     fn tx_below_half(&self) -> bool {
         super::console::output_below_half(self.vm)
+    }
+    fn status(&self) -> PortStatus {
+        let (input, tx_full, tx_below_half) = super::console::status(self.vm);
+        PortStatus {
+            input,
+            tx_full,
+            tx_below_half,
+        }
     }
 }
 

@@ -533,14 +533,17 @@ impl Vgic {
     }
 
     /// A trapped write to an SGI generation register by vCPU `sender`. Returns
-    /// the vCPUs the SGI was made pending on.
-    pub fn send_sgi(&mut self, sender: usize, reg: SgiRegister, value: u64) -> Vec<usize> {
+    /// the vCPUs the SGI was made pending on (bit n: vCPU n).
+    pub fn send_sgi(&mut self, sender: usize, reg: SgiRegister, value: u64) -> u64 {
         if !reg.reaches_group1() {
-            return Vec::new();
+            return 0;
         }
         let intid = sgi::sgi_intid(value);
-        let targets = sgi::sgi_targets(value, sender, &self.cfg.vcpu_mpidrs);
-        for &t in &targets {
+        let targets = sgi::sgi_target_mask(value, sender, &self.cfg.vcpu_mpidrs);
+        let mut left = targets;
+        while left != 0 {
+            let t = left.trailing_zeros() as usize;
+            left &= left - 1;
             self.private[t][intid as usize].pending_latch = true;
             self.touch(Some(t), intid);
         }

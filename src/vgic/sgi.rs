@@ -82,11 +82,20 @@ pub fn sgi_intid(value: u64) -> u32 {
 /// `self_index` is the writer (excluded only by IRM = 1: an explicit target list
 /// may name the writer itself).
 pub fn sgi_targets(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> Vec<usize> {
+    let mask = sgi_target_mask(value, self_index, vcpu_mpidrs);
+    (0..vcpu_mpidrs.len().min(64))
+        .filter(|&i| mask & (1 << i) != 0)
+        .collect()
+}
+
+/// [`sgi_targets`] as a mask (bit n: vCPU n; a VM has at most 64 vCPUs), with
+/// no allocation: the trapped ICC_SGI1R_EL1 write's path.
+pub fn sgi_target_mask(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> u64 {
     let r = LocalRegisterCopy::<u64, ICC_SGIR::Register>::new(value);
+    let n = vcpu_mpidrs.len().min(64);
     if r.is_set(ICC_SGIR::IRM) {
-        return (0..vcpu_mpidrs.len())
-            .filter(|&i| i != self_index)
-            .collect();
+        let all = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+        return all & !(1u64.checked_shl(self_index as u32).unwrap_or(0));
     }
     let targets = r.read(ICC_SGIR::TargetList);
     let rs = r.read(ICC_SGIR::RS);
@@ -98,6 +107,7 @@ pub fn sgi_targets(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> Vec<us
     );
     vcpu_mpidrs
         .iter()
+        .take(n)
         .enumerate()
         .filter(|(_, m)| {
             let m = crate::sysreg::Mpidr::new(**m).affinity();
@@ -105,8 +115,7 @@ pub fn sgi_targets(value: u64, self_index: usize, vcpu_mpidrs: &[u64]) -> Vec<us
             // Aff0 = RS * 16 + n for TargetList bit n.
             m & !0xff == base && aff0 / 16 == rs && targets & (1 << (aff0 % 16)) != 0
         })
-        .map(|(i, _)| i)
-        .collect()
+        .fold(0, |mask, (i, _)| mask | 1 << i)
 }
 
 /// The ICC_SGI1R_EL1 value that sends SGI `intid` to the one PE with affinity

@@ -825,12 +825,16 @@ impl Vm {
 
     /// A stage-2 Translation fault at `ipa`: if it is RAM mapped on first
     /// touch, maps it (zeroed) and says so; the access is then retried.
+    #[inline]
     pub fn populate(&self, ipa: u64, hw: &mut impl Hw) -> bool {
-        let s = &self.spec;
-        if !(s.ram_base..s.ram_base + s.ram_size).contains(&ipa) {
-            return false;
-        }
-        self.ram.lock().on_fault(ipa - s.ram_base, hw)
+        // An emulated device's fault leaves here at once.
+        let offset = ipa.wrapping_sub(self.spec.ram_base);
+        offset < self.spec.ram_size && self.populate_at(offset, hw)
+    }
+
+    #[inline(never)]
+    fn populate_at(&self, offset: u64, hw: &mut impl Hw) -> bool {
+        self.ram.lock().on_fault(offset, hw)
     }
 
     /// Bytes of the VM's RAM mapped at stage 2 so far.

@@ -994,6 +994,7 @@ impl<H: Hw> ExitEnv for Env<'_, H> {
         }
     }
 
+    #[inline]
     fn populate(&mut self, ipa: u64) -> bool {
         self.vm.populate(ipa, self.hw)
     }

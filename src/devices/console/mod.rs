@@ -283,6 +283,22 @@ pub fn output_full(vm: usize) -> bool {
     vm_channel(vm).is_some_and(|ch| ch.out_state.load(Ordering::Relaxed) & OUT_FULL != 0)
 }
 
+/// For VM `vm`'s UART in one lookup: (input waits, output full, output at
+/// most half full).
+pub fn status(vm: usize) -> (bool, bool, bool) {
+    match vm_channel(vm) {
+        Some(ch) => {
+            let out = ch.out_state.load(Ordering::Relaxed);
+            (
+                ch.in_waiting.load(Ordering::Relaxed),
+                out & OUT_FULL != 0,
+                out & OUT_OVER_HALF == 0,
+            )
+        }
+        None => (false, false, true),
+    }
+}
+
 /// Whether VM `vm`'s output queue is at most half full (its transmit
 /// interrupt's level).
 pub fn output_below_half(vm: usize) -> bool {
