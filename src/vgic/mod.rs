@@ -798,6 +798,12 @@ impl Vgic {
     }
 
     /// Hardware effects asked for since the last call.
+    /// Whether [`Vgic::take_actions`] has anything.
+    #[inline]
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     pub fn take_actions(&mut self) -> Vec<HwAction> {
         core::mem::take(&mut self.actions)
     }

@@ -498,7 +498,17 @@ impl Pcpu {
                         v.vm.gic.mark_stale(v.id);
                     }
                 }
-                PhysIrq::Kick => self.rescan = true,
+                // Another CPU changed something for a vCPU here. With one
+                // vCPU here, loaded and ready, there is nothing to review: its
+                // vGIC changes show in its stale flag and a stop in its VM's
+                // flag, both looked at before every entry.
+                PhysIrq::Kick => {
+                    let alone_and_ready = self.vcpus.len() == 1
+                        && self.loaded.is_some_and(|i| self.vcpus[i].run == Run::Ready);
+                    if !alone_and_ready {
+                        self.rescan = true;
+                    }
+                }
                 PhysIrq::Passthrough { vm, vintid } => {
                     let vm = &self.vms[vm];
                     let (_, kick) = vm.gic.update(|g| {
@@ -579,14 +589,18 @@ impl Pcpu {
             self.kick_vcpus(hw, vm, kick);
         }
         if vm.gic.take_stale(id) {
-            let ((timer_in_lrs, actions), kick) = vm.gic.update(|g| {
+            let (timer_in_lrs, kick) = vm.gic.update(|g| {
                 let before = g.read_back(id, &mut *hw);
                 timer::resample(g, id, hw.read_cntv_ctl(), hw.read_cntp_ctl());
                 g.load_lrs(id, &mut *hw, before);
-                (g.timer_in_lrs(id), g.take_actions())
+                // Physical deactivations the refill asks for (rare), done
+                // under the lock: they touch only this CPU's GIC.
+                if g.has_actions() {
+                    apply_gic_actions(&mut *hw, vm, g.take_actions());
+                }
+                g.timer_in_lrs(id)
             });
             self.vcpus[i].timer_in_lrs = timer_in_lrs;
-            apply_gic_actions(hw, vm, actions);
             let others = kick & !(1 << id);
             if others != 0 {
                 self.kick_vcpus(hw, vm, others);
@@ -878,7 +892,8 @@ impl<H: Hw> Env<'_, H> {
     /// first when they hold anything, so what it reads is current.
     fn gic_access(&mut self, w: GicWindow, size: u8, write: Option<u64>) -> u64 {
         let (id, hw) = (self.id, &mut *self.hw);
-        let ((value, actions), kick) = self.vm.gic.update(|g: &mut Vgic| {
+        let vm = self.vm;
+        let (value, kick) = self.vm.gic.update(|g: &mut Vgic| {
             if g.lrs_in_use(id) > 0 {
                 g.save(id, &mut *hw);
                 timer::resample(g, id, hw.read_cntv_ctl(), hw.read_cntp_ctl());
@@ -896,9 +911,11 @@ impl<H: Hw> Env<'_, H> {
                     0
                 }
             };
-            (value, g.take_actions())
+            if g.has_actions() {
+                apply_gic_actions(&mut *hw, vm, g.take_actions());
+            }
+            value
         });
-        apply_gic_actions(self.hw, self.vm, actions);
         self.kick |= kick & !(1 << id);
         value & crate::devices::size_mask(size)
     }
