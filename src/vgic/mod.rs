@@ -281,6 +281,9 @@ pub struct Vgic {
     /// their cost follows what is pending or active, not the number of INTIDs.
     hot_private: Vec<u32>,
     hot_spi: Vec<u64>,
+    /// The words of `hot_spi` that may be non-zero (bit w: word w; a VM has
+    /// at most 988 SPIs, 16 words), so an entry skips the idle ones.
+    hot_spi_words: u64,
     actions: Vec<HwAction>,
     /// Scratch space for choosing LRs, kept so an entry does not allocate.
     candidates: Vec<lr::Candidate>,
@@ -319,6 +322,7 @@ impl Vgic {
             kicks: vec![false; n],
             hot_private: vec![0; n],
             hot_spi: vec![0; (cfg.nr_spis as usize).div_ceil(64)],
+            hot_spi_words: 0,
             actions: Vec::new(),
             candidates: Vec::new(),
             cfg,
@@ -359,6 +363,7 @@ impl Vgic {
             self.hot_private[v] = u32::MAX;
         }
         self.hot_spi.iter_mut().for_each(|w| *w = u64::MAX);
+        self.hot_spi_words = u64::MAX;
         for i in 0..self.spis.len() {
             let irq = &self.spis[i];
             if let Some(p) = irq.hw_intid.filter(|_| irq.hw_pending || irq.active_hw) {
@@ -435,6 +440,7 @@ impl Vgic {
             }
         } else if let Some(w) = self.hot_spi.get_mut(((intid - FIRST_SPI) / 64) as usize) {
             *w |= 1 << ((intid - FIRST_SPI) % 64);
+            self.hot_spi_words |= 1 << ((intid - FIRST_SPI) / 64);
         }
     }
 
@@ -626,8 +632,15 @@ impl Vgic {
             }
         }
         self.hot_private[vcpu] = hot;
-        for w in 0..self.hot_spi.len() {
-            let mut hot = self.hot_spi[w];
+        let mut words = self.hot_spi_words;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let Some(&word) = self.hot_spi.get(w) else {
+                self.hot_spi_words &= !(1 << w);
+                continue;
+            };
+            let mut hot = word;
             let mut bits = hot;
             while bits != 0 {
                 let b = bits.trailing_zeros();
@@ -652,6 +665,9 @@ impl Vgic {
                 }
             }
             self.hot_spi[w] = hot;
+            if hot == 0 {
+                self.hot_spi_words &= !(1 << w);
+            }
         }
         let (chosen, overflow) = lr::choose_in_place(&mut candidates, self.cfg.nr_lrs);
         let mut shadow = core::mem::take(&mut self.lr_shadow[vcpu]);
@@ -769,6 +785,7 @@ impl Vgic {
         }
         self.hot_private[vcpu] = u32::MAX;
         self.hot_spi.iter_mut().for_each(|w| *w = u64::MAX);
+        self.hot_spi_words = u64::MAX;
         self.kicks[vcpu] = true;
     }
 
