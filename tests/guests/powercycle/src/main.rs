@@ -36,6 +36,7 @@
 #[allow(dead_code)]
 #[path = "../../vgic/src/gic.rs"]
 mod gic;
+mod fresh;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -46,7 +47,7 @@ use guest_rt::{check, finish, hvc_call, println, system_reset};
 guest_rt::entry!(main);
 
 /// Checks per boot (tests/powercycle.rs expects exactly these).
-pub const CHECKS: u32 = 16;
+pub const CHECKS: u32 = 17;
 
 /// vCPU 1's MPIDR affinity (PSCI target).
 const VCPU1: u64 = 1;
@@ -81,6 +82,16 @@ static LEFT_INTID: AtomicU32 = AtomicU32::new(gic::INTID_SPURIOUS);
 /// 1 if the restarted vCPU 1 took its timer interrupt at (after) its deadline, 2
 /// if before it, 3 if never.
 static TIMER_OK: AtomicU64 = AtomicU64::new(0);
+/// What the restarted vCPU 1 found of its previous life's registers: 0 not yet
+/// looked, 1 nothing, else 2 + the index in [`LEFTOVERS`].
+static CPU_CLEAN: AtomicUsize = AtomicUsize::new(0);
+const LEFTOVERS: [&str; 5] = [
+    "V registers hold the pattern",
+    "FPCR",
+    "EL1/EL0 thread or fault registers",
+    "debug registers",
+    "timer controls",
+];
 
 /// One boot parameter block and stack per start of vCPU 1 (a started
 /// [`Secondary`] is never reused: its stack may still be in use).
@@ -101,6 +112,16 @@ fn main(_dtb: u64) -> ! {
     println!("Ferrovisor power-cycle guest");
     gic::mask_irqs();
     gic::set_icc_sre(gic::icc_sre() | gic::ICC_SRE_SRE);
+    // Before this boot touches anything: the state it was given (the test
+    // compares the line of the boot after the reset with the first boot's).
+    let state = fresh::fingerprint();
+    println!("powercycle: boot state {state:x?}");
+    let clean = fresh::fingerprint_is_clean(&state);
+    check!(
+        "powercycle: the boot state holds nothing written before a reset (FP/SIMD, EL1, debug, timer, vGIC)",
+        clean.is_ok(),
+        "{clean:?} survived"
+    );
     gic::write32(
         gic::GICD_BASE + gic::GICD_CTLR,
         gic::GICD_CTLR_ARE | gic::GICD_CTLR_ENABLE_GRP1,
@@ -134,8 +155,16 @@ fn main(_dtb: u64) -> ! {
             && gic::wait_until(START_MS, || STATE.load(Ordering::SeqCst) == STATE_LEFT)
         {
             println!(
-                "powercycle: resetting, vCPU 1 on with SGI {LEFT_SGI} active and its timer firing in {LATER_MS} ms"
+                "powercycle: resetting, vCPU 1 on with SGI {LEFT_SGI} active and its timer firing in {LATER_MS} ms, \
+                 vCPU 0's registers and the vGIC dirty"
             );
+            fresh::dirty_gic();
+            fresh::dirty_cpu();
+            // What the reset must undo (the test checks it differs from the
+            // boot state); printing uses V registers, so they are filled again.
+            let dirty = fresh::fingerprint();
+            println!("powercycle: dirty state {dirty:x?}");
+            fresh::dirty_cpu();
             system_reset();
         }
         check!(
@@ -187,13 +216,19 @@ fn scenario(name: &str, what: Leave, leave: fn(usize) -> !) {
     gic::wait_until(FIRING_MS, || false);
 
     TIMER_OK.store(0, Ordering::SeqCst);
+    CPU_CLEAN.store(0, Ordering::SeqCst);
     let restarted = start_vcpu1(restart)
         && gic::wait_until(START_MS, || STATE.load(Ordering::SeqCst) == STATE_RESTARTED);
+    let clean = CPU_CLEAN.load(Ordering::SeqCst);
     check!(
-        &format_name(name, "CPU_ON starts vCPU 1 again"),
-        restarted,
-        "vCPU 1 never ran; AFFINITY_INFO = {}",
-        affinity_info(VCPU1)
+        &format_name(
+            name,
+            "CPU_ON starts vCPU 1 again, from the reset state (no register of its previous life)"
+        ),
+        restarted && clean == 1,
+        "ran {restarted}, AFFINITY_INFO = {}, left over: {}",
+        affinity_info(VCPU1),
+        clean.checked_sub(2).and_then(|i| LEFTOVERS.get(i)).unwrap_or(&"nothing")
     );
     let timer = TIMER_OK.load(Ordering::SeqCst);
     check!(
@@ -345,6 +380,7 @@ fn fire_timer_now() {
 }
 
 fn leave_timer_armed(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     gic::set_cntv_cval(gic::cntvct() + gic::ms_to_ticks(LATER_MS));
     gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
@@ -353,6 +389,7 @@ fn leave_timer_armed(_: usize) -> ! {
 }
 
 fn leave_timer_firing(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     fire_timer_now();
     wait_pending();
@@ -361,6 +398,7 @@ fn leave_timer_firing(_: usize) -> ! {
 }
 
 fn leave_sgi_active(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << LEFT_SGI);
     gic::icc_sgi1r(gic::sgi1r_to(LEFT_SGI, gic::mpidr()));
     wait_pending();
@@ -370,6 +408,7 @@ fn leave_sgi_active(_: usize) -> ! {
 }
 
 fn leave_timer_active(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     fire_timer_now();
     wait_pending();
@@ -395,6 +434,12 @@ fn stay_on_armed_with_sgi_active(_: usize) -> ! {
 /// vCPU 1 started again: report it ran, then take one timer interrupt (IRQs
 /// masked, by polling the CPU interface) and power off.
 fn restart(_: usize) -> ! {
+    // First, before anything here writes them: CPU_ON starts from the reset state.
+    let clean = match fresh::cpu_is_clean() {
+        Ok(()) => 1,
+        Err(what) => 2 + LEFTOVERS.iter().position(|&l| l == what).unwrap_or(0),
+    };
+    CPU_CLEAN.store(clean, Ordering::SeqCst);
     let ok = match bring_up(1 << gic::INTID_VTIMER) {
         None => 3,
         Some(_) => {
