@@ -6,6 +6,13 @@
 //! vCPU 1 running, an SGI active and its timer about to fire; the boot after
 //! the reset runs every scenario again.
 //!
+//! Issue 13: the boot after the reset must be given exactly the state the first
+//! boot was (FP/SIMD, FPCR, EL1, debug and timer registers, the vGIC), although
+//! vCPU 0 filled all of it just before the reset; a vCPU started by CPU_ON holds
+//! nothing of its previous life; vCPUs 0 and 1 race CPU_ON of vCPU 2 (one
+//! SUCCESS, the other ALREADY_ON or ON_PENDING, the winner's entry point kept,
+//! ALREADY_ON after), and CPU_ONs racing the reset leave nothing running.
+//!
 //! Runs on `-cpu max` and `-cpu cortex-a57`. Artifacts (`make test`):
 //! `build/ferrovisor.bin`, `build/powercycle.cpio` (boards/qemu-virt/powercycle.toml,
 //! tests/bundles.sh).
@@ -15,8 +22,8 @@ mod common;
 use common::{BOOT_TIMEOUT, hypervisor_args, run_qemu_with_input};
 
 /// The guest's checks per boot (tests/guests/powercycle/src/main.rs `CHECKS`):
-/// four scenarios of four, and the boot state.
-const CHECKS: u32 = 17;
+/// four scenarios of four, the boot state, the CPU_ON races 4.
+const CHECKS: u32 = 21;
 /// The line each boot prints of the state it was given (tests/guests/powercycle
 /// src/fresh.rs `fingerprint`).
 const BOOT_STATE: &str = "powercycle: boot state ";
@@ -27,7 +34,7 @@ fn power_cycles(cpu: &str) {
     // The `r` asks the first boot to end with a reset; the reset discards
     // console input, so the second boot ends with SYSTEM_OFF.
     let run = run_qemu_with_input(
-        &hypervisor_args(cpu, 2, "powercycle.cpio"),
+        &hypervisor_args(cpu, 3, "powercycle.cpio"),
         BOOT_TIMEOUT,
         b"r",
     );

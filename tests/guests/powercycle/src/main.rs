@@ -28,6 +28,9 @@
 //! new vCPU 1 waits to be started. The next boot runs the scenarios again,
 //! vCPU 1 starting on the physical CPU its previous life left in that state. Nothing in RAM survives a reset, so the
 //! guest cannot count its boots; the test counts the banners.
+//!
+//! Issue 13: src/fresh.rs (a reset or a CPU_ON starts from a clean state) and
+//! src/race.rs (CPU_ON races, also against the reset).
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -37,6 +40,7 @@
 #[path = "../../vgic/src/gic.rs"]
 mod gic;
 mod fresh;
+mod race;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -47,20 +51,20 @@ use guest_rt::{check, finish, hvc_call, println, system_reset};
 guest_rt::entry!(main);
 
 /// Checks per boot (tests/powercycle.rs expects exactly these).
-pub const CHECKS: u32 = 17;
+pub const CHECKS: u32 = 21;
 
 /// vCPU 1's MPIDR affinity (PSCI target).
-const VCPU1: u64 = 1;
+pub(crate) const VCPU1: u64 = 1;
 /// PSCI AFFINITY_INFO (SMC64), DEN0022: 0 ON, 1 OFF, 2 ON_PENDING.
 const PSCI_AFFINITY_INFO_64: u32 = 0xc400_0004;
-const AFF_OFF: u64 = 1;
+pub(crate) const AFF_OFF: u64 = 1;
 /// The SGI vCPU 1 leaves active.
 const LEFT_SGI: u32 = 3;
 /// Priority of the interrupts vCPU 1 enables.
 const PRIORITY: u8 = 0xa0;
 /// How long vCPU 1 may take to start, or to power off (virtual-counter ms): TCG
 /// on a loaded machine.
-const START_MS: u64 = 10_000;
+pub(crate) const START_MS: u64 = 10_000;
 /// How long the left-behind timer fires on at the physical CPU before CPU_ON.
 const FIRING_MS: u64 = 50;
 /// A timer armed to fire after its vCPU has gone: this far ahead.
@@ -95,8 +99,8 @@ const LEFTOVERS: [&str; 5] = [
 
 /// One boot parameter block and stack per start of vCPU 1 (a started
 /// [`Secondary`] is never reused: its stack may still be in use).
-/// Two starts per scenario and one before the reset.
-static STARTS: [Secondary; 9] = [const { Secondary::new() }; 9];
+/// Two starts per scenario, one for the CPU_ON races and one before the reset.
+static STARTS: [Secondary; 10] = [const { Secondary::new() }; 10];
 static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 
 /// What vCPU 1 leaves behind in a scenario.
@@ -122,6 +126,7 @@ fn main(_dtb: u64) -> ! {
         clean.is_ok(),
         "{clean:?} survived"
     );
+    race::nothing_running_at_boot();
     gic::write32(
         gic::GICD_BASE + gic::GICD_CTLR,
         gic::GICD_CTLR_ARE | gic::GICD_CTLR_ENABLE_GRP1,
@@ -148,6 +153,12 @@ fn main(_dtb: u64) -> ! {
         Leave::TimerActive,
         leave_timer_active,
     );
+
+    if start_vcpu1(race::racer) {
+        race::run();
+    } else {
+        check!("powercycle: psci race: vCPU 1 started to race", false, "CPU_ON failed");
+    }
 
     if reset_requested() {
         STATE.store(STATE_IDLE, Ordering::SeqCst);
@@ -279,7 +290,7 @@ impl core::ops::Deref for NameBuf {
 }
 
 /// PSCI AFFINITY_INFO of `mpidr` at affinity level 0.
-fn affinity_info(mpidr: u64) -> u64 {
+pub(crate) fn affinity_info(mpidr: u64) -> u64 {
     hvc_call(PSCI_AFFINITY_INFO_64, mpidr, 0, 0)
 }
 
@@ -426,9 +437,8 @@ fn stay_on_armed_with_sgi_active(_: usize) -> ! {
     gic::set_cntv_cval(gic::cntvct() + gic::ms_to_ticks(LATER_MS));
     gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
     STATE.store(STATE_LEFT, Ordering::SeqCst);
-    loop {
-        gic::wfi();
-    }
+    // CPU_ONs of vCPU 2 racing vCPU 0's SYSTEM_RESET.
+    race::churn()
 }
 
 /// vCPU 1 started again: report it ran, then take one timer interrupt (IRQs
