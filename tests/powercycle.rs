@@ -65,7 +65,11 @@ fn power_cycles(cpu: &str) {
         .guest_lines()
         .filter(|l| l.starts_with(BOOT_STATE))
         .collect();
-    assert_eq!(states.len(), 2, "-cpu {cpu}: one boot-state line per boot\n{report}");
+    assert_eq!(
+        states.len(),
+        2,
+        "-cpu {cpu}: one boot-state line per boot\n{report}"
+    );
     assert_eq!(
         states[0], states[1],
         "-cpu {cpu}: the reset VM does not start like a fresh one\n{report}"

@@ -1182,12 +1182,26 @@ fn random_kernel_images_never_panic() {
 fn deep_nesting_is_a_clean_error() {
     let deep = super::nesting::MAX_NESTING + 1;
     let cases = [
-        format!("{MINIMAL}irqs = {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
-        format!("{MINIMAL}x = {}{}\n", "{a = ".repeat(deep), "}".repeat(deep)),
+        format!(
+            "{MINIMAL}irqs = {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+        format!(
+            "{MINIMAL}x = {}{}\n",
+            "{a = ".repeat(deep),
+            "}".repeat(deep)
+        ),
         format!("{MINIMAL}[{}]\n", vec!["a"; deep].join(".")),
         format!("{MINIMAL}{} = 1\n", vec!["a"; deep].join(".")),
-        format!("{MINIMAL}[[vm.cpu.id]]\n{} = 1\n", vec!["a"; deep - 3].join(".")),
-        format!("{MINIMAL}x = [{{ {} = 1 }}]\n", vec!["a"; deep - 1].join(".")),
+        format!(
+            "{MINIMAL}[[vm.cpu.id]]\n{} = 1\n",
+            vec!["a"; deep - 3].join(".")
+        ),
+        format!(
+            "{MINIMAL}x = [{{ {} = 1 }}]\n",
+            vec!["a"; deep - 1].join(".")
+        ),
     ];
     for text in &cases {
         let e = refuse(text);
@@ -1199,8 +1213,16 @@ fn deep_nesting_is_a_clean_error() {
     // At the limit, and brackets, braces and dots inside strings and comments, are
     // left to the parser (which names the unknown key, not the nesting).
     let fine = [
-        format!("{MINIMAL}x = {}{}\n", "[".repeat(deep - 1), "]".repeat(deep - 1)),
-        format!("{MINIMAL}x = \"{}\" # {}\n", "[{.".repeat(1000), "[{.".repeat(1000)),
+        format!(
+            "{MINIMAL}x = {}{}\n",
+            "[".repeat(deep - 1),
+            "]".repeat(deep - 1)
+        ),
+        format!(
+            "{MINIMAL}x = \"{}\" # {}\n",
+            "[{.".repeat(1000),
+            "[{.".repeat(1000)
+        ),
         format!("{MINIMAL}x = '''\n{}'''\n", "[{.\n".repeat(1000)),
         format!("{MINIMAL}x = [1.5, 2.5, {}]\n", vec!["0.5"; 100].join(", ")),
     ];

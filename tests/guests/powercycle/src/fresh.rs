@@ -164,12 +164,7 @@ fn v_pattern_halves() -> u32 {
 pub fn dirty_cpu() {
     fill_v_registers();
     set_fpcr(FPCR_DIRTY);
-    for set in [
-        set_tpidr_el1,
-        set_tpidr_el0,
-        set_tpidrro_el0,
-        set_far_el1,
-    ] {
+    for set in [set_tpidr_el1, set_tpidr_el0, set_tpidrro_el0, set_far_el1] {
         set(PATTERN);
     }
     set_contextidr_el1(PATTERN & 0xffff_ffff);

@@ -36,10 +36,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 // The vGIC guest's register map and accessors; this guest uses part of them.
+mod fresh;
 #[allow(dead_code)]
 #[path = "../../vgic/src/gic.rs"]
 mod gic;
-mod fresh;
 mod race;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -157,7 +157,11 @@ fn main(_dtb: u64) -> ! {
     if start_vcpu1(race::racer) {
         race::run();
     } else {
-        check!("powercycle: psci race: vCPU 1 started to race", false, "CPU_ON failed");
+        check!(
+            "powercycle: psci race: vCPU 1 started to race",
+            false,
+            "CPU_ON failed"
+        );
     }
 
     if reset_requested() {
@@ -239,7 +243,10 @@ fn scenario(name: &str, what: Leave, leave: fn(usize) -> !) {
         restarted && clean == 1,
         "ran {restarted}, AFFINITY_INFO = {}, left over: {}",
         affinity_info(VCPU1),
-        clean.checked_sub(2).and_then(|i| LEFTOVERS.get(i)).unwrap_or(&"nothing")
+        clean
+            .checked_sub(2)
+            .and_then(|i| LEFTOVERS.get(i))
+            .unwrap_or(&"nothing")
     );
     let timer = TIMER_OK.load(Ordering::SeqCst);
     check!(
