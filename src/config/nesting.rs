@@ -81,11 +81,9 @@ pub(crate) fn check(src: &Source<'_>, text: &str) -> Result<(), ConfigError> {
                 }
                 continue;
             }
-            b'\n' => {
-                if depth == 0 {
-                    key_segments = Some(1);
-                    header = false;
-                }
+            b'\n' if depth == 0 => {
+                key_segments = Some(1);
+                header = false;
             }
             b'[' if depth == 0 && key_segments.is_some() && !header => {
                 // A table header: `[a.b]` or `[[a.b]]`.
