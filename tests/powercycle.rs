@@ -57,6 +57,12 @@ fn power_cycles(cpu: &str) {
         "-cpu {cpu}: passes over both boots\n{report}"
     );
     run.assert_all_passed(CHECKS);
+    for l in run
+        .guest_lines()
+        .filter(|l| l.contains("rounds, the loser got"))
+    {
+        eprintln!("-cpu {cpu}: {l}");
+    }
     // Issue 13, item 4: the boot after the reset — of a VM whose vCPU 0 had
     // filled its FP/SIMD, EL1, debug and timer registers and the vGIC with
     // values no reset leaves, and whose vCPU 1 had an SGI active and its timer

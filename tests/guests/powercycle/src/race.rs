@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use guest_rt::smccc::{PSCI_CPU_ON_64, PSCI_RET_ALREADY_ON};
 use guest_rt::smp::{Secondary, Vectors, cpu_off};
-use guest_rt::{check, hvc_call};
+use guest_rt::{check, hvc_call, println};
 
 use crate::{AFF_OFF, START_MS, affinity_info, gic};
 
@@ -74,6 +74,7 @@ pub fn racer(_: usize) -> ! {
 pub fn run() {
     let (mut one_success, mut loser_ok, mut winner_ran, mut already_on) = (true, true, true, true);
     let mut detail = (0, 0, 0, 0u64, 0u64);
+    let (mut already, mut pending) = (0, 0);
     for round in 1..=ROUNDS {
         TARGET_RAN.store(0, Ordering::SeqCst);
         RACER_RESULT.store(i64::MIN, Ordering::SeqCst);
@@ -93,6 +94,8 @@ pub fn run() {
         one_success &= winner.is_some();
         let loser = if winner == Some(0) { theirs } else { mine };
         loser_ok &= loser == PSCI_RET_ALREADY_ON || loser == PSCI_RET_ON_PENDING;
+        already += usize::from(loser == PSCI_RET_ALREADY_ON);
+        pending += usize::from(loser == PSCI_RET_ON_PENDING);
         let ran = gic::wait_until(START_MS, || TARGET_RAN.load(Ordering::SeqCst) != 0);
         let got = TARGET_RAN.load(Ordering::SeqCst);
         winner_ran &= ran && winner.map(|w| w + 1) == Some(got);
@@ -110,6 +113,9 @@ pub fn run() {
         }
     }
     let (mine, theirs, again, got, info) = detail;
+    println!(
+        "powercycle: psci race: {ROUNDS} rounds, the loser got ALREADY_ON {already} times, ON_PENDING {pending} times"
+    );
     check!(
         "powercycle: psci race: two vCPUs' concurrent CPU_ON of one target: one SUCCESS, the other ALREADY_ON or ON_PENDING",
         one_success && loser_ok,
