@@ -32,7 +32,7 @@ OBJCOPY       = $(SYSROOT)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
 FVCONFIG     := target/release/fvconfig
 BUNDLE        = $(BUILD)/$(basename $(notdir $(CONFIG))).cpio
 
-.PHONY: all setup hypervisor hypervisor-test-images guests fvconfig bundle run gdb test bench linux fmt lint clippy clean uboot-image
+.PHONY: all setup hypervisor hypervisor-test-images guests fvconfig bundle run gdb test bench soak linux fmt lint clippy clean uboot-image
 
 all: hypervisor
 
@@ -94,6 +94,13 @@ uboot-image: hypervisor bundle $(UBOOT_DEPS)
 test: hypervisor hypervisor-test-images guests fvconfig linux lint
 	bash tests/bundles.sh $(BUILD)
 	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) cargo test --features tools
+
+# Linux and a hostile guest side by side for SOAK_MINUTES (tests/soak.rs).
+SOAK_MINUTES ?= 2
+soak: hypervisor guests fvconfig linux
+	$(FVCONFIG) pack boards/qemu-virt/soak.toml -o $(BUILD)/soak.cpio -L $(BUILD)
+	FERROVISOR_BUILD=$(CURDIR)/$(BUILD) SOAK_MINUTES=$(SOAK_MINUTES) \
+	  cargo test --features tools --test soak -- --ignored --nocapture
 
 bench: hypervisor guests fvconfig
 	bash tests/bench.sh $(BUILD)

@@ -222,3 +222,29 @@ fn kernel_larger_than_vm_memory() {
     let run = run_qemu_until(&args, TIMEOUT, |l| l.contains(STOP_LINE));
     assert_stopped_with(&run, &["ferrovisor.toml", "vm.big", "big.bin"]);
 }
+
+/// Issue 13: a config nested thousands of levels deep (arrays in arrays) is a clean
+/// error naming the file and line, checked before the TOML parser recurses on the
+/// hypervisor's small EL2 stack — not a stack overflow.
+#[test]
+fn deeply_nested_config() {
+    let demo = std::fs::read(artifact("guests/demo.bin")).unwrap();
+    let depth = 200_000;
+    let config = format!(
+        "[[vm]]\nname = \"deep\"\nmemory = \"64M\"\nkernel = \"demo.bin\"\nirqs = {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let bundle = ferrovisor::config::bundle::write_bundle(&[
+        ("ferrovisor.toml", config.as_bytes()),
+        ("demo.bin", &demo),
+    ]);
+    let path = scratch("deep.cpio");
+    std::fs::write(&path, bundle).unwrap();
+    let mut args = hypervisor_args("max", 2, "demo.cpio");
+    let initrd = args.iter().position(|a| a == "-initrd").unwrap() + 1;
+    args[initrd] = path.display().to_string();
+    let run = run_qemu_until(&args, TIMEOUT, |l| l.contains(STOP_LINE));
+    assert!(!run.output.contains("overflow"), "{}", run.report());
+    assert_stopped_with(&run, &["ferrovisor.toml:5:", "nested more than"]);
+}

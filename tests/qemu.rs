@@ -33,8 +33,9 @@ const DEMO_BANNER: &str = "Ferrovisor demo guest: hello from EL1";
 const DEMO_CHECKS: u32 = 2;
 /// The conformance guest's checks (tests/guests/conformance/src/main.rs): boot 2,
 /// system registers 3, unclaimed-address aborts 4, PSCI 6, SMCCC 2, SMC 1, CTR_EL0 2,
-/// passthrough 1 + the power button's interrupt 2, the lowered ID field 1.
-const CONFORMANCE_CHECKS: u32 = 24;
+/// passthrough 1 + the power button's interrupt 2, the lowered ID field 1, the EL1
+/// physical timer (CNTP_*) 6.
+const CONFORMANCE_CHECKS: u32 = 30;
 /// Of those, the checks that need the power button pressed (bootargs
 /// `power_button=SECONDS`, which bare QEMU does not pass).
 const POWER_BUTTON_CHECKS: u32 = 2;

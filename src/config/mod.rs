@@ -93,6 +93,7 @@
 pub mod bundle;
 mod error;
 mod host;
+mod nesting;
 mod raw;
 mod validate;
 

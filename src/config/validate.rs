@@ -33,6 +33,8 @@ pub(crate) fn parse_with(
     not_implemented: &[(&str, &str)],
 ) -> Result<SystemConfig, ConfigError> {
     let src = Source::new(text, file);
+    // Before anything recurses into the text (issue 13: the EL2 stack is small).
+    super::nesting::check(&src, text)?;
     // Parse once into a spanned tree for syntax errors and to name fields in serde errors,
     // then into the typed structure (which refuses unknown keys).
     let (tree, syntax_errors) = DeTable::parse_recoverable(text);

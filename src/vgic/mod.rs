@@ -121,9 +121,8 @@
 //! = 0; `gic::init_cpu_interface` sets Enable = 1 so it does not. No other ICC
 //! access needs handling.
 //!
-//! The timers add CNTP_CTL_EL0, CNTP_CVAL_EL0 and CNTP_TVAL_EL0 (S3_3_C14_C2_1/2/0,
-//! trapped by CNTHCTL_EL2.EL1PCEN = 0): route them to
-//! [`crate::timer::EmulatedPhysTimer::trap`] with the current CNTPCT_EL0.
+//! The timers' registers (CNTV_*, CNTP_*) do not trap: CNTHCTL_EL2.EL1PCEN =
+//! EL1PCTEN = 1 (vm::controls), and src/timer saves them with the vCPU.
 
 pub mod dist;
 pub mod host;

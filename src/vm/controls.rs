@@ -588,8 +588,11 @@ pub fn mdcr_el2(features: &HostFeatures) -> u64 {
 
 /// CNTHCTL_EL2 with E2H = 0 (Arm ARM, CNTHCTL_EL2):
 /// - EL1PCTEN (0) = 1: the guest reads the physical counter (CNTPCT_EL0).
-/// - EL1PCEN (1) = 0: the EL1 physical timer traps (the guest's timer is the
-///   virtual one, and the hypervisor uses the EL2 timer).
+/// - EL1PCEN (1) = 1: the EL1 physical timer (CNTP_CTL/CVAL/TVAL_EL0) is the
+///   guest's own, saved and restored with its vCPU and its PPI 30 hardware-linked
+///   (src/timer); the hypervisor's own timer is the EL2 one (CNTHP), a separate
+///   register set. With 0 every CNTP access traps and, unhandled, reads as
+///   UNDEFINED while the device tree lists the timer's interrupt (issue 13, item 8).
 /// - EVNTEN (2), EVNTDIR (3), EVNTI (7:4) = 0: no event stream from EL2's view.
 /// - ECV (12) = 0: no CNTPOFF_EL2 offset on the guest's physical counter.
 /// - EL1TVT, EL1TVCT (13, 14) = 0: the virtual timer and counter do not trap.
@@ -597,7 +600,7 @@ pub fn mdcr_el2(features: &HostFeatures) -> u64 {
 /// - EVNTIS (17) = 0, CNTVMASK, CNTPMASK (18, 19) = 0: nothing masked.
 pub fn cnthctl_el2() -> u64 {
     let mut cnthctl = LocalRegisterCopy::<u64, CNTHCTL_EL2::Register>::new(0);
-    cnthctl.modify(CNTHCTL_EL2::EL1PCTEN::SET);
+    cnthctl.modify(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
     cnthctl.get()
 }
 

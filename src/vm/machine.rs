@@ -774,7 +774,17 @@ impl Vm {
             Stop::Reset => {
                 console::clear_input(self.spec.index);
                 match self.load(hw) {
-                    Ok(cpu) => 1 << cpu,
+                    Ok(cpu) => {
+                        // What `make soak` watches: a reset must give back what the
+                        // VM's last life took.
+                        #[cfg(target_os = "none")]
+                        info!(
+                            "VM '{}' reloaded; heap: {} bytes in use",
+                            self.spec.name,
+                            crate::arch::memory::heap_used()
+                        );
+                        1 << cpu
+                    }
                     Err(e) => {
                         error!("VM '{}' could not be reset: {e}", self.spec.name);
                         self.turn_off(hw);

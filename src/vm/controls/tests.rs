@@ -196,8 +196,12 @@ fn mdcr_is_whole_with_hpmn_from_pmcr_n() {
 }
 
 #[test]
-fn cnthctl_lets_the_guest_read_the_counter_only() {
-    assert_eq!(el2_controls(&max(), MODEL).cnthctl_el2, 1, "EL1PCTEN only");
+fn cnthctl_gives_the_guest_the_counter_and_the_el1_physical_timer() {
+    assert_eq!(
+        el2_controls(&max(), MODEL).cnthctl_el2,
+        0b11,
+        "EL1PCTEN and EL1PCEN, nothing else"
+    );
     assert_eq!(el2_controls(&max(), MODEL).hstr_el2, 0);
 }
 

@@ -53,6 +53,63 @@ fn mpidr() -> u64 {
 /// interface on with every priority unmasked, and `intid` (an SPI) Group 1, enabled
 /// and routed to this vCPU. IRQs stay masked in PSTATE: the check polls.
 pub fn init_for_spi(intid: u32) {
+    init_cpu_interface();
+    let (word, bit) = (intid as usize / 32, 1u32 << (intid % 32));
+    write32(
+        GICD + GICD_IGROUPR + 4 * word,
+        read32(GICD + GICD_IGROUPR + 4 * word) | bit,
+    );
+    // SAFETY: a byte write to GICD_IPRIORITYR<n>, which is byte-accessible.
+    unsafe { ((GICD + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0) };
+    // GICD_IROUTER<n>: Aff3 in [39:32], Aff2..Aff0 in [23:0], IRM = 0.
+    write64(
+        GICD + GICD_IROUTER + 8 * intid as usize,
+        mpidr() & 0xff_00ff_ffff,
+    );
+    write32(GICD + GICD_ISENABLER + 4 * word, bit);
+}
+
+/// As [`init_for_spi`] for `intid` a PPI (16..32) of this vCPU: its Group 1,
+/// priority and enable bits are in the redistributor's SGI_base frame
+/// (GICR_IGROUPR0, GICR_IPRIORITYR<n>, GICR_ISENABLER0 at the GICD offsets).
+#[allow(dead_code)]
+pub fn init_for_ppi(intid: u32) {
+    let sgi_base = init_cpu_interface() + 0x1_0000;
+    let bit = 1u32 << intid;
+    write32(
+        sgi_base + GICD_IGROUPR,
+        read32(sgi_base + GICD_IGROUPR) | bit,
+    );
+    // SAFETY: a byte write to GICR_IPRIORITYR<n>, which is byte-accessible.
+    unsafe { ((sgi_base + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0) };
+    write32(sgi_base + GICD_ISENABLER, bit);
+}
+
+/// Whether an IRQ becomes pending at this vCPU within `ticks` of the virtual
+/// counter; acknowledges it if so (its INTID, or `None`).
+#[allow(dead_code)]
+pub fn irq_within(ticks: u64) -> Option<u32> {
+    let start = counter().0;
+    loop {
+        let isr: u64;
+        // SAFETY: reading ISR_EL1 has no side effects.
+        unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
+        if isr & (1 << 7) != 0 {
+            let iar: u64;
+            // SAFETY: acknowledging the pending interrupt is the intent.
+            unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
+            return Some((iar & 0xff_ffff) as u32);
+        }
+        if counter().0.wrapping_sub(start) > ticks {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// The distributor, this vCPU's redistributor and CPU interface on; the
+/// redistributor's RD_base.
+fn init_cpu_interface() -> usize {
     // SAFETY: ICC_SRE_EL1.SRE = 1 selects the system-register CPU interface; the
     // other CPU-interface writes set what the comments say; no memory is touched.
     unsafe {
@@ -93,19 +150,6 @@ pub fn init_for_spi(intid: u32) {
             break;
         }
     }
-    let (word, bit) = (intid as usize / 32, 1u32 << (intid % 32));
-    write32(
-        GICD + GICD_IGROUPR + 4 * word,
-        read32(GICD + GICD_IGROUPR + 4 * word) | bit,
-    );
-    // SAFETY: a byte write to GICD_IPRIORITYR<n>, which is byte-accessible.
-    unsafe { ((GICD + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0) };
-    // GICD_IROUTER<n>: Aff3 in [39:32], Aff2..Aff0 in [23:0], IRM = 0.
-    write64(
-        GICD + GICD_IROUTER + 8 * intid as usize,
-        mpidr & 0xff_00ff_ffff,
-    );
-    write32(GICD + GICD_ISENABLER + 4 * word, bit);
     // SAFETY: priority mask open, Group 1 enabled at the CPU interface.
     unsafe {
         asm!(
@@ -117,6 +161,7 @@ pub fn init_for_spi(intid: u32) {
             options(nomem, nostack),
         )
     };
+    rd
 }
 
 /// The virtual counter and its frequency.

@@ -59,6 +59,7 @@ fn main(dtb: u64) -> ! {
         passthrough_interrupt(seconds);
     }
     lowered_id_field();
+    physical_timer();
     finish()
 }
 
@@ -453,5 +454,155 @@ fn psci_and_smccc() {
         "psci: PSCI_VERSION over SMC #0 is 1.1 (0x10001)",
         r == Ok(EXPECTED_PSCI_VERSION),
         "got {r:x?}"
+    );
+}
+
+/// The EL1 physical timer's interrupt (Non-secure EL1 physical timer, PPI 30:
+/// Arm BSA, and the `arm,armv8-timer` binding's second interrupt).
+const CNTP_INTID: u32 = 30;
+/// CNTP_CTL_EL0 bits (Arm ARM D24.8, CNTP_CTL_EL0): ENABLE, IMASK, ISTATUS.
+const CTL_ENABLE: u64 = 1 << 0;
+const CTL_IMASK: u64 = 1 << 1;
+const CTL_ISTATUS: u64 = 1 << 2;
+
+fn cntpct() -> u64 {
+    let v: u64;
+    // SAFETY: reading the physical counter has no side effects; the ISB orders it
+    // after earlier timer writes.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn cntp_ctl() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTP_CTL_EL0 has no side effects.
+    unsafe { asm!("isb", "mrs {}, cntp_ctl_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn set_cntp_ctl(v: u64) {
+    // SAFETY: programs this vCPU's EL1 physical timer, which only this check uses.
+    unsafe { asm!("msr cntp_ctl_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+fn cntp_cval() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTP_CVAL_EL0 has no side effects.
+    unsafe { asm!("mrs {}, cntp_cval_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn set_cntp_cval(v: u64) {
+    // SAFETY: as `set_cntp_ctl`.
+    unsafe { asm!("msr cntp_cval_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+fn cntp_tval() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTP_TVAL_EL0 has no side effects.
+    unsafe { asm!("mrs {}, cntp_tval_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn set_cntp_tval(v: u64) {
+    // SAFETY: as `set_cntp_ctl`.
+    unsafe { asm!("msr cntp_tval_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+/// Issue 13, item 8: the EL1 physical timer (CNTP_CTL/CVAL/TVAL_EL0) behaves as
+/// the architecture says (Arm ARM D12.2, "The AArch64 view of the timers"):
+/// its registers read back, TVAL is the signed 32-bit CVAL - CNTPCT, ISTATUS
+/// follows the timer condition, IMASK holds the interrupt back, and the
+/// interrupt arrives as PPI 30 no earlier than CVAL and is withdrawn when the
+/// timer is disabled.
+fn physical_timer() {
+    gic::init_for_ppi(CNTP_INTID);
+    let freq = gic::counter().1;
+
+    set_cntp_ctl(0);
+    let cval = 0x0123_4567_89ab_cdef;
+    set_cntp_cval(cval);
+    let (ctl, back) = (cntp_ctl() & (CTL_ENABLE | CTL_IMASK), cntp_cval());
+    set_cntp_ctl(CTL_IMASK);
+    let masked = cntp_ctl() & (CTL_ENABLE | CTL_IMASK);
+    check!(
+        "CNTP: CNTP_CTL_EL0 and CNTP_CVAL_EL0 read back what was written",
+        ctl == 0 && back == cval && masked == CTL_IMASK,
+        "CTL {ctl:#x} then {masked:#x}, CVAL {back:#x}"
+    );
+
+    // A TVAL write sets CVAL = CNTPCT + SignExtend(TVAL); a TVAL read gives
+    // (CVAL - CNTPCT)[31:0] (Arm ARM, CNTP_TVAL_EL0).
+    let ahead = freq; // a second
+    let before = cntpct();
+    set_cntp_tval(ahead);
+    let after = cntpct();
+    let cval = cntp_cval();
+    let tval = cntp_tval() as u32 as i32;
+    let now = cntpct();
+    let expected = cval.wrapping_sub(now) as i64;
+    check!(
+        "CNTP: a TVAL write sets CVAL = CNTPCT + TVAL; TVAL reads CVAL - CNTPCT",
+        (before + ahead..=after + ahead).contains(&cval)
+            && i64::from(tval) >= expected
+            && i64::from(tval) <= ahead as i64,
+        "CVAL {cval:#x} for counts {before:#x}..{after:#x} + {ahead:#x}, TVAL {tval} (then {expected})"
+    );
+    // A negative TVAL puts CVAL in the past.
+    set_cntp_tval((-1000i64) as u64 & 0xffff_ffff);
+    let past = cntp_cval();
+    let tval = cntp_tval() as u32 as i32;
+    let in_past = past < cntpct() && tval < -1000 + 1;
+
+    // ISTATUS follows the timer condition, enabled and masked: clear with CVAL a
+    // second ahead, set with it in the past; masked, no interrupt comes.
+    set_cntp_cval(cntpct() + freq);
+    set_cntp_ctl(CTL_ENABLE | CTL_IMASK);
+    let ahead_ctl = cntp_ctl();
+    set_cntp_cval(cntpct() - 1);
+    let due_ctl = cntp_ctl();
+    check!(
+        "CNTP: ISTATUS clear before CVAL, set once CNTPCT >= CVAL (and TVAL negative after it)",
+        ahead_ctl == CTL_ENABLE | CTL_IMASK
+            && due_ctl == CTL_ENABLE | CTL_IMASK | CTL_ISTATUS
+            && in_past,
+        "CTL {ahead_ctl:#x} ahead, {due_ctl:#x} due; CVAL {past:#x} from TVAL -1000, TVAL then {tval}"
+    );
+    let while_masked = gic::irq_within(freq / 50);
+    if let Some(intid) = while_masked {
+        gic::eoi(intid);
+    }
+    check!(
+        "CNTP: IMASK holds the timer's interrupt back",
+        while_masked.is_none(),
+        "INTID {while_masked:?} arrived with IMASK set"
+    );
+
+    // Unmasked and armed 20 ms ahead: INTID 30 arrives, not before CVAL.
+    set_cntp_ctl(0);
+    let due = cntpct() + freq / 50;
+    set_cntp_cval(due);
+    set_cntp_ctl(CTL_ENABLE);
+    let fired = gic::irq_within(freq);
+    let at = cntpct();
+    let ctl = cntp_ctl();
+    check!(
+        "CNTP: the interrupt arrives as PPI 30 (INTID 30) once CVAL is reached, ISTATUS set",
+        fired == Some(CNTP_INTID) && at >= due && ctl == CTL_ENABLE | CTL_ISTATUS,
+        "INTID {fired:?} at count {at:#x} for CVAL {due:#x}, CTL {ctl:#x}"
+    );
+    // Disabled before the EOI: the line drops, nothing comes again.
+    set_cntp_ctl(0);
+    if let Some(intid) = fired {
+        gic::eoi(intid);
+    }
+    let again = gic::irq_within(freq / 50);
+    if let Some(intid) = again {
+        gic::eoi(intid);
+    }
+    check!(
+        "CNTP: disabling the timer withdraws its interrupt",
+        again.is_none(),
+        "INTID {again:?} arrived again after CNTP_CTL_EL0.ENABLE = 0"
     );
 }

@@ -28,14 +28,19 @@
 //! new vCPU 1 waits to be started. The next boot runs the scenarios again,
 //! vCPU 1 starting on the physical CPU its previous life left in that state. Nothing in RAM survives a reset, so the
 //! guest cannot count its boots; the test counts the banners.
+//!
+//! Issue 13: src/fresh.rs (a reset or a CPU_ON starts from a clean state) and
+//! src/race.rs (CPU_ON races, also against the reset).
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 // The vGIC guest's register map and accessors; this guest uses part of them.
+mod fresh;
 #[allow(dead_code)]
 #[path = "../../vgic/src/gic.rs"]
 mod gic;
+mod race;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -46,20 +51,20 @@ use guest_rt::{check, finish, hvc_call, println, system_reset};
 guest_rt::entry!(main);
 
 /// Checks per boot (tests/powercycle.rs expects exactly these).
-pub const CHECKS: u32 = 16;
+pub const CHECKS: u32 = 21;
 
 /// vCPU 1's MPIDR affinity (PSCI target).
-const VCPU1: u64 = 1;
+pub(crate) const VCPU1: u64 = 1;
 /// PSCI AFFINITY_INFO (SMC64), DEN0022: 0 ON, 1 OFF, 2 ON_PENDING.
 const PSCI_AFFINITY_INFO_64: u32 = 0xc400_0004;
-const AFF_OFF: u64 = 1;
+pub(crate) const AFF_OFF: u64 = 1;
 /// The SGI vCPU 1 leaves active.
 const LEFT_SGI: u32 = 3;
 /// Priority of the interrupts vCPU 1 enables.
 const PRIORITY: u8 = 0xa0;
 /// How long vCPU 1 may take to start, or to power off (virtual-counter ms): TCG
 /// on a loaded machine.
-const START_MS: u64 = 10_000;
+pub(crate) const START_MS: u64 = 10_000;
 /// How long the left-behind timer fires on at the physical CPU before CPU_ON.
 const FIRING_MS: u64 = 50;
 /// A timer armed to fire after its vCPU has gone: this far ahead.
@@ -81,11 +86,21 @@ static LEFT_INTID: AtomicU32 = AtomicU32::new(gic::INTID_SPURIOUS);
 /// 1 if the restarted vCPU 1 took its timer interrupt at (after) its deadline, 2
 /// if before it, 3 if never.
 static TIMER_OK: AtomicU64 = AtomicU64::new(0);
+/// What the restarted vCPU 1 found of its previous life's registers: 0 not yet
+/// looked, 1 nothing, else 2 + the index in [`LEFTOVERS`].
+static CPU_CLEAN: AtomicUsize = AtomicUsize::new(0);
+const LEFTOVERS: [&str; 5] = [
+    "V registers hold the pattern",
+    "FPCR",
+    "EL1/EL0 thread or fault registers",
+    "debug registers",
+    "timer controls",
+];
 
 /// One boot parameter block and stack per start of vCPU 1 (a started
 /// [`Secondary`] is never reused: its stack may still be in use).
-/// Two starts per scenario and one before the reset.
-static STARTS: [Secondary; 9] = [const { Secondary::new() }; 9];
+/// Two starts per scenario, one for the CPU_ON races and one before the reset.
+static STARTS: [Secondary; 10] = [const { Secondary::new() }; 10];
 static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 
 /// What vCPU 1 leaves behind in a scenario.
@@ -101,6 +116,17 @@ fn main(_dtb: u64) -> ! {
     println!("Ferrovisor power-cycle guest");
     gic::mask_irqs();
     gic::set_icc_sre(gic::icc_sre() | gic::ICC_SRE_SRE);
+    // Before this boot touches anything: the state it was given (the test
+    // compares the line of the boot after the reset with the first boot's).
+    let state = fresh::fingerprint();
+    println!("powercycle: boot state {state:x?}");
+    let clean = fresh::fingerprint_is_clean(&state);
+    check!(
+        "powercycle: the boot state holds nothing written before a reset (FP/SIMD, EL1, debug, timer, vGIC)",
+        clean.is_ok(),
+        "{clean:?} survived"
+    );
+    race::nothing_running_at_boot();
     gic::write32(
         gic::GICD_BASE + gic::GICD_CTLR,
         gic::GICD_CTLR_ARE | gic::GICD_CTLR_ENABLE_GRP1,
@@ -128,14 +154,32 @@ fn main(_dtb: u64) -> ! {
         leave_timer_active,
     );
 
+    if start_vcpu1(race::racer) {
+        race::run();
+    } else {
+        check!(
+            "powercycle: psci race: vCPU 1 started to race",
+            false,
+            "CPU_ON failed"
+        );
+    }
+
     if reset_requested() {
         STATE.store(STATE_IDLE, Ordering::SeqCst);
         if start_vcpu1(stay_on_armed_with_sgi_active)
             && gic::wait_until(START_MS, || STATE.load(Ordering::SeqCst) == STATE_LEFT)
         {
             println!(
-                "powercycle: resetting, vCPU 1 on with SGI {LEFT_SGI} active and its timer firing in {LATER_MS} ms"
+                "powercycle: resetting, vCPU 1 on with SGI {LEFT_SGI} active and its timer firing in {LATER_MS} ms, \
+                 vCPU 0's registers and the vGIC dirty"
             );
+            fresh::dirty_gic();
+            fresh::dirty_cpu();
+            // What the reset must undo (the test checks it differs from the
+            // boot state); printing uses V registers, so they are filled again.
+            let dirty = fresh::fingerprint();
+            println!("powercycle: dirty state {dirty:x?}");
+            fresh::dirty_cpu();
             system_reset();
         }
         check!(
@@ -187,13 +231,22 @@ fn scenario(name: &str, what: Leave, leave: fn(usize) -> !) {
     gic::wait_until(FIRING_MS, || false);
 
     TIMER_OK.store(0, Ordering::SeqCst);
+    CPU_CLEAN.store(0, Ordering::SeqCst);
     let restarted = start_vcpu1(restart)
         && gic::wait_until(START_MS, || STATE.load(Ordering::SeqCst) == STATE_RESTARTED);
+    let clean = CPU_CLEAN.load(Ordering::SeqCst);
     check!(
-        &format_name(name, "CPU_ON starts vCPU 1 again"),
-        restarted,
-        "vCPU 1 never ran; AFFINITY_INFO = {}",
-        affinity_info(VCPU1)
+        &format_name(
+            name,
+            "CPU_ON starts vCPU 1 again, from the reset state (no register of its previous life)"
+        ),
+        restarted && clean == 1,
+        "ran {restarted}, AFFINITY_INFO = {}, left over: {}",
+        affinity_info(VCPU1),
+        clean
+            .checked_sub(2)
+            .and_then(|i| LEFTOVERS.get(i))
+            .unwrap_or(&"nothing")
     );
     let timer = TIMER_OK.load(Ordering::SeqCst);
     check!(
@@ -244,7 +297,7 @@ impl core::ops::Deref for NameBuf {
 }
 
 /// PSCI AFFINITY_INFO of `mpidr` at affinity level 0.
-fn affinity_info(mpidr: u64) -> u64 {
+pub(crate) fn affinity_info(mpidr: u64) -> u64 {
     hvc_call(PSCI_AFFINITY_INFO_64, mpidr, 0, 0)
 }
 
@@ -345,6 +398,7 @@ fn fire_timer_now() {
 }
 
 fn leave_timer_armed(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     gic::set_cntv_cval(gic::cntvct() + gic::ms_to_ticks(LATER_MS));
     gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
@@ -353,6 +407,7 @@ fn leave_timer_armed(_: usize) -> ! {
 }
 
 fn leave_timer_firing(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     fire_timer_now();
     wait_pending();
@@ -361,6 +416,7 @@ fn leave_timer_firing(_: usize) -> ! {
 }
 
 fn leave_sgi_active(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << LEFT_SGI);
     gic::icc_sgi1r(gic::sgi1r_to(LEFT_SGI, gic::mpidr()));
     wait_pending();
@@ -370,6 +426,7 @@ fn leave_sgi_active(_: usize) -> ! {
 }
 
 fn leave_timer_active(_: usize) -> ! {
+    fresh::dirty_cpu();
     bring_up(1 << gic::INTID_VTIMER);
     fire_timer_now();
     wait_pending();
@@ -387,14 +444,19 @@ fn stay_on_armed_with_sgi_active(_: usize) -> ! {
     gic::set_cntv_cval(gic::cntvct() + gic::ms_to_ticks(LATER_MS));
     gic::set_cntv_ctl(gic::CNTV_CTL_ENABLE);
     STATE.store(STATE_LEFT, Ordering::SeqCst);
-    loop {
-        gic::wfi();
-    }
+    // CPU_ONs of vCPU 2 racing vCPU 0's SYSTEM_RESET.
+    race::churn()
 }
 
 /// vCPU 1 started again: report it ran, then take one timer interrupt (IRQs
 /// masked, by polling the CPU interface) and power off.
 fn restart(_: usize) -> ! {
+    // First, before anything here writes them: CPU_ON starts from the reset state.
+    let clean = match fresh::cpu_is_clean() {
+        Ok(()) => 1,
+        Err(what) => 2 + LEFTOVERS.iter().position(|&l| l == what).unwrap_or(0),
+    };
+    CPU_CLEAN.store(clean, Ordering::SeqCst);
     let ok = match bring_up(1 << gic::INTID_VTIMER) {
         None => 3,
         Some(_) => {

@@ -24,12 +24,20 @@
 //!   nothing but the counter (read at the two ends), and one that begins with a
 //!   heartbeat line. Then it prints each round's lengths in counter ticks and
 //!   powers its VM off; the harness compares the periods.
+//! - `role=storm` (`make soak`, `boards/qemu-virt/soak.toml`): the hostile side
+//!   of the soak. Each life floods its console (lines written as fast as the
+//!   UART takes them), storms its own GIC with SGIs (sent, acknowledged and
+//!   completed as fast as it can), and after `reset_seconds` (bootargs) resets
+//!   its VM with PSCI SYSTEM_RESET; forever.
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod board;
 mod fdt;
+#[allow(dead_code)]
+#[path = "../../vgic/src/gic.rs"]
+mod gic;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -83,6 +91,7 @@ fn main(dtb: u64) -> ! {
         "resetter" => resetter(dtb, tree.is_some(), max_seconds),
         "victim" => victim(tree.and_then(|t| t.memory()), max_seconds),
         "rate" => rate(args),
+        "storm" => storm(args),
         other => {
             check!("victim: known role", false, "bootargs role={other}");
             finish()
@@ -326,4 +335,57 @@ fn resetter(dtb: u64, tree_ok: bool, max_seconds: u64) -> ! {
     }
     println!("lifecycle: no command within {max_seconds} s");
     finish()
+}
+
+/// SGIs sent per storm burst, and console lines per flood burst.
+const STORM_SGIS: u32 = 2_000;
+const FLOOD_LINES: u32 = 50;
+
+/// `role=storm`: flood, SGI storm, reset, forever (see the module's doc).
+fn storm(args: &str) -> ! {
+    let reset_ms = fdt::bootarg(args, "reset_seconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(10)
+        * 1000;
+    println!("storm: a life begins; SYSTEM_RESET in {} ms", reset_ms);
+    gic::mask_irqs();
+    gic::set_icc_sre(gic::icc_sre() | gic::ICC_SRE_SRE);
+    gic::write32(
+        gic::GICD_BASE + gic::GICD_CTLR,
+        gic::GICD_CTLR_ARE | gic::GICD_CTLR_ENABLE_GRP1,
+    );
+    gic::gicd_wait_rwp(1_000_000);
+    let sgi_base = gic::sgi_base(0);
+    let rd = sgi_base - gic::GICR_SGI_BASE;
+    gic::write32(
+        rd + gic::GICR_WAKER,
+        gic::read32(rd + gic::GICR_WAKER) & !gic::GICR_WAKER_PROCESSOR_SLEEP,
+    );
+    gic::write32(sgi_base + gic::GICR_IGROUPR0, 0xffff);
+    gic::write32(sgi_base + gic::GICR_ISENABLER0, 0xffff);
+    gic::set_icc_pmr(0xff);
+    gic::set_icc_igrpen1(1);
+    let start = board::millis();
+    let (mut sgis, mut lines, mut burst) = (0u64, 0u64, 0u64);
+    while board::millis() - start < reset_ms {
+        burst += 1;
+        for i in 0..FLOOD_LINES {
+            println!("storm: flood {burst}.{i} ................................................");
+        }
+        lines += u64::from(FLOOD_LINES);
+        for i in 0..STORM_SGIS {
+            gic::icc_sgi1r(gic::sgi1r_to(i % 16, gic::mpidr()));
+            if gic::isr_irq_pending() {
+                let intid = gic::icc_iar1();
+                if intid != gic::INTID_SPURIOUS {
+                    gic::icc_eoir1(intid);
+                    sgis += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "storm: {sgis} SGIs taken, {lines} lines flooded in {burst} bursts; PSCI SYSTEM_RESET"
+    );
+    system_reset()
 }
