@@ -351,7 +351,10 @@ impl Pcpu {
             Next::Resume => {}
             Next::Idle => self.vcpus[i].run = Run::Waiting,
             // Its turn ends now: `pick` hands the CPU to the next ready vCPU.
-            Next::Yield => self.slice_end = Some(0),
+            Next::Yield => {
+                self.slice_end = Some(0);
+                self.rescan = true;
+            }
             Next::SystemOff | Next::SystemReset => {
                 let why = if next == Next::SystemOff {
                     log::info!("VM '{}' powers off (PSCI SYSTEM_OFF)", vm.name());
