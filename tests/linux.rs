@@ -144,12 +144,12 @@ fn linux_two_vcpus_under_debug_hypervisor_on_cpu_max() {
 }
 
 /// The fair share of 4 vCPUs on 2 physical CPUs, every task busy: the fewest
-/// rounds any task did over the most, at least this. (Measured 0.93 on both CPU
-/// models: 217..234 rounds in 3 s.)
+/// rounds any task did over the most, at least this. (Measured 0.98 on `-cpu
+/// max`: 228..232 rounds in 3 s.)
 const FAIR_SHARE_MIN: f64 = 0.8;
 /// With two vCPUs busy and the other two idle, each busy task's rounds over the
 /// mean of the all-busy phase: 2 when the idle vCPUs cost nothing, at least this
-/// (measured 1.85 on `-cpu max`: Linux's own ticks and the shell still run on the idle ones),
+/// (measured 1.98 on `-cpu max`),
 /// and at most [`FULL_SPEED_MAX`]: more means the all-busy phase lost time to
 /// the switching itself rather than sharing the CPUs.
 const FULL_SPEED_MIN: f64 = 1.6;

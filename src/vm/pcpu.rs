@@ -19,7 +19,8 @@
 //! with several keeps a run state per vCPU ([`Run`]): the highest priority
 //! ready vCPU runs; vCPUs of equal priority take turns of their VM's
 //! timeslice, ended by the EL2 timer (CNTHP, which no guest can mask); WFI
-//! traps while another vCPU is ready and blocks the vCPU until something is
+//! and WFE trap while another vCPU is ready (a WFE yields the turn); WFI
+//! blocks the vCPU until something is
 //! pending for it — an interrupt in the vGIC, its own timer's deadline (kept
 //! by the EL2 timer while the vCPU is away), a kick. A CPU with nothing to
 //! run sleeps in WFI at EL2.
