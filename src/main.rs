@@ -322,8 +322,8 @@ mod hyp {
                 console: vmc.console == ferrovisor::config::VmConsole::Pl011,
                 model,
                 passthrough: passthrough_devices(platform, vmc),
-                priority: 0,
-                timeslice_us: 4000,
+                priority: vmc.priority,
+                timeslice_us: vmc.timeslice_us,
             };
             let created = Vm::create(spec, pcpus.clone(), host, &mut frames, &RUNNING_VMS)
                 .and_then(|vm| vm.load(&mut ArchHw).map(|_| vm));

@@ -143,6 +143,88 @@ fn linux_two_vcpus_under_debug_hypervisor_on_cpu_max() {
     boot_linux_image(Image::Debug, "max", "linux-selftest.cpio");
 }
 
+/// The fair share of 4 vCPUs on 2 physical CPUs, every task busy: the fewest
+/// rounds any task did over the most, at least this. (Measured 0.98 on `-cpu
+/// max`: 228..232 rounds in 3 s.)
+const FAIR_SHARE_MIN: f64 = 0.8;
+/// With two vCPUs busy and the other two idle, each busy task's rounds over the
+/// mean of the all-busy phase: 2 when the idle vCPUs cost nothing, at least this
+/// (measured 1.98 on `-cpu max`),
+/// and at most [`FULL_SPEED_MAX`]: more means the all-busy phase lost time to
+/// the switching itself rather than sharing the CPUs.
+const FULL_SPEED_MIN: f64 = 1.6;
+const FULL_SPEED_MAX: f64 = 2.5;
+
+/// Rounds per task of a `LINUX-SHARE <label> cpu0=N cpu1=N ...` line.
+fn share(run: &common::Run, label: &str) -> Vec<u64> {
+    let prefix = format!("LINUX-SHARE {label} ");
+    let line = run
+        .guest_lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no `{prefix}...` line\n{}", run.report()));
+    line.split_whitespace()
+        .map(|f| f.split_once('=').and_then(|(_, n)| n.parse().ok()).unwrap())
+        .collect()
+}
+
+/// Linux with four vCPUs on two physical CPUs (`boards/qemu-virt/linux-4on2.toml`
+/// with the guest's fair-share test, `linux-4on2-fairshare.toml`, `-smp 2`):
+/// `nproc` says 4; one CPU-bound task pinned to each vCPU, all for 3 s of guest
+/// time: each gets its share ([`FAIR_SHARE_MIN`]); then two of them with the
+/// other two vCPUs idle: those run at about full speed ([`FULL_SPEED_MIN`]).
+/// Under `-icount shift=0`, so that both physical CPUs run at the same speed
+/// whatever else the host runs.
+fn linux_four_vcpus_on_two_cpus(cpu: &str) {
+    let mut args = hypervisor_args(cpu, 2, "linux-4on2-fairshare.cpio");
+    args.extend(["-icount".into(), "shift=0,sleep=off".into()]);
+    let run = run_qemu_until(&args, TIMEOUT, |l| {
+        l.contains("Kernel panic")
+            || l.contains("PANIC")
+            || l.contains("Ferrovisor stopped")
+            || l.contains("LINUX-CHECK-DONE")
+    });
+    let report = run.report();
+    assert!(
+        run.output.contains("4 vCPU(s) on CPU(s) [0, 1, 0, 1]"),
+        "{cpu}: the vCPUs are not shared as configured\n{report}"
+    );
+    assert!(
+        run.has_line("LINUX-CHECK nproc=4"),
+        "{cpu}: nproc\n{report}"
+    );
+    let all = share(&run, "all");
+    let two = share(&run, "two");
+    assert_eq!((all.len(), two.len()), (4, 2), "{cpu}\n{report}");
+    let (min, max) = (*all.iter().min().unwrap(), *all.iter().max().unwrap());
+    let fair = min as f64 / max.max(1) as f64;
+    let mean = all.iter().sum::<u64>() as f64 / 4.0;
+    let full = *two.iter().min().unwrap() as f64 / mean;
+    eprintln!("{cpu}: all busy {all:?} (fewest/most {fair:.2}), two busy {two:?} ({full:.2}x)");
+    assert!(
+        fair >= FAIR_SHARE_MIN,
+        "{cpu}: unfair shares {all:?}: {fair:.2} < {FAIR_SHARE_MIN}\n{report}"
+    );
+    assert!(
+        (FULL_SPEED_MIN..=FULL_SPEED_MAX).contains(&full),
+        "{cpu}: two busy vCPUs of four did {two:?} rounds against {mean:.0} each with four busy: \
+         {full:.2}x, expected {FULL_SPEED_MIN}x..={FULL_SPEED_MAX}x\n{report}"
+    );
+}
+
+#[test]
+fn linux_four_vcpus_on_two_cpus_on_cpu_max() {
+    linux_four_vcpus_on_two_cpus("max");
+}
+
+/// Known failure: on `-cpu cortex-a57` the all-busy phase makes about 1/27 of
+/// the two-busy phase's progress per task (8 rounds against 400), with few
+/// exits (no exit storm); not yet explained.
+#[test]
+#[ignore = "time-sharing on cortex-a57: all-busy tasks make ~1/27 of the expected progress (unexplained)"]
+fn linux_four_vcpus_on_two_cpus_on_cortex_a57() {
+    linux_four_vcpus_on_two_cpus("cortex-a57");
+}
+
 /// The console example (`boards/qemu-virt/two-vm.toml`, what `make run
 /// CONFIG=boards/qemu-virt/two-vm.toml` boots): Linux and the echo program both stay
 /// up, Linux's shell answers at first, the switch key (Ctrl-a three times) moves the

@@ -117,11 +117,21 @@ impl SystemConfig {
         }
     }
 
-    /// The physical CPUs each VM's vCPUs run on (vCPU i of `vms[v]` on `result[v][i]`):
-    /// the CPUs a VM lists in `cpus`, else the lowest CPUs no VM lists or was given before,
-    /// in file order. Fails when a listed CPU does not exist or there are not enough CPUs.
+    /// The physical CPUs each VM's vCPUs run on (vCPU i of `vms[v]` on `result[v][i]`),
+    /// a CPU appearing more than once where vCPUs share it:
+    /// - a VM's `cpus` as listed;
+    /// - an exclusive VM without `cpus`: the lowest CPUs no VM lists and no exclusive VM
+    ///   got before, one per vCPU, in file order;
+    /// - any other VM without `cpus`: each vCPU in turn on the CPU no exclusive VM has
+    ///   with the fewest vCPUs so far (the lowest such CPU on a tie), so a board with
+    ///   CPUs enough gives every vCPU its own, and fewer CPUs are shared evenly.
+    ///
+    /// Fails when a listed CPU does not exist, when the exclusive VMs need more CPUs
+    /// than are free, or when they leave none for the others.
     pub fn cpu_assignment(&self, host_cpus: usize) -> Result<Vec<Vec<usize>>, ConfigError> {
-        let mut taken = alloc::vec![false; host_cpus];
+        let mut listed = alloc::vec![false; host_cpus];
+        let mut exclusive = alloc::vec![false; host_cpus];
+        let mut load = alloc::vec![0usize; host_cpus];
         for vm in &self.vms {
             for &cpu in vm.cpus.iter().flatten() {
                 if cpu >= host_cpus {
@@ -133,36 +143,64 @@ impl SystemConfig {
                         ),
                     ));
                 }
-                taken[cpu] = true;
+                listed[cpu] = true;
+                exclusive[cpu] |= vm.exclusive;
+                load[cpu] += 1;
             }
         }
-        let total: usize = self.vms.iter().map(|vm| vm.vcpus).sum();
-        let mut assignment = Vec::new();
-        for vm in &self.vms {
-            if let Some(cpus) = &vm.cpus {
-                assignment.push(cpus.clone());
+        let mut assignment: Vec<Option<Vec<usize>>> =
+            self.vms.iter().map(|vm| vm.cpus.clone()).collect();
+        // Exclusive VMs first: they claim whole CPUs.
+        for (v, vm) in self.vms.iter().enumerate() {
+            if !vm.exclusive || vm.cpus.is_some() {
                 continue;
             }
             let free: Vec<usize> = (0..host_cpus)
-                .filter(|&c| !taken[c])
+                .filter(|&c| !listed[c] && !exclusive[c])
                 .take(vm.vcpus)
                 .collect();
             if free.len() < vm.vcpus {
                 return Err(self.error(
-                    vm.sites.vcpus.or(vm.sites.vm),
-                    format!("vm.{}.vcpus", vm.name),
+                    vm.sites.exclusive.or(vm.sites.vm),
+                    format!("vm.{}.exclusive", vm.name),
                     format!(
-                        "not enough physical CPUs: the VMs have {total} vCPUs in all, each needing a \
-                         physical CPU of its own, and the board has {host_cpus}"
+                        "not enough physical CPUs: this exclusive VM needs {} CPU(s) no other vCPU uses, and only {} of the board's {host_cpus} are left",
+                        vm.vcpus,
+                        free.len()
                     ),
                 ));
             }
             for &c in &free {
-                taken[c] = true;
+                exclusive[c] = true;
+                load[c] += 1;
             }
-            assignment.push(free);
+            assignment[v] = Some(free);
         }
-        Ok(assignment)
+        // The others spread over what the exclusive VMs left.
+        for (v, vm) in self.vms.iter().enumerate() {
+            if assignment[v].is_some() {
+                continue;
+            }
+            let mut cpus = Vec::with_capacity(vm.vcpus);
+            for _ in 0..vm.vcpus {
+                let Some(c) = (0..host_cpus)
+                    .filter(|&c| !exclusive[c])
+                    .min_by_key(|&c| (load[c], c))
+                else {
+                    return Err(self.error(
+                        vm.sites.vcpus.or(vm.sites.vm),
+                        format!("vm.{}.vcpus", vm.name),
+                        format!(
+                            "no physical CPU to run on: the exclusive VMs have all {host_cpus} of the board's CPUs"
+                        ),
+                    ));
+                };
+                load[c] += 1;
+                cpus.push(c);
+            }
+            assignment[v] = Some(cpus);
+        }
+        Ok(assignment.into_iter().flatten().collect())
     }
 
     /// Check the config against the machine and the files. `file_size(path)` gives the size

@@ -24,9 +24,21 @@
 //! name = "demo"             # required; letters, digits, '-', '_', '.'; at most 32;
 //!                           #   unique. Tags this VM's console output.
 //! vcpus = 1                 # number of vCPUs (default 1, or the length of `cpus`)
-//! cpus = [0]                # optional: the physical CPUs the vCPUs run on, one each,
-//!                           #   numbered in device-tree /cpus order. No CPU may be given
-//!                           #   to two VMs. VMs without `cpus` get the lowest free CPUs.
+//! cpus = [0]                # optional: the physical CPU each vCPU runs on (vCPU i on
+//!                           #   cpus[i]), numbered in device-tree /cpus order. A CPU may
+//!                           #   appear more than once, and in several VMs: its vCPUs
+//!                           #   then take turns on it (time-sharing). VMs without `cpus`
+//!                           #   spread their vCPUs over the CPUs no exclusive VM has,
+//!                           #   each on the CPU with the fewest vCPUs so far (lowest
+//!                           #   number first).
+//! exclusive = false         # true: each vCPU gets a physical CPU of its own that no
+//!                           #   other vCPU shares (listed in `cpus` at most once, in no
+//!                           #   other VM's `cpus`; without `cpus`, the lowest CPUs no VM
+//!                           #   lists). No scheduler tick, state stays in the hardware.
+//! priority = 0              # 0..=255: on a shared CPU a ready vCPU of a higher
+//!                           #   priority runs first and preempts a lower one at once
+//! timeslice = "4ms"         # how long a vCPU runs before one of the same priority on
+//!                           #   its CPU gets a turn: "500us", "4ms", ... 100us..=1s
 //! memory = "256M"           # required: RAM size, an integer (bytes) or a string with a
 //!                           #   K, M, G or T suffix (binary: 1K = 1024; "256MiB" also
 //!                           #   reads). A multiple of 2M.
@@ -147,6 +159,13 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The default `timeslice`: 4 ms, a few ms as Xen's credit2 (its default
+/// ratelimit is 1 ms, its credit slice 10 ms) and Linux CFS's minimum granularity.
+pub const DEFAULT_TIMESLICE_US: u64 = 4_000;
+/// `timeslice` bounds: below 100 us the tick would cost more than the work it
+/// divides; above a second a vCPU's peers would look hung.
+pub const TIMESLICE_US: core::ops::RangeInclusive<u64> = 100..=1_000_000;
+
 /// At most this many vCPUs per VM.
 pub const MAX_VCPUS: usize = 64;
 /// Physical CPU numbers in `cpus` are below this.
@@ -218,6 +237,12 @@ pub struct VmConfig {
     /// The physical CPUs the vCPUs run on (vCPU i on `cpus[i]`), when the config pins them.
     /// See [`SystemConfig::cpu_assignment`] for the CPUs every VM gets.
     pub cpus: Option<Vec<usize>>,
+    /// Each vCPU has a physical CPU no other vCPU shares.
+    pub exclusive: bool,
+    /// Scheduling priority on a shared CPU: higher runs first.
+    pub priority: u8,
+    /// Round-robin slice on a shared CPU, in microseconds.
+    pub timeslice_us: u64,
     /// Guest-physical RAM base.
     pub base: u64,
     /// RAM size in bytes.
@@ -239,6 +264,7 @@ struct VmSites {
     vm: Option<Position>,
     vcpus: Option<Position>,
     cpus: Option<Position>,
+    exclusive: Option<Position>,
     memory: Option<Position>,
     kernel: Option<Position>,
     initrd: Option<Position>,

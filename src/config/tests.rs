@@ -301,8 +301,12 @@ fn vcpus_and_cpus_must_agree() {
         (config.vms[0].vcpus, config.vms[0].cpus.clone()),
         (2, Some(vec![3, 1]))
     );
-    let e = refuse(&MINIMAL.replace("memory", "cpus = [1, 1]\nmemory"));
-    assert_error(&e, 4, 12, "vm.demo.cpus", "listed twice");
+    // A CPU listed twice: two vCPUs sharing it (time-sharing) ...
+    let config = parse(&MINIMAL.replace("memory", "cpus = [1, 1]\nmemory"));
+    assert_eq!(config.vms[0].cpus, Some(vec![1, 1]));
+    // ... unless the VM is exclusive.
+    let e = refuse(&MINIMAL.replace("memory", "exclusive = true\ncpus = [1, 1]\nmemory"));
+    assert_error(&e, 5, 12, "vm.demo.cpus", "listed twice in an exclusive VM");
     let e = refuse(&MINIMAL.replace("memory", "cpus = []\nmemory"));
     assert_error(&e, 4, 8, "vm.demo.cpus", "lists no CPU");
     let e = refuse(&MINIMAL.replace("memory", "vcpus = 0\nmemory"));
@@ -313,21 +317,124 @@ fn vcpus_and_cpus_must_agree() {
 
 #[test]
 fn physical_cpu_given_to_two_vms() {
-    let two = alloc::format!(
-        "{}{}",
-        MINIMAL.replace("memory", "cpus = [0, 1]\nmemory"),
-        MINIMAL
-            .replace("\"demo\"", "\"other\"")
-            .replace("memory", "cpus = [2, 1]\nmemory")
+    let two = |first: &str, second: &str| {
+        alloc::format!(
+            "{}{}",
+            MINIMAL.replace("memory", &alloc::format!("{first}cpus = [0, 1]\nmemory")),
+            MINIMAL
+                .replace("\"demo\"", "\"other\"")
+                .replace("memory", &alloc::format!("{second}cpus = [2, 1]\nmemory"))
+        )
+    };
+    // Shared: both VMs run a vCPU on CPU 1.
+    let config = parse(&two("", ""));
+    assert_eq!(config.cpu_assignment(3).unwrap(), [vec![0, 1], vec![2, 1]]);
+    // Not when either is exclusive, whichever comes first in the file.
+    let e = refuse(&two("exclusive = true\n", ""));
+    assert_error(
+        &e,
+        11,
+        12,
+        "vm.other.cpus",
+        "physical CPU 1 is already given to VM `demo`, which is exclusive",
     );
-    let e = refuse(&two);
+    let e = refuse(&two("", "exclusive = true\n"));
+    assert_error(&e, 11, 12, "vm.other.cpus", "and this VM is exclusive");
+}
+
+#[test]
+fn scheduling_fields() {
+    let vm = &parse(MINIMAL).vms[0];
+    assert_eq!(
+        (vm.exclusive, vm.priority, vm.timeslice_us),
+        (false, 0, DEFAULT_TIMESLICE_US)
+    );
+    let config = parse(&MINIMAL.replace("memory", "priority = 7\ntimeslice = \"500us\"\nmemory"));
+    assert_eq!(
+        (config.vms[0].priority, config.vms[0].timeslice_us),
+        (7, 500)
+    );
+    for (text, us) in [
+        ("\"4ms\"", 4_000),
+        ("\"1s\"", 1_000_000),
+        ("\"1_000us\"", 1_000),
+    ] {
+        let config =
+            parse(&MINIMAL.replace("memory", &alloc::format!("timeslice = {text}\nmemory")));
+        assert_eq!(config.vms[0].timeslice_us, us, "{text}");
+    }
+    let e = refuse(&MINIMAL.replace("memory", "priority = 256\nmemory"));
+    assert_error(&e, 4, 12, "vm.demo.priority", "out of range");
+    let e = refuse(&MINIMAL.replace("memory", "timeslice = 4\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.timeslice", "give a unit");
+    let e = refuse(&MINIMAL.replace("memory", "timeslice = \"4 days\"\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.timeslice", "not a duration");
+    let e = refuse(&MINIMAL.replace("memory", "timeslice = \"50us\"\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.timeslice", "out of range");
+    let e = refuse(&MINIMAL.replace("memory", "timeslice = \"2s\"\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.timeslice", "out of range");
+    let e = refuse(&MINIMAL.replace("memory", "timeslice = \"99999999999999999999s\"\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.timeslice", "too long");
+    // An exclusive VM shares nothing, so these mean nothing for it.
+    let e = refuse(&MINIMAL.replace("memory", "exclusive = true\npriority = 1\nmemory"));
+    assert_error(&e, 5, 12, "vm.demo.priority", "exclusive VM");
+    let e = refuse(&MINIMAL.replace("memory", "exclusive = true\ntimeslice = \"1ms\"\nmemory"));
+    assert_error(&e, 5, 13, "vm.demo.timeslice", "exclusive VM");
+    let e = refuse(&MINIMAL.replace("memory", "exclusive = 1\nmemory"));
+    assert_error(&e, 4, 13, "vm.demo.exclusive", "expected a boolean");
+}
+
+#[test]
+fn vcpus_spread_over_cpus_not_exclusive() {
+    let vm = |name: &str, keys: &str| {
+        MINIMAL
+            .replace("\"demo\"", &alloc::format!("\"{name}\""))
+            .replace("memory", &alloc::format!("{keys}\nmemory"))
+    };
+    // Four vCPUs on two CPUs: two each.
+    let config = parse(&vm("a", "vcpus = 4"));
+    assert_eq!(config.cpu_assignment(2).unwrap(), [vec![0, 1, 0, 1]]);
+    // An exclusive VM takes the lowest CPUs no VM lists; the rest is shared by
+    // the others, fewest vCPUs first, what a VM lists counting too.
+    let config = parse(&alloc::format!(
+        "{}{}{}",
+        vm("shared", "vcpus = 3"),
+        vm("rt", "exclusive = true\nvcpus = 1"),
+        vm("pinned", "cpus = [0, 0]")
+    ));
+    assert_eq!(
+        config.cpu_assignment(4).unwrap(),
+        [vec![2, 3, 2], vec![1], vec![0, 0]]
+    );
+    // An exclusive VM's listed CPUs are out of the spread.
+    let config = parse(&alloc::format!(
+        "{}{}",
+        vm("a", "vcpus = 3"),
+        vm("rt", "exclusive = true\ncpus = [0]")
+    ));
+    assert_eq!(config.cpu_assignment(2).unwrap(), [vec![1, 1, 1], vec![0]]);
+    // Exclusive VMs wanting more CPUs than are free.
+    let config = parse(&alloc::format!(
+        "{}{}",
+        vm("a", "cpus = [0]"),
+        vm("rt", "exclusive = true\nvcpus = 2")
+    ));
+    let e = config.cpu_assignment(2).unwrap_err();
     assert_error(
         &e,
         10,
-        12,
-        "vm.other.cpus",
-        "physical CPU 1 is already given to VM `demo`",
+        13,
+        "vm.rt.exclusive",
+        "only 1 of the board's 2 are left",
     );
+    // Exclusive VMs leaving no CPU for the others.
+    let config = parse(&alloc::format!(
+        "{}{}",
+        vm("a", "vcpus = 2"),
+        vm("rt", "exclusive = true\nvcpus = 2")
+    ));
+    let e = config.cpu_assignment(2).unwrap_err();
+    assert_error(&e, 4, 9, "vm.a.vcpus", "the exclusive VMs have all 2");
 }
 
 #[test]
@@ -654,9 +761,10 @@ fn more_vcpus_than_physical_cpus() {
     ));
     let sizes = [("guests/demo.bin", 4096)];
     config.check_against(&virt(4), &files(&sizes)).unwrap();
-    let e = config.check_against(&virt(3), &files(&sizes)).unwrap_err();
-    assert_error(&e, 10, 9, "vm.other.vcpus", "4 vCPUs in all");
-    assert!(e.reason.contains("the board has 3"), "{e}");
+    // Fewer CPUs than vCPUs: they share (time-sharing), evenly.
+    config.check_against(&virt(3), &files(&sizes)).unwrap();
+    assert_eq!(config.cpu_assignment(3).unwrap(), [vec![0, 1], vec![2, 0]]);
+    assert_eq!(config.cpu_assignment(1).unwrap(), [vec![0, 0], vec![0, 0]]);
 }
 
 #[test]
@@ -673,8 +781,11 @@ fn cpu_assignment_fills_free_cpus_in_order() {
         config.cpu_assignment(4).unwrap(),
         [vec![1, 2], vec![0], vec![3]]
     );
-    let e = config.cpu_assignment(3).unwrap_err();
-    assert_eq!(e.field, "vm.third.vcpus", "{e}");
+    // With one CPU fewer, the third VM shares the least-loaded CPU.
+    assert_eq!(
+        config.cpu_assignment(3).unwrap(),
+        [vec![1, 2], vec![0], vec![0]]
+    );
     // A pinned CPU the board does not have.
     let e = parse(&MINIMAL.replace("memory", "cpus = [4]\nmemory"))
         .cpu_assignment(4)
@@ -986,7 +1097,7 @@ fn board_examples_parse_and_fit_a_4_cpu_virt() {
     assert_eq!(two.vms.len(), 2);
     assert_eq!(two.console.input, Some(0));
     assert_eq!(two.cpu_assignment(4).unwrap(), [vec![0, 1], vec![2]]);
-    // Three CPUs are needed: a 2-CPU machine is refused.
+    // It lists CPU 2: a 2-CPU machine is refused.
     assert!(
         two.check_against(&HostFacts { cpus: 2, ..host }, &any_file)
             .is_err()

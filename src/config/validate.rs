@@ -15,9 +15,10 @@ use toml::de::DeTable;
 use super::error::{ConfigError, Source};
 use super::raw::{Amount, RawCache, RawConsole, RawCpu, RawKernel, RawSystem, RawVm};
 use super::{
-    CachePolicy, ConsoleConfig, CpuModel, DEFAULT_RAM_BASE, EMULATED_DEVICES, GUEST_BLOCK,
-    GUEST_IPA_LIMIT, GUEST_PAGE, KernelConfig, MAX_BOOTARGS, MAX_CPUS, MAX_VCPUS, NOT_IMPLEMENTED,
-    Passthrough, PassthroughSites, SystemConfig, VmConfig, VmConsole, VmSites,
+    CachePolicy, ConsoleConfig, CpuModel, DEFAULT_RAM_BASE, DEFAULT_TIMESLICE_US, EMULATED_DEVICES,
+    GUEST_BLOCK, GUEST_IPA_LIMIT, GUEST_PAGE, KernelConfig, MAX_BOOTARGS, MAX_CPUS, MAX_VCPUS,
+    NOT_IMPLEMENTED, Passthrough, PassthroughSites, SystemConfig, TIMESLICE_US, VmConfig,
+    VmConsole, VmSites,
 };
 use crate::vm::image::ImageKind;
 
@@ -63,6 +64,33 @@ pub(crate) fn human_size(bytes: u64) -> String {
 }
 
 /// `"256M"`, `"1GiB"`, `"4096"`, `"0x1000"`: binary units, `_` separators allowed.
+/// A duration written as digits and a unit, `us`, `ms` or `s` ("4ms"), in microseconds.
+fn parse_duration_us(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let bad =
+        || format!("`{text}` is not a duration: write digits and a unit, us, ms or s (\"4ms\")");
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is too long"))?;
+    let scale = match unit.trim() {
+        "us" | "µs" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        _ => return Err(bad()),
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
 fn parse_amount_text(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let bad = || {
@@ -179,7 +207,7 @@ impl Builder<'_> {
         let mut vms: Vec<VmConfig> = Vec::new();
         let mut names: BTreeMap<String, u32> = BTreeMap::new();
         // Physical CPU, INTID and passthrough range -> the VM that has it.
-        let mut cpu_owner: BTreeMap<usize, String> = BTreeMap::new();
+        let mut cpu_owner: BTreeMap<usize, (String, bool)> = BTreeMap::new();
         let mut irq_owner: BTreeMap<u32, String> = BTreeMap::new();
         let mut ranges: Vec<(Range<u64>, String)> = Vec::new();
 
@@ -199,17 +227,31 @@ impl Builder<'_> {
             }
             names.insert(vm.name.clone(), self.src.position(name_span.start).line);
 
+            // A CPU an exclusive VM lists is no other VM's; any other CPU may be
+            // listed by several VMs (their vCPUs share it).
             if let Some(cpus) = &raw_vm.get_ref().cpus {
                 for cpu in cpus.get_ref() {
                     let n = *cpu.get_ref() as usize;
-                    if let Some(owner) = cpu_owner.get(&n) {
+                    if let Some((owner, owner_exclusive)) = cpu_owner.get(&n)
+                        && *owner != vm.name
+                        && (*owner_exclusive || vm.exclusive)
+                    {
+                        let (holder, reason) = if *owner_exclusive {
+                            (owner.as_str(), "which is exclusive")
+                        } else {
+                            (owner.as_str(), "and this VM is exclusive")
+                        };
                         return Err(self.err(
                             cpu.span(),
                             &format!("{at}.cpus"),
-                            format!("physical CPU {n} is already given to VM `{owner}`"),
+                            format!(
+                                "physical CPU {n} is already given to VM `{holder}`, {reason}: an exclusive VM's CPUs are not shared"
+                            ),
                         ));
                     }
-                    cpu_owner.insert(n, vm.name.clone());
+                    cpu_owner
+                        .entry(n)
+                        .or_insert_with(|| (vm.name.clone(), vm.exclusive));
                 }
             }
             for (i, (pt, raw_pt)) in vm
@@ -355,7 +397,53 @@ impl Builder<'_> {
             ..VmSites::default()
         };
 
-        // vCPUs and the physical CPUs they run on.
+        // vCPUs and the physical CPUs they run on, and how they share them.
+        let exclusive = raw.exclusive.as_ref().is_some_and(|e| *e.get_ref());
+        if let Some(e) = &raw.exclusive {
+            sites.exclusive = self.pos(e.span());
+        }
+        let priority = match &raw.priority {
+            Some(p) => {
+                if exclusive {
+                    return Err(self.err(
+                        p.span(),
+                        &f("priority"),
+                        "an exclusive VM shares no CPU, so it has no priority to give",
+                    ));
+                }
+                self.int(p, &f("priority"), 0..=255)? as u8
+            }
+            None => 0,
+        };
+        let timeslice_us = match &raw.timeslice {
+            Some(t) => {
+                if exclusive {
+                    return Err(self.err(
+                        t.span(),
+                        &f("timeslice"),
+                        "an exclusive VM shares no CPU, so its vCPUs have no timeslice",
+                    ));
+                }
+                let us = match t.get_ref() {
+                    Amount::Integer(_) => Err(String::from(
+                        "give a unit: a string such as \"4ms\" or \"500us\"",
+                    )),
+                    Amount::Text(text) => parse_duration_us(text),
+                }
+                .map_err(|r| self.err(t.span(), &f("timeslice"), r))?;
+                if !TIMESLICE_US.contains(&us) {
+                    return Err(self.err(
+                        t.span(),
+                        &f("timeslice"),
+                        format!(
+                            "{us} us is out of range: must be 100us..=1s (a shorter slice costs more in switches than it runs)"
+                        ),
+                    ));
+                }
+                us
+            }
+            None => DEFAULT_TIMESLICE_US,
+        };
         let cpus = match &raw.cpus {
             None => None,
             Some(list) => {
@@ -369,11 +457,13 @@ impl Builder<'_> {
                 let mut cpus: Vec<usize> = Vec::new();
                 for cpu in list.get_ref() {
                     let n = self.int(cpu, &f("cpus"), 0..=(MAX_CPUS as i64 - 1))? as usize;
-                    if cpus.contains(&n) {
+                    if exclusive && cpus.contains(&n) {
                         return Err(self.err(
                             cpu.span(),
                             &f("cpus"),
-                            format!("physical CPU {n} is listed twice"),
+                            format!(
+                                "physical CPU {n} is listed twice in an exclusive VM: each of its vCPUs has a CPU of its own"
+                            ),
                         ));
                     }
                     cpus.push(n);
@@ -392,7 +482,7 @@ impl Builder<'_> {
                         v.span(),
                         &f("vcpus"),
                         format!(
-                            "vcpus = {n} but cpus lists {} CPU(s): each vCPU runs on one physical CPU of its own",
+                            "vcpus = {n} but cpus lists {} CPU(s): cpus gives the physical CPU of each vCPU",
                             cpus.len()
                         ),
                     ));
@@ -603,6 +693,9 @@ impl Builder<'_> {
             name: name.clone(),
             vcpus,
             cpus,
+            exclusive,
+            priority,
+            timeslice_us,
             base,
             memory,
             kernel,

@@ -52,6 +52,10 @@ pub enum Next {
     Resume,
     /// The guest waits for an interrupt (WFI): idle until one may be pending.
     Idle,
+    /// The guest waits for an event (a trapped WFE, HCR_EL2.TWE, set only while
+    /// another vCPU is ready on its CPU): it is likely spinning on a lock whose
+    /// holder is off the CPU, so its turn ends and the others run.
+    Yield,
     /// The VM asked to be powered off (PSCI SYSTEM_OFF).
     SystemOff,
     /// The VM asked to be reset (PSCI SYSTEM_RESET / RESET2).
@@ -136,7 +140,10 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
                 self.skip();
                 match kind {
                     crate::trap::WfxKind::Wfi | crate::trap::WfxKind::Wfit => Next::Idle,
-                    _ => Next::Resume,
+                    // Arm ARM D1.6.1 (Wait for Event): a WFE may complete at
+                    // any time for an IMPLEMENTATION DEFINED reason, so giving
+                    // the CPU away and resuming after the instruction is a WFE.
+                    _ => Next::Yield,
                 }
             }
             // FP/SIMD stays untrapped; SVE and SME are not offered to guests yet

@@ -19,7 +19,8 @@
 //! with several keeps a run state per vCPU ([`Run`]): the highest priority
 //! ready vCPU runs; vCPUs of equal priority take turns of their VM's
 //! timeslice, ended by the EL2 timer (CNTHP, which no guest can mask); WFI
-//! traps while another vCPU is ready and blocks the vCPU until something is
+//! and WFE trap while another vCPU is ready (a WFE yields the turn); WFI
+//! blocks the vCPU until something is
 //! pending for it — an interrupt in the vGIC, its own timer's deadline (kept
 //! by the EL2 timer while the vCPU is away), a kick. A CPU with nothing to
 //! run sleeps in WFI at EL2.
@@ -84,6 +85,8 @@ pub enum Run {
 
 /// HCR_EL2.TWI (bit 13): WFI traps.
 const HCR_TWI: u64 = 1 << 13;
+/// HCR_EL2.TWE (bit 14): WFE traps.
+const HCR_TWE: u64 = 1 << 14;
 /// HCR_EL2.TVM (bit 26): writes to the VM control registers trap.
 const HCR_TVM: u64 = 1 << 26;
 /// HCR_EL2.VSE (bit 8): a virtual SError is pending.
@@ -379,6 +382,11 @@ impl Pcpu {
         match next {
             Next::Resume => {}
             Next::Idle => self.vcpus[i].run = Run::Waiting,
+            // Its turn ends now: `pick` hands the CPU to the next ready vCPU.
+            Next::Yield => {
+                self.slice_end = Some(0);
+                self.rescan = true;
+            }
             Next::SystemOff | Next::SystemReset => {
                 let why = if next == Next::SystemOff {
                     log::info!("VM '{}' powers off (PSCI SYSTEM_OFF)", vm.name());
@@ -613,8 +621,10 @@ impl Pcpu {
         }
     }
 
-    /// HCR_EL2 for vCPU `i` as it is chosen to run: WFI traps only while
-    /// another vCPU here is ready for the CPU.
+    /// HCR_EL2 for vCPU `i` as it is chosen to run: WFI and WFE trap only
+    /// while another vCPU here is ready for the CPU (a WFE then yields: a
+    /// spin-lock waiter gives its turn to the vCPU that may hold the lock, as
+    /// KVM's kvm_vcpu_on_spin; alone, it waits natively at no cost).
     fn set_traps<H: Hw>(&mut self, hw: &mut H, i: usize) {
         let others_ready = self
             .vcpus
@@ -622,9 +632,9 @@ impl Pcpu {
             .enumerate()
             .any(|(n, v)| n != i && v.run == Run::Ready);
         let v = &mut self.vcpus[i];
-        let mut hcr = v.hcr & !HCR_TWI;
+        let mut hcr = v.hcr & !(HCR_TWI | HCR_TWE);
         if others_ready {
-            hcr |= HCR_TWI;
+            hcr |= HCR_TWI | HCR_TWE;
         }
         if hcr != v.hcr {
             v.hcr = hcr;

@@ -223,6 +223,37 @@ impl Hw for ArchHw {
         regs::tlbi_vmid_all();
     }
 
+    // What a vCPU switch saves and restores, and why the rest needs nothing
+    // (issue 10, item 3). Citations are to the Arm ARM (DDI 0487).
+    // - EL1/EL0 system registers (save_el1/restore_el1): SCTLR, TTBR0/1, TCR,
+    //   MAIR, AMAIR, VBAR, CONTEXTIDR, TPIDR_EL0/EL1, TPIDRRO_EL0, ESR, FAR,
+    //   AFSR0/1, PAR, CPACR, ELR, SPSR, SP_EL0/EL1, CNTKCTL, CSSELR, MDSCR: every
+    //   EL1&0 register a guest can read back without a trap (Arm ARM, "AArch64
+    //   System Register Descriptions"). Not switched, because the guest cannot
+    //   reach them: ACTLR_EL1 (HCR_EL2.TACR traps it: HCR_EL2 description), TCR2_EL1,
+    //   SCTLR2_EL1, PIRE0/PIR_EL1, POR_EL0/EL1, GCS registers (their HCRX_EL2
+    //   enables are clear, so they are UNDEFINED at EL1), the pointer
+    //   authentication keys (HCR_EL2.APK/API clear trap them:
+    //   "Pointer authentication", HCR_EL2), SCXTNUM
+    //   (HCR_EL2.EnSCXT clear), ERR* (HCR_EL2.TERR), PMU (MDCR_EL2.TPM/TPMCR),
+    //   AMU, SPE, trace, MTE registers (trapped or UNDEFINED while hidden; see
+    //   src/vm/controls.rs). Debug breakpoint/watchpoint registers:
+    //   save_debug/restore_debug (MDSCR_EL1 above).
+    // - FP/SIMD (save_fp/restore_fp): V0-V31, FPSR, FPCR, eagerly (CPACR_EL1
+    //   above keeps the guest's own FPEN).
+    // - Timers (save_timers/restore_timers): CNTV_CTL/CVAL, CNTP_CTL/CVAL, and
+    //   the active state of their PPIs; CNTVOFF_EL2 is per VM (load_el2).
+    // - GIC CPU interface (save_gic_cpu/restore_gic_cpu): ICH_VMCR_EL2 and the
+    //   ICH_AP0R/AP1R<n>_EL2 the implementation has (ICH_VTR_EL2.PRIbits); the
+    //   list registers are folded back into the vGIC and cleared at unload
+    //   (Vgic::save), refilled at entry.
+    // - Stage 2 and EL2 controls (load_el2): VTTBR_EL2 with the VM's VMID (no
+    //   TLB flush between VMs: stage 1&2 TLB entries are tagged with the VMID,
+    //   "VMID and the stage 2 translation regime"), VTCR,
+    //   HCR, HCRX, MDCR, CPTR, CNTHCTL, the fine-grained traps, VPIDR, VMPIDR.
+    // Known gap: with FEAT_RAS and HCR_EL2.AMO set, the guest's DISR_EL1
+    // accesses reach VDISR_EL2 (DISR_EL1 description), which is not
+    // switched yet.
     fn save_el1(&mut self, r: &mut El1Regs) {
         r.sctlr = regs::read_sctlr_el1();
         r.ttbr0 = regs::read_ttbr0_el1();

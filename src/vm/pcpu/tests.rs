@@ -22,6 +22,8 @@ const ENTRY: u64 = RAM + 0x8_0000;
 // ESR_EL2 values, from the Arm ARM's ISS layouts.
 const ESR_HVC0: u64 = 0x5a00_0000;
 const ESR_WFI: u64 = (0x01 << 26) | (1 << 25);
+/// A trapped WFE (ISS.TI = 0b01).
+const ESR_WFE: u64 = ESR_WFI | 0b01;
 
 /// MSR/MRS trap syndrome (EC 0x18) for (op0, op1, crn, crm, op2), Rt, direction.
 fn esr_sysreg(r: (u64, u64, u64, u64, u64), rt: u64, read: bool) -> u64 {
@@ -499,6 +501,32 @@ fn two_vcpus_share_a_cpu_in_turns_and_keep_their_own_state() {
     assert_eq!(s.hw(0).fp.v[31], 0xa1);
     assert_eq!(s.hw(0).debug.bvr[2], 0xa2);
     assert_eq!(s.hw(0).hcr & HCR_TWI, 0, "alone again: WFI runs natively");
+}
+
+#[test]
+fn a_wfe_traps_only_while_another_vcpu_is_ready_and_yields_the_turn() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    assert_eq!(s.hw(0).hcr & HCR_TWE, 0, "alone: WFE runs natively");
+    s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 0]);
+    s.exit(0, ESR_HVC0, 0, 0);
+    assert!(
+        s.hw(0).hcr & HCR_TWE != 0,
+        "WFE traps while vCPU 1 is ready"
+    );
+    // vCPU 0 waits for an event (a lock vCPU 1 may hold): vCPU 1 runs at
+    // once, long before the turn's end, and vCPU 0 stays ready: it comes
+    // back after the instruction when vCPU 1's turn ends.
+    let pc = s.regs(0).pc;
+    s.exit(0, ESR_WFE, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.regs(0).pc, ENTRY + 0x300);
+    let deadline = s.hw(0).hyp_timer.expect("vCPU 0 is ready: a turn ends");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.regs(0).pc, pc + 4, "resumed after its WFE");
 }
 
 #[test]

@@ -153,6 +153,12 @@ fn main(dtb: u64) -> ! {
     println!("Ferrovisor hostile guest: reaching for what is not mine");
     // SAFETY: the boot protocol puts the device tree in guest RAM at x0.
     let tree = unsafe { fdt::Fdt::at(dtb) };
+    if tree
+        .and_then(|t| t.bootargs())
+        .is_some_and(|args| fdt::bootarg(args, "role") == Some("spin_masked"))
+    {
+        spin_masked();
+    }
     let Some((ram_base, ram_size)) = tree.and_then(|t| t.memory()) else {
         check(
             "hostile: device tree names my RAM",
@@ -181,6 +187,19 @@ fn main(dtb: u64) -> ! {
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     println!("{passed} passed, {failed} failed");
     crash()
+}
+
+/// `role=spin_masked`: takes the CPU and never gives it back of its own accord —
+/// every interrupt masked (PSTATE.DAIF), no WFI, no exit — so a vCPU sharing its
+/// physical CPU runs only because the hypervisor's preemption tick (the EL2
+/// timer, which no EL1 mask reaches) ends its slices.
+fn spin_masked() -> ! {
+    println!("hostile: spinning with interrupts masked");
+    // SAFETY: masks this vCPU's own exceptions; nothing else of the guest runs after.
+    unsafe { asm!("msr daifset, #0xf", options(nostack, nomem)) };
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// The baseline: its own RAM and device tree are plain memory.
