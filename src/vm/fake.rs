@@ -254,10 +254,22 @@ impl Hw for FakeHw {
         self.cptr = value;
     }
     fn save_fp(&mut self, f: &mut FpRegs) {
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions as well.
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "FP/SIMD used at EL2 with CPTR_EL2.TFP set"
+        );
         *f = self.fp.clone();
         self.fp_saves += 1;
     }
     fn restore_fp(&mut self, f: &FpRegs) {
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions as well.
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "FP/SIMD used at EL2 with CPTR_EL2.TFP set"
+        );
         self.fp = f.clone();
         self.fp_restores += 1;
     }

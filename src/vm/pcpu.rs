@@ -764,15 +764,17 @@ impl Pcpu {
     /// alone on its CPU pays this once; afterwards its registers stay live
     /// across every exit.
     fn take_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
-        if let Some(o) = self.fp_owner {
+        let previous = self.fp_owner.replace(i);
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions too (Arm ARM,
+        // CPTR_EL2): drop it before the save and restore.
+        let cptr = self.cptr_for(i);
+        hw.write_cptr_el2(cptr);
+        if let Some(o) = previous {
             hw.save_fp(&mut self.vcpus[o].ctx.fp);
         }
         // Every V register, FPSR and FPCR is overwritten: nothing of the
         // previous owner stays readable.
         hw.restore_fp(&self.vcpus[i].ctx.fp);
-        self.fp_owner = Some(i);
-        let cptr = self.cptr_for(i);
-        hw.write_cptr_el2(cptr);
     }
 
     /// vCPU `i`'s FP/SIMD state is dropped (it powers off or resets): if the
@@ -780,10 +782,14 @@ impl Pcpu {
     /// registers, so the next user traps and loads its own.
     fn drop_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
         if self.fp_owner == Some(i) {
+            // The zeroing runs at EL2 with FP/SIMD untrapped (CPTR_EL2.TFP
+            // traps EL2 too), then the trap is back for whoever is loaded.
+            let untrapped = self.cptr_for(i);
+            hw.write_cptr_el2(untrapped);
             hw.restore_fp(&crate::vm::vcpu::FpRegs::default());
             self.fp_owner = None;
-            if self.loaded == Some(i) {
-                let cptr = self.cptr_for(i);
+            if let Some(l) = self.loaded {
+                let cptr = self.cptr_for(l);
                 hw.write_cptr_el2(cptr);
             }
         }
