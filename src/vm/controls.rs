@@ -517,8 +517,9 @@ pub fn hcrx_el2(features: &HostFeatures) -> u64 {
 /// - RES1 bits 13, 9, 7:0 set; TZ (8) = 1 and TSM (12) = 1: SVE and SME trap
 ///   (UNDEFINED to guests) until they are virtualized; both read as RES1 where
 ///   the feature is absent, so they are always set.
-/// - TFP (10) = 0: FP/SIMD is the guest's (the hypervisor is built soft-float and
-///   never uses it).
+/// - TFP (10) = 0 here: FP/SIMD is the guest's (the hypervisor is built soft-float
+///   and never uses it). The run loop sets it per vCPU while the FP/SIMD registers
+///   in the hardware are not that vCPU's (lazy switching, `Pcpu::take_fp`).
 /// - TTA (20) = 1: trace System registers trap (no trace unit is offered).
 /// - TAM (30, FEAT_AMUv1) = 1: the activity monitors trap (hidden).
 /// - TCPAC (31) = 1 where a core has SVE or SME: CPACR_EL1 traps and is emulated

@@ -92,6 +92,8 @@ pub(crate) struct FakeHw {
     pub syndrome: (u64, u64, u64),
     pub el2: Option<El2State>,
     pub hcr: u64,
+    /// CPTR_EL2 as last written (whole by `load_el2`, or alone).
+    pub cptr: u64,
     pub el1: El1Regs,
     pub fp: FpRegs,
     pub debug: DebugRegs,
@@ -106,6 +108,9 @@ pub(crate) struct FakeHw {
     /// How many times each kind of state was loaded and saved.
     pub loads: usize,
     pub saves: usize,
+    /// How many times the FP/SIMD registers were saved and restored.
+    pub fp_saves: usize,
+    pub fp_restores: usize,
     /// VM control registers written through HCR_EL2.TVM traps.
     pub vm_controls: Vec<(SysReg, u64)>,
 }
@@ -118,6 +123,7 @@ impl FakeHw {
             syndrome: (0, 0, 0),
             el2: None,
             hcr: 0,
+            cptr: 0,
             el1: El1Regs::default(),
             fp: FpRegs::default(),
             debug: DebugRegs::default(),
@@ -130,6 +136,8 @@ impl FakeHw {
             active: BTreeSet::new(),
             loads: 0,
             saves: 0,
+            fp_saves: 0,
+            fp_restores: 0,
             vm_controls: Vec::new(),
         }
     }
@@ -223,6 +231,7 @@ impl Hw for FakeHw {
     fn load_el2(&mut self, s: &El2State) {
         self.el2 = Some(*s);
         self.hcr = s.hcr;
+        self.cptr = s.controls.cptr_el2;
     }
     fn write_hcr_el2(&mut self, hcr: u64) {
         self.hcr = hcr;
@@ -244,11 +253,28 @@ impl Hw for FakeHw {
         self.vm_controls.push((reg, value));
         true
     }
+    fn write_cptr_el2(&mut self, value: u64) {
+        self.cptr = value;
+    }
     fn save_fp(&mut self, f: &mut FpRegs) {
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions as well.
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "FP/SIMD used at EL2 with CPTR_EL2.TFP set"
+        );
         *f = self.fp.clone();
+        self.fp_saves += 1;
     }
     fn restore_fp(&mut self, f: &FpRegs) {
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions as well.
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "FP/SIMD used at EL2 with CPTR_EL2.TFP set"
+        );
         self.fp = f.clone();
+        self.fp_restores += 1;
     }
     fn save_debug(&mut self, d: &mut DebugRegs) {
         *d = self.debug;

@@ -60,6 +60,8 @@ pub trait Hw: GuestHw + ListRegisters {
     /// A trapped write to a VM control register (HCR_EL2.TVM) still takes
     /// effect in the real register. False if `reg` is not one.
     fn write_vm_control(&mut self, reg: crate::sysreg::SysReg, value: u64) -> bool;
+    /// Rewrites CPTR_EL2 alone (the FP/SIMD trap a lazy switch sets and drops).
+    fn write_cptr_el2(&mut self, value: u64);
     fn save_fp(&mut self, f: &mut FpRegs);
     fn restore_fp(&mut self, f: &FpRegs);
     fn save_debug(&mut self, d: &mut DebugRegs);

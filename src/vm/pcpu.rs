@@ -91,6 +91,10 @@ const HCR_TWE: u64 = 1 << 14;
 const HCR_TVM: u64 = 1 << 26;
 /// HCR_EL2.VSE (bit 8): a virtual SError is pending.
 const HCR_VSE: u64 = 1 << 8;
+/// CPTR_EL2.TFP (bit 10, E2H = 0): FP/SIMD accesses from EL0/EL1 trap to EL2
+/// with EC 0x07 (Arm ARM, CPTR_EL2; the trap is taken only when CPACR_EL1.FPEN
+/// does not already trap the access to the guest's own EL1).
+const CPTR_TFP: u64 = 1 << 10;
 
 /// One vCPU as its physical CPU keeps it.
 pub struct Vcpu {
@@ -192,6 +196,9 @@ pub struct Pcpu {
     vcpus: Vec<Vcpu>,
     /// The vCPU whose state is in the hardware.
     loaded: Option<usize>,
+    /// The vCPU whose FP/SIMD registers are in the hardware (lazy ownership:
+    /// not necessarily the loaded one; see [`Pcpu::take_fp`]).
+    fp_owner: Option<usize>,
     /// Something may have changed for a vCPU here (a kick, a timer): look at
     /// all of them before the next entry.
     rescan: bool,
@@ -216,6 +223,7 @@ impl Pcpu {
                 .map(|(vm, id)| Vcpu::new(vm, id))
                 .collect(),
             loaded: None,
+            fp_owner: None,
             rescan: true,
             slice_end: None,
             hyp_deadline: None,
@@ -356,6 +364,12 @@ impl Pcpu {
     fn sync_exit<H: Hw>(&mut self, hw: &mut H, i: usize) {
         let (esr, far, hpfar) = hw.syndrome();
         let exit = trap::decode(esr, far, hpfar);
+        if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
+            // The lazy switch's trap: the instruction runs again once the
+            // registers are its own (ELR_EL2 points at it).
+            self.take_fp(hw, i);
+            return;
+        }
         let v = &mut self.vcpus[i];
         let vm = v.vm;
         let mut env = Env {
@@ -665,6 +679,7 @@ impl Pcpu {
             match run {
                 Run::Off => {
                     if let Some((entry, context_id)) = vm.claim_start(id) {
+                        self.drop_fp(hw, i);
                         self.vcpus[i].reset(entry, context_id);
                         self.vcpus[i].run = Run::Ready;
                     }
@@ -784,17 +799,74 @@ impl Pcpu {
         self.rescan = true;
     }
 
+    // ---- FP/SIMD ownership ----
+
+    /// CPTR_EL2 for vCPU `i` as ownership stands: FP/SIMD traps (TFP) unless
+    /// the registers in the hardware are its own.
+    fn cptr_for(&self, i: usize) -> u64 {
+        let v = &self.vcpus[i];
+        let cptr = v.vm.el2_state(v.id, v.hcr).controls.cptr_el2 & !CPTR_TFP;
+        if self.fp_owner == Some(i) {
+            cptr
+        } else {
+            cptr | CPTR_TFP
+        }
+    }
+
+    /// Loaded vCPU `i` used FP/SIMD for the first time since it was loaded
+    /// (the CPTR_EL2.TFP trap): the previous owner's registers are saved (the
+    /// only time they are), `i`'s are restored and the trap dropped. A vCPU
+    /// alone on its CPU pays this once; afterwards its registers stay live
+    /// across every exit.
+    fn take_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let previous = self.fp_owner.replace(i);
+        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions too (Arm ARM,
+        // CPTR_EL2): drop it before the save and restore.
+        let cptr = self.cptr_for(i);
+        hw.write_cptr_el2(cptr);
+        if let Some(o) = previous {
+            hw.save_fp(&mut self.vcpus[o].ctx.fp);
+        }
+        // Every V register, FPSR and FPCR is overwritten: nothing of the
+        // previous owner stays readable.
+        hw.restore_fp(&self.vcpus[i].ctx.fp);
+    }
+
+    /// vCPU `i`'s FP/SIMD state is dropped (it powers off or resets): if the
+    /// hardware holds it, it is overwritten with zeros and nobody owns the
+    /// registers, so the next user traps and loads its own.
+    fn drop_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        if self.fp_owner == Some(i) {
+            // The zeroing runs at EL2 with FP/SIMD untrapped (CPTR_EL2.TFP
+            // traps EL2 too), then the trap is back for whoever is loaded.
+            let untrapped = self.cptr_for(i);
+            hw.write_cptr_el2(untrapped);
+            hw.restore_fp(&crate::vm::vcpu::FpRegs::default());
+            self.fp_owner = None;
+            if let Some(l) = self.loaded {
+                let cptr = self.cptr_for(l);
+                hw.write_cptr_el2(cptr);
+            }
+        }
+    }
+
     // ---- loading and unloading ----
 
-    /// Puts vCPU `i`'s state into the hardware.
+    /// Puts vCPU `i`'s state into the hardware. Its FP/SIMD registers come
+    /// only at its first FP/SIMD instruction (CPTR_EL2.TFP, [`Pcpu::take_fp`]),
+    /// unless they never left.
     fn load<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let mut el2 = {
+            let v = &self.vcpus[i];
+            v.vm.el2_state(v.id, v.hcr)
+        };
+        el2.controls.cptr_el2 = self.cptr_for(i);
         let v = &mut self.vcpus[i];
-        hw.load_el2(&v.vm.el2_state(v.id, v.hcr));
+        hw.load_el2(&el2);
         if let Some(s) = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0) {
             hw.write_vsesr_el2(s);
         }
         hw.restore_el1(&v.ctx.el1);
-        hw.restore_fp(&v.ctx.fp);
         hw.restore_debug(&v.ctx.debug);
         hw.restore_gic_cpu(&v.ctx.gic);
         hw.restore_timers(&v.ctx.timer);
@@ -804,8 +876,11 @@ impl Pcpu {
     }
 
     /// Takes vCPU `i`'s state out of the hardware, leaving nothing of it
-    /// there: LRs folded back and cleared, timers off (their PPIs no longer
-    /// active), the rest saved (and overwritten by the next vCPU's load).
+    /// there that another vCPU can read: LRs folded back and cleared, timers
+    /// off (their PPIs no longer active), the rest saved (and overwritten by
+    /// the next vCPU's load). Its FP/SIMD registers stay in the hardware,
+    /// still its own: the next vCPU runs with CPTR_EL2.TFP set and they are
+    /// saved only when it uses FP/SIMD ([`Pcpu::take_fp`]).
     fn unload<H: Hw>(&mut self, hw: &mut H, i: usize) {
         let v = &mut self.vcpus[i];
         let id = v.id;
@@ -813,7 +888,6 @@ impl Pcpu {
         v.vm.gic.update(|g| g.save(id, &mut *hw));
         hw.save_gic_cpu(&mut v.ctx.gic);
         hw.save_el1(&mut v.ctx.el1);
-        hw.save_fp(&mut v.ctx.fp);
         hw.save_debug(&mut v.ctx.debug);
         v.timer_in_lrs = false;
         self.loaded = None;
@@ -828,9 +902,11 @@ impl Pcpu {
             // until then nothing of this one may stay readable there.
             let blank = VcpuContext::reset(self.vcpus[i].vm.host().vmcr_reset);
             hw.restore_el1(&blank.el1);
-            hw.restore_fp(&blank.fp);
             hw.restore_debug(&blank.debug);
         }
+        // Its FP/SIMD registers, if the hardware still holds them (loaded or
+        // not): zeroed. Another owner's stay as they are.
+        self.drop_fp(hw, i);
         let v = &mut self.vcpus[i];
         let (vm, id) = (v.vm, v.id);
         v.run = Run::Off;

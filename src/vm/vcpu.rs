@@ -10,8 +10,10 @@
 //! CNTP_*, with CNTKCTL_EL1, [`TimerRegs`]); its virtual CPU interface
 //! (ICH_VMCR_EL2 and the active-priority registers, [`GicCpuRegs`]; the list
 //! registers are folded into the vGIC's software state when the vCPU leaves,
-//! `Vgic::save`); FP/SIMD (V0-V31, FPSR, FPCR, [`FpRegs`]); and the
-//! self-hosted debug registers it owns ([`DebugRegs`]).
+//! `Vgic::save`); FP/SIMD (V0-V31, FPSR, FPCR, [`FpRegs`]; switched lazily:
+//! they stay in the hardware, behind CPTR_EL2.TFP, until another vCPU on the
+//! CPU uses FP/SIMD); and the self-hosted debug registers it owns
+//! ([`DebugRegs`]).
 //!
 //! Not switched, because no guest can observe them or they are the VM's, not
 //! the vCPU's: the EL2 controls and stage 2 (VTTBR_EL2 carries the VMID, so

@@ -313,6 +313,11 @@ impl Hw for ArchHw {
         regs::write_vm_control_reg(reg, value)
     }
 
+    fn write_cptr_el2(&mut self, value: u64) {
+        regs::write_cptr_el2(value);
+        regs::isb();
+    }
+
     fn save_fp(&mut self, f: &mut FpRegs) {
         // SAFETY: `f` is a valid, exclusive FpRegs with the layout the assembly
         // expects (V0-V31 then FPSR, FPCR; checked by a const assert); the

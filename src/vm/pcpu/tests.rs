@@ -24,6 +24,8 @@ const ESR_HVC0: u64 = 0x5a00_0000;
 const ESR_WFI: u64 = (0x01 << 26) | (1 << 25);
 /// A trapped WFE (ISS.TI = 0b01).
 const ESR_WFE: u64 = ESR_WFI | 0b01;
+/// EC 0x07: an FP/SIMD access trapped by CPTR_EL2.TFP (CV = 1, COND = 0xe).
+const ESR_FP: u64 = 0x1fe0_0000;
 
 /// MSR/MRS trap syndrome (EC 0x18) for (op0, op1, crn, crm, op2), Rt, direction.
 fn esr_sysreg(r: (u64, u64, u64, u64, u64), rt: u64, read: bool) -> u64 {
@@ -346,8 +348,10 @@ fn a_powered_off_vcpu_leaves_nothing_armed_and_restarts_clean() {
         hw.timer.cntv_ctl = 1;
         hw.timer.cntv_cval = 0;
         hw.el1.tpidr_el1 = 0xdead;
-        hw.fp.v[3] = 0xfeed;
     }
+    // Its first FP/SIMD instruction traps and makes the registers its own.
+    s.exit(1, ESR_FP, 0, 0);
+    s.hw(1).fp.v[3] = 0xfeed;
     s.irq(1);
     assert!(
         s.hw(1).active.contains(&27),
@@ -398,6 +402,7 @@ fn system_reset_reloads_the_vm_and_starts_it_from_reset() {
     s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
     s.start(1);
     s.hw(0).el1.vbar = 0x1234_5000;
+    s.exit(1, ESR_FP, 0, 0);
     s.hw(1).fp.v[0] = 7;
     // vCPU 1 resets the VM; vCPU 0 is kicked and leaves at its next exit.
     s.hvc(1, &[SYSTEM_RESET]);
@@ -472,7 +477,9 @@ fn two_vcpus_share_a_cpu_in_turns_and_keep_their_own_state() {
     let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
     s.start(0);
     assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 5]), 0);
-    // vCPU 0 marks its state; it keeps the CPU until its turn ends.
+    // vCPU 0 marks its state (FP/SIMD after the first-use trap); it keeps
+    // the CPU until its turn ends.
+    s.exit(0, ESR_FP, 0, 0);
     s.hw(0).el1.tpidr_el1 = 0xa0;
     s.hw(0).fp.v[31] = 0xa1;
     s.hw(0).debug.bvr[2] = 0xa2;
@@ -490,6 +497,11 @@ fn two_vcpus_share_a_cpu_in_turns_and_keep_their_own_state() {
     assert_eq!(s.loaded(0), Some((0, 1)));
     assert_eq!(s.regs(0).pc, ENTRY + 0x300);
     assert_eq!(s.hw(0).el1.tpidr_el1, 0);
+    assert!(
+        s.hw(0).cptr & CPTR_TFP != 0,
+        "vCPU 0's FP/SIMD is out of reach"
+    );
+    s.exit(0, ESR_FP, 0, 0);
     assert_eq!(s.hw(0).fp.v[31], 0);
     assert_eq!(s.hw(0).debug.bvr[2], 0);
     assert_eq!(s.hw(0).el2.unwrap().vmpidr, 0x8000_0001);
@@ -498,6 +510,7 @@ fn two_vcpus_share_a_cpu_in_turns_and_keep_their_own_state() {
     s.exit(0, ESR_WFI, 0, 0);
     assert_eq!(s.loaded(0), Some((0, 0)));
     assert_eq!(s.hw(0).el1.tpidr_el1, 0xa0);
+    s.exit(0, ESR_FP, 0, 0);
     assert_eq!(s.hw(0).fp.v[31], 0xa1);
     assert_eq!(s.hw(0).debug.bvr[2], 0xa2);
     assert_eq!(s.hw(0).hcr & HCR_TWI, 0, "alone again: WFI runs natively");
@@ -585,4 +598,119 @@ fn a_vm_whose_last_vcpu_calls_cpu_off_is_off() {
         Some(1 - first),
         "the other VM runs"
     );
+}
+
+// ---- FP/SIMD ownership ----
+
+/// Ends the running vCPU's turn on CPU `c` (its EL2 timer fires).
+fn end_turn(s: &mut System, c: usize) {
+    let deadline = s.hw(c).hyp_timer.expect("a turn ends by the EL2 timer");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(c, 26);
+    s.irq(c);
+}
+
+#[test]
+fn fp_simd_traps_until_first_use_then_stays_live_on_an_exclusive_cpu() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    assert!(
+        s.hw(0).cptr & CPTR_TFP != 0,
+        "FP/SIMD traps before first use"
+    );
+    assert_eq!((s.hw(0).fp_saves, s.hw(0).fp_restores), (0, 0));
+    let pc = s.regs(0).pc;
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!(s.regs(0).pc, pc, "the trapped instruction runs again");
+    assert!(s.hw(0).injected.is_none(), "not UNDEFINED");
+    assert_eq!(s.hw(0).cptr & CPTR_TFP, 0, "the trap is dropped");
+    assert_eq!((s.hw(0).fp_saves, s.hw(0).fp_restores), (0, 1));
+    s.hw(0).fp.v[0] = 0x1234;
+    s.hw(0).fp.fpcr = 0x40_0000;
+    for _ in 0..100 {
+        s.exit(0, ESR_HVC0, 0, 0);
+        s.exit(0, ESR_WFI, 0, 0);
+        s.board.borrow_mut().raise(0, 26);
+        s.irq(0);
+    }
+    assert_eq!(s.hw(0).cptr & CPTR_TFP, 0, "alone: never trapped again");
+    assert_eq!(
+        (s.hw(0).fp_saves, s.hw(0).fp_restores),
+        (0, 1),
+        "alone: never saved, restored once"
+    );
+    assert_eq!((s.hw(0).fp.v[0], s.hw(0).fp.fpcr), (0x1234, 0x40_0000));
+}
+
+#[test]
+fn fp_simd_is_saved_only_when_another_vcpu_uses_it() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 5]), 0);
+    s.exit(0, ESR_FP, 0, 0);
+    s.hw(0).fp.v[7] = 0x77;
+    s.hw(0).fp.fpsr = 0x8000_0000;
+    // vCPU 1 runs without touching FP/SIMD: nothing is saved or restored,
+    // vCPU 0's registers stay in the hardware behind the trap.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert!(s.hw(0).cptr & CPTR_TFP != 0);
+    assert_eq!((s.hw(0).fp_saves, s.hw(0).fp_restores), (0, 1));
+    // Back to vCPU 0: its registers never left; no trap, no copy.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).cptr & CPTR_TFP, 0, "the owner runs untrapped");
+    assert_eq!((s.hw(0).fp_saves, s.hw(0).fp_restores), (0, 1));
+    assert_eq!(s.hw(0).fp.v[7], 0x77);
+    // vCPU 1 uses FP/SIMD: vCPU 0's state is saved then, and vCPU 1 finds
+    // its own (zero at reset), never vCPU 0's.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!((s.hw(0).fp_saves, s.hw(0).fp_restores), (1, 2));
+    assert_eq!(s.hw(0).fp, FpRegs::default());
+    s.hw(0).fp.v[7] = 0x11;
+    // vCPU 0 again: traps, its own values come back exactly.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert!(s.hw(0).cptr & CPTR_TFP != 0);
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!((s.hw(0).fp.v[7], s.hw(0).fp.fpsr), (0x77, 0x8000_0000));
+    // And vCPU 1's in turn.
+    end_turn(&mut s, 0);
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!(s.hw(0).fp.v[7], 0x11);
+}
+
+#[test]
+fn fp_simd_of_a_vcpu_that_powers_off_while_not_loaded_is_scrubbed() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![0])]);
+    s.start(0);
+    let first = s.loaded(0).unwrap();
+    s.exit(0, ESR_FP, 0, 0);
+    s.hw(0).fp.v[1] = 0x5ec7e7;
+    end_turn(&mut s, 0);
+    let second = s.loaded(0).unwrap();
+    assert_ne!(first, second);
+    // The first VM is stopped while the second VM's vCPU runs: the first's
+    // FP/SIMD registers, still in the hardware, are zeroed.
+    s.vms[first.0].stop(Stop::PowerOff);
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some(second));
+    assert_eq!(s.hw(0).fp, FpRegs::default(), "nothing of the stopped VM");
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!(s.hw(0).fp, FpRegs::default());
+}
+
+#[test]
+fn a_fp_trap_by_the_owner_is_undefined_not_a_loop() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    s.exit(0, ESR_FP, 0, 0);
+    assert!(s.hw(0).injected.is_none());
+    // Cannot happen with TFP clear; if it does, the guest gets UNDEFINED
+    // rather than an endless trap.
+    s.exit(0, ESR_FP, 0, 0);
+    assert!(s.hw(0).injected.is_some());
 }
