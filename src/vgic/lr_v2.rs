@@ -12,6 +12,25 @@
 //! priority bits below the top five) is refused or dropped as the architecture
 //! says, never silently aliased.
 //!
+//! What a GICv2 host still needs around this layer (not built yet):
+//! - arch: a GIC-400 driver at EL2 — GICD (SPIs Group 1, targets by
+//!   GICD_ITARGETSR byte masks instead of IROUTER), GICC (GICC_CTLR.EOImode = 1
+//!   so a priority drop and a deactivation are separate, GICC_PMR = 0xff,
+//!   acknowledge/EOI/DIR through GICC_IAR/EOIR/DIR), the GICH frame as a
+//!   [`GichFrame`] (MMIO), GICH_VMCR and GICH_APR saved with the vCPU as the
+//!   v2 flavour of `GicCpuRegs`, the maintenance interrupt (PPI 9, INTID 25),
+//!   and the cross-CPU kick as a physical GICD_SGIR write (CPU interface
+//!   numbers read from GICD_ITARGETSR0, not MPIDRs).
+//! - stage 2: the GICV frame mapped at the guest's GICC address (4 KiB, or
+//!   8 KiB when the GIC aliases it: GICV_DIR sits at offset 0x1000), device
+//!   memory, no exits for the guest's CPU-interface accesses.
+//! - vGICv2 distributor frame: one `Vgic` with a GICv2 model flag; SGIs and
+//!   PPIs banked in GICD by the accessing vCPU (no redistributor), ITARGETSR
+//!   (RO for private interrupts, SPI routing to the lowest set target),
+//!   GICD_SGIR ([`super::sgi::gicd_sgir_targets`]), CPENDSGIR/SPENDSGIR with
+//!   a pending bit per (SGI, source), the source carried into
+//!   [`V2ListRegisters::sgi_source`].
+//!
 //! GICv2 (IHI 0048B.b) rules this follows:
 //! - 5.3.11 GICH_LR<n>: [9:0] VirtualID, [19:10] PhysicalID when HW = 1; when
 //!   HW = 0, bit 19 is EOI (maintenance interrupt on deactivation) and [12:10]
