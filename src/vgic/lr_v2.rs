@@ -21,9 +21,11 @@
 //!   v2 flavour of `GicCpuRegs`, the maintenance interrupt (PPI 9, INTID 25),
 //!   and the cross-CPU kick as a physical GICD_SGIR write (CPU interface
 //!   numbers read from GICD_ITARGETSR0, not MPIDRs).
-//! - stage 2: the GICV frame mapped at the guest's GICC address (4 KiB, or
-//!   8 KiB when the GIC aliases it: GICV_DIR sits at offset 0x1000), device
-//!   memory, no exits for the guest's CPU-interface accesses.
+//! - stage 2: the GICV frame mapped at the guest's GICC address, 8 KiB
+//!   (GICV_DIR sits at offset 0x1000, IHI 0048B.b 5.4), device memory, so the
+//!   guest's CPU-interface accesses cause no exits. The host device tree gives
+//!   the GICV base (`GicInfo::gicv`); some GIC-400 integrations alias each 4 KiB
+//!   page at 64 KiB steps, so the second page is taken from where the tree says.
 //! - vGICv2 distributor frame: one `Vgic` with a GICv2 model flag; SGIs and
 //!   PPIs banked in GICD by the accessing vCPU (no redistributor), ITARGETSR
 //!   (RO for private interrupts, SPI routing to the lowest set target),
