@@ -12,7 +12,8 @@
 //! implements [`ListRegisters`].
 //!
 //! Files: [`irq`] per-interrupt state, [`dist`] GICD registers, [`redist`] GICR
-//! registers, [`lr`] list-register encoding and the load/read-back logic, [`sgi`]
+//! registers, [`lr`] list-register encoding and the load/read-back logic, [`lr_v2`]
+//! the GICv2 list-register layout (GICH_LR) and its conversion, [`sgi`]
 //! SGI decoding, [`host`] pure values and decisions for the physical GIC,
 //! [`mmio`] the bus devices.
 //!
@@ -128,6 +129,7 @@ pub mod dist;
 pub mod host;
 pub mod irq;
 pub mod lr;
+pub mod lr_v2;
 pub mod redist;
 pub mod sgi;
 pub mod shared;

@@ -137,3 +137,46 @@ pub fn sgi1r_for(intid: u32, target_mpidr: u64) -> Option<u64> {
     );
     Some(r.get())
 }
+
+/// A guest's write to a virtual GICv2's GICD_SGIR (IHI 0048B.b 4.3.15):
+/// SGIINTID [3:0], NSATT [15] (ignored: the guest sees one Security state),
+/// CPUTargetList [23:16] (bit n is CPU interface n, here vCPU n),
+/// TargetListFilter [25:24]: 0b00 the listed CPUs, 0b01 every CPU but the
+/// writer, 0b10 the writer only, 0b11 reserved (no SGI is sent, as for a
+/// reserved value nothing is architecturally required).
+/// Returns the SGI number and the target vCPU indices below `nr_vcpus`;
+/// list bits naming CPU interfaces that do not exist are ignored.
+pub fn gicd_sgir_targets(value: u32, self_index: usize, nr_vcpus: usize) -> (u32, Vec<usize>) {
+    let intid = value & 0xf;
+    let list = (value >> 16) & 0xff;
+    let targets = match (value >> 24) & 0b11 {
+        0b00 => (0..nr_vcpus.min(8))
+            .filter(|&i| list & (1 << i) != 0)
+            .collect(),
+        0b01 => (0..nr_vcpus).filter(|&i| i != self_index).collect(),
+        0b10 => alloc::vec![self_index],
+        _ => Vec::new(),
+    };
+    (intid, targets)
+}
+
+#[cfg(test)]
+mod gicd_sgir_tests {
+    use super::gicd_sgir_targets;
+
+    #[test]
+    fn target_list_filter() {
+        // SGI 5 to CPUs 0 and 2 of 4.
+        assert_eq!(gicd_sgir_targets(0x0005_0005, 1, 4), (5, alloc::vec![0, 2]));
+        // List bits beyond the vCPUs are ignored.
+        assert_eq!(gicd_sgir_targets(0x00f0_0001, 0, 4), (1, alloc::vec![]));
+        // All but self.
+        assert_eq!(gicd_sgir_targets(0x0100_0003, 1, 3), (3, alloc::vec![0, 2]));
+        // Self only, whatever the list says.
+        assert_eq!(gicd_sgir_targets(0x02ff_000f, 2, 4), (15, alloc::vec![2]));
+        // Reserved filter: nothing.
+        assert_eq!(gicd_sgir_targets(0x03ff_0001, 0, 4), (1, alloc::vec![]));
+        // NSATT and reserved bits do not change the SGI number.
+        assert_eq!(gicd_sgir_targets(0x0001_8007, 0, 1).0, 7);
+    }
+}
