@@ -34,6 +34,26 @@
 //!   checks it drives are made by the hardware before the EL2 trap (they trap
 //!   to the guest's EL1 first). PMCEID0/1_EL0 and PMMIR_EL1 read the
 //!   hardware's.
+//!
+//! # Status: the rules only
+//! Nothing calls [`access`] yet: the CPU model still hides the PMU (PMUVer =
+//! 0) and MDCR_EL2.TPM/TPMCR make every PMU access UNDEFINED through the
+//! system-register table. Offering it needs, together (none of them is safe
+//! alone — a PMU shown without the switch would leak one vCPU's counts to the
+//! next):
+//! - the run loop's `Env::sysreg` calling [`decode`]/[`access`] and a `Hw`
+//!   method pair reading/writing a [`PmuHw`] (PMEVCNTR/PMEVTYPER<n> through
+//!   the hardware PMSELR, free at EL2 since the guest's is shadowed here);
+//! - `vm::vcpu` PMU registers saved on unload (PMCR, PMCNTENSET, PMINTENSET,
+//!   PMOVSSET, PMUSERENR, PMCCNTR, PMCCFILTR, PMEVCNTR/PMEVTYPER 0..n-1) and
+//!   the counters then disabled (PMCNTENCLR, PMINTENCLR, PMOVSCLR of
+//!   [`PmuModel::mask`], PMCR.E = 0), restored on load, and a reset value;
+//! - the overflow PPI (INTID 23, the SBSA number; the host's `arm,armv8-pmuv3`
+//!   node names it) hardware-linked per vCPU like the timers' PPIs, its
+//!   physical active state switched with the vCPU;
+//! - ID_AA64DFR0_EL1.PMUVer from the system value (capped at PMUv3p5, whose
+//!   PMCR.LP is the newest control allowed above), MDCR_EL2.HPMN = n per VM,
+//!   `[vm.cpu] pmu`, and the guest device tree's `arm,armv8-pmuv3` node.
 
 use super::SysReg;
 
