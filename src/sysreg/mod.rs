@@ -123,6 +123,7 @@ pub use encoding::SysReg;
 pub mod cache;
 pub mod id;
 pub mod mpidr;
+pub mod pmu;
 pub mod setway;
 pub mod table;
 
