@@ -922,7 +922,7 @@ pub struct VirtualSError {
 
 /// ESR_ELx.ISS for an SError interrupt (Arm ARM, ESR_EL2, "ISS encoding for an
 /// SError exception"): IDS (24), AET (12:10), EA (9), DFSC (5:0).
-const SERROR_IDS: u64 = 1 << 24;
+pub(crate) const SERROR_IDS: u64 = 1 << 24;
 const SERROR_ISS_MASK: u64 = (1 << 25) - 1;
 const SERROR_AET_SHIFT: u32 = 10;
 const SERROR_AET_UC: u64 = 0b000;

@@ -92,6 +92,12 @@ pub(crate) struct FakeHw {
     pub syndrome: (u64, u64, u64),
     pub el2: Option<El2State>,
     pub hcr: u64,
+    /// This CPU has FEAT_RAS: VDISR_EL2 and VSESR_EL2 exist (without it,
+    /// touching them panics, as the instruction would be UNDEFINED at EL2).
+    pub ras: bool,
+    /// VDISR_EL2: the loaded guest's DISR_EL1 (HCR_EL2.AMO set).
+    pub vdisr: u64,
+    pub vsesr: u64,
     /// CPTR_EL2 as last written (whole by `load_el2`, or alone).
     pub cptr: u64,
     pub el1: El1Regs,
@@ -123,6 +129,9 @@ impl FakeHw {
             syndrome: (0, 0, 0),
             el2: None,
             hcr: 0,
+            ras: false,
+            vdisr: 0,
+            vsesr: 0,
             cptr: 0,
             el1: El1Regs::default(),
             fp: FpRegs::default(),
@@ -239,7 +248,21 @@ impl Hw for FakeHw {
     fn read_hcr_el2(&self) -> u64 {
         self.hcr
     }
-    fn write_vsesr_el2(&mut self, _value: u64) {}
+    fn write_vsesr_el2(&mut self, value: u64) {
+        assert!(self.ras, "VSESR_EL2 written on a CPU without FEAT_RAS");
+        self.vsesr = value;
+    }
+    fn has_ras(&self) -> bool {
+        self.ras
+    }
+    fn read_vdisr_el2(&self) -> u64 {
+        assert!(self.ras, "VDISR_EL2 read on a CPU without FEAT_RAS");
+        self.vdisr
+    }
+    fn write_vdisr_el2(&mut self, value: u64) {
+        assert!(self.ras, "VDISR_EL2 written on a CPU without FEAT_RAS");
+        self.vdisr = value;
+    }
     fn tlbi_vmid(&mut self) {}
     fn save_el1(&mut self, r: &mut El1Regs) {
         *r = self.el1.clone();

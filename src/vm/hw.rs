@@ -49,6 +49,15 @@ pub trait Hw: GuestHw + ListRegisters {
     /// VSESR_EL2 (FEAT_RAS): the syndrome of the virtual SError HCR_EL2.VSE
     /// raises.
     fn write_vsesr_el2(&mut self, value: u64);
+    /// Whether this CPU has FEAT_RAS, and with it VDISR_EL2 and VSESR_EL2
+    /// (Arm ARM, ID_AA64PFR0_EL1.RAS): per CPU, since the registers exist
+    /// only where the feature does.
+    fn has_ras(&self) -> bool;
+    /// VDISR_EL2 (FEAT_RAS only): what the guest's DISR_EL1 reads and writes
+    /// while HCR_EL2.AMO is set, and where its ESB records a deferred virtual
+    /// SError.
+    fn read_vdisr_el2(&self) -> u64;
+    fn write_vdisr_el2(&mut self, value: u64);
     /// Invalidates the stage-1 and stage-2 TLB entries of the loaded VMID
     /// (inner shareable).
     fn tlbi_vmid(&mut self);

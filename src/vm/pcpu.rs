@@ -863,8 +863,16 @@ impl Pcpu {
         el2.controls.cptr_el2 = self.cptr_for(i);
         let v = &mut self.vcpus[i];
         hw.load_el2(&el2);
-        if let Some(s) = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0) {
-            hw.write_vsesr_el2(s);
+        if hw.has_ras() {
+            // VDISR_EL2 is the guest's DISR_EL1 (HCR_EL2.AMO is set) and
+            // VSESR_EL2 the syndrome its pending virtual SError is taken or
+            // deferred with (Arm ARM, VDISR_EL2, VSESR_EL2): both this
+            // vCPU's, never the previous one's. A pending SError without a
+            // syndrome of its own (a CPU model without RAS) gets the
+            // IMPLEMENTATION DEFINED one.
+            hw.write_vdisr_el2(v.ctx.vdisr);
+            let vsesr = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0);
+            hw.write_vsesr_el2(vsesr.unwrap_or(controls::SERROR_IDS));
         }
         hw.restore_el1(&v.ctx.el1);
         hw.restore_debug(&v.ctx.debug);
@@ -889,6 +897,9 @@ impl Pcpu {
         hw.save_gic_cpu(&mut v.ctx.gic);
         hw.save_el1(&mut v.ctx.el1);
         hw.save_debug(&mut v.ctx.debug);
+        if hw.has_ras() {
+            v.ctx.vdisr = hw.read_vdisr_el2();
+        }
         v.timer_in_lrs = false;
         self.loaded = None;
     }
@@ -903,6 +914,9 @@ impl Pcpu {
             let blank = VcpuContext::reset(self.vcpus[i].vm.host().vmcr_reset);
             hw.restore_el1(&blank.el1);
             hw.restore_debug(&blank.debug);
+            if hw.has_ras() {
+                hw.write_vdisr_el2(blank.vdisr);
+            }
         }
         // Its FP/SIMD registers, if the hardware still holds them (loaded or
         // not): zeroed. Another owner's stay as they are.

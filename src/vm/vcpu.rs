@@ -13,7 +13,8 @@
 //! `Vgic::save`); FP/SIMD (V0-V31, FPSR, FPCR, [`FpRegs`]; switched lazily:
 //! they stay in the hardware, behind CPTR_EL2.TFP, until another vCPU on the
 //! CPU uses FP/SIMD); and the self-hosted debug registers it owns
-//! ([`DebugRegs`]).
+//! ([`DebugRegs`]); with FEAT_RAS, VDISR_EL2, which its DISR_EL1 accesses
+//! reach while HCR_EL2.AMO is set ([`VcpuContext::vdisr`]).
 //!
 //! Not switched, because no guest can observe them or they are the VM's, not
 //! the vCPU's: the EL2 controls and stage 2 (VTTBR_EL2 carries the VMID, so
@@ -169,6 +170,10 @@ pub struct VcpuContext {
     pub gic: GicCpuRegs,
     pub fp: FpRegs,
     pub debug: DebugRegs,
+    /// VDISR_EL2 (FEAT_RAS): the guest's DISR_EL1 while HCR_EL2.AMO is set,
+    /// a virtual SError its ESB deferred. Switched only on a CPU with
+    /// FEAT_RAS; zero at reset (no deferred SError).
+    pub vdisr: u64,
 }
 
 impl VcpuContext {

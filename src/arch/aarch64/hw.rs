@@ -216,7 +216,29 @@ impl Hw for ArchHw {
     }
 
     fn write_vsesr_el2(&mut self, value: u64) {
-        regs::write_vsesr_el2(value);
+        if self.has_ras() {
+            regs::write_vsesr_el2(value);
+        }
+    }
+
+    fn has_ras(&self) -> bool {
+        // ID_AA64PFR0_EL1.RAS, bits [31:28]: 1 or more is FEAT_RAS.
+        (regs::read_id_aa64pfr0_el1() >> 28) & 0xf >= 1
+    }
+
+    fn read_vdisr_el2(&self) -> u64 {
+        // Without FEAT_RAS the encoding is UNDEFINED at EL2: never reached.
+        if self.has_ras() {
+            regs::read_vdisr_el2()
+        } else {
+            0
+        }
+    }
+
+    fn write_vdisr_el2(&mut self, value: u64) {
+        if self.has_ras() {
+            regs::write_vdisr_el2(value);
+        }
     }
 
     fn tlbi_vmid(&mut self) {
@@ -251,9 +273,12 @@ impl Hw for ArchHw {
     //   TLB flush between VMs: stage 1&2 TLB entries are tagged with the VMID,
     //   "VMID and the stage 2 translation regime"), VTCR,
     //   HCR, HCRX, MDCR, CPTR, CNTHCTL, the fine-grained traps, VPIDR, VMPIDR.
-    // Known gap: with FEAT_RAS and HCR_EL2.AMO set, the guest's DISR_EL1
-    // accesses reach VDISR_EL2 (DISR_EL1 description), which is not
-    // switched yet.
+    // - RAS (Pcpu::load/unload, where this CPU has FEAT_RAS): VDISR_EL2,
+    //   since with HCR_EL2.AMO set the guest's DISR_EL1 accesses reach it
+    //   and its ESB records a deferred virtual SError there (Arm ARM,
+    //   DISR_EL1 and VDISR_EL2 descriptions); VSESR_EL2, the syndrome a
+    //   pending virtual SError is taken or deferred with, written at every
+    //   load so no vCPU gets another's.
     fn save_el1(&mut self, r: &mut El1Regs) {
         r.sctlr = regs::read_sctlr_el1();
         r.ttbr0 = regs::read_ttbr0_el1();

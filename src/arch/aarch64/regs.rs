@@ -399,6 +399,7 @@ sysreg!(read_mpam2_el2, write_mpam2_el2, "S3_4_C10_C5_0");
 sysreg!(read_mpamhcr_el2, write_mpamhcr_el2, "S3_4_C10_C4_0");
 sysreg!(read_mpamidr_el1, "S3_0_C10_C4_4");
 sysreg!(read_vsesr_el2, write_vsesr_el2, "S3_4_C5_C2_3");
+sysreg!(read_vdisr_el2, write_vdisr_el2, "S3_4_C12_C1_1");
 sysreg!(read_pmcr_el0, "S3_3_C9_C12_0");
 // Profiling and trace buffers and EL2 filters, stopped at boot.
 sysreg!(read_pmscr_el2, write_pmscr_el2, "S3_4_C9_C9_0");

@@ -100,12 +100,17 @@ struct System {
 }
 
 fn system(ncpus: usize, vms: Vec<(VmSpec, Vec<usize>)>) -> System {
+    system_on(host(), ncpus, vms)
+}
+
+/// [`system`] on a given host.
+fn system_on(host: Host, ncpus: usize, vms: Vec<(VmSpec, Vec<usize>)>) -> System {
     let board = Board::new(ncpus);
     let running: &'static RunningCount = Box::leak(Box::new(RunningCount::new(0)));
     let mut mem = FakeMemory::new();
     let built: Vec<Vm> = vms
         .into_iter()
-        .map(|(s, pcpus)| Vm::create(s, pcpus, host(), &mut mem, running).unwrap())
+        .map(|(s, pcpus)| Vm::create(s, pcpus, host, &mut mem, running).unwrap())
         .collect();
     let vms: &'static [Vm] = Box::leak(built.into_boxed_slice());
     let mut boot = FakeHw::new(0, &board);
@@ -713,4 +718,81 @@ fn a_fp_trap_by_the_owner_is_undefined_not_a_loop() {
     // rather than an endless trap.
     s.exit(0, ESR_FP, 0, 0);
     assert!(s.hw(0).injected.is_some());
+}
+
+// ---- RAS ----
+
+#[test]
+fn vdisr_and_vsesr_are_each_vcpus_own_where_the_cpu_has_ras() {
+    let mut h = host();
+    h.features.ras = true;
+    h.features.vsesr = true;
+    let mut s = system_on(h, 1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.hw(0).ras = true;
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 0]), 0);
+    assert_eq!(s.hw(0).vdisr, 0, "no deferred SError at reset");
+    // vCPU 0 writes its DISR_EL1 (VDISR_EL2 in the hardware, HCR_EL2.AMO)
+    // and takes an SError, which stays pending as a virtual SError (masked)
+    // with its syndrome in VSESR_EL2.
+    s.hw(0).vdisr = 0x8000_0123;
+    let syndrome = 0b010 << 10 | 0x11;
+    s.hw(0).syndrome = (0x2f << 26 | 1 << 25 | syndrome, 0, 0);
+    {
+        let (p, hw) = &mut s.cpus[0];
+        step(|| p.on_exit(hw, ExitCause::SError));
+    }
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vsesr, syndrome);
+    assert!(s.hw(0).hcr & HCR_VSE != 0);
+    // vCPU 1's turn: neither register shows anything of vCPU 0.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).vdisr, 0);
+    assert_eq!(s.hw(0).vsesr, controls::SERROR_IDS);
+    assert_eq!(s.hw(0).hcr & HCR_VSE, 0);
+    s.hw(0).vdisr = 0x55;
+    // vCPU 0 again: its DISR_EL1 and its pending SError's syndrome are back.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0x8000_0123);
+    assert_eq!(s.hw(0).vsesr, syndrome);
+    assert!(s.hw(0).hcr & HCR_VSE != 0);
+    // Its guest defers the SError with ESB (the PE moves it to VDISR_EL2 and
+    // clears HCR_EL2.VSE): that survives the next switches too.
+    s.hw(0).vdisr = 0x8000_0000 | syndrome;
+    s.hw(0).hcr &= !HCR_VSE;
+    end_turn(&mut s, 0);
+    assert_eq!(s.hw(0).vdisr, 0x55);
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0x8000_0000 | syndrome);
+    assert_eq!(s.hw(0).hcr & HCR_VSE, 0, "taken once, not raised again");
+    // vCPU 0 powers off: the hardware keeps nothing of its DISR_EL1.
+    s.hvc(0, &[CPU_OFF]);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).vdisr, 0x55);
+    s.hvc(0, &[CPU_ON, 0, ENTRY, 0]);
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0, "restarted from reset");
+}
+
+#[test]
+fn a_cpu_without_ras_never_touches_vdisr_or_vsesr() {
+    // The fake panics on any VDISR_EL2/VSESR_EL2 access without FEAT_RAS
+    // (UNDEFINED at EL2): switches, an SError and a power-off touch neither.
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 0]);
+    s.hw(0).syndrome = (0x2f << 26 | 1 << 25 | 0x11, 0, 0);
+    {
+        let (p, hw) = &mut s.cpus[0];
+        step(|| p.on_exit(hw, ExitCause::SError));
+    }
+    for _ in 0..4 {
+        end_turn(&mut s, 0);
+    }
+    s.hvc(0, &[CPU_OFF]);
+    assert!(s.loaded(0).is_some());
 }
