@@ -204,6 +204,9 @@ pub struct Pcpu {
     rescan: bool,
     /// When the running vCPU's turn ends (counter value), if another waits.
     slice_end: Option<u64>,
+    /// When the running vCPU's turn began (counter value): it got the CPU, or
+    /// the CPU woke from idle for it.
+    turn_start: Option<u64>,
     /// What the EL2 timer is set to.
     hyp_deadline: Option<u64>,
     /// When the console wants this CPU back to send output it queued.
@@ -226,6 +229,7 @@ impl Pcpu {
             fp_owner: None,
             rescan: true,
             slice_end: None,
+            turn_start: None,
             hyp_deadline: None,
             console_due: None,
             vms: cfg.vms,
@@ -733,19 +737,28 @@ impl Pcpu {
             let others = (1..n)
                 .map(|k| (cur + k) % n)
                 .find(|&k| candidates(&self.vcpus[k]));
-            match (others, self.slice_end) {
+            // A rival that appears while the vCPU runs alone (it woke, it was
+            // started) finds the turn counted from when the vCPU got the CPU:
+            // a vCPU that has had it for a timeslice already gives it up at
+            // once, so a waking vCPU waits at most one turn, not one more.
+            let start = *self.turn_start.get_or_insert(now);
+            let end = match (others, self.slice_end) {
                 (None, _) => {
                     self.slice_end = None;
                     return Some(cur);
                 }
-                (Some(_), Some(end)) if now < end => return Some(cur),
-                (Some(_), None) => {
-                    self.slice_end = Some(now + self.slice_ticks(hw, cur));
-                    return Some(cur);
-                }
-                (Some(next), Some(_)) => {
+                (Some(_), Some(end)) => end,
+                (Some(_), None) => start + self.slice_ticks(hw, cur),
+            };
+            match others {
+                Some(next) if now >= end => {
                     self.slice_end = Some(now + self.slice_ticks(hw, next));
+                    self.turn_start = Some(now);
                     return Some(next);
+                }
+                _ => {
+                    self.slice_end = Some(end);
+                    return Some(cur);
                 }
             }
         }
@@ -759,6 +772,7 @@ impl Pcpu {
             .enumerate()
             .any(|(k, v)| k != next && candidates(v));
         self.slice_end = competing.then(|| now + self.slice_ticks(hw, next));
+        self.turn_start = Some(now);
         Some(next)
     }
 
@@ -793,6 +807,7 @@ impl Pcpu {
     fn idle<H: Hw>(&mut self, hw: &mut H) {
         self.service_console(hw);
         self.slice_end = None;
+        self.turn_start = None;
         self.set_hyp_timer(hw);
         hw.wait_for_interrupt();
         self.take_interrupts(hw);

@@ -572,6 +572,41 @@ fn a_waiting_vcpus_timer_wakes_it_while_another_runs() {
 }
 
 #[test]
+fn a_vcpu_that_wakes_beside_one_that_had_a_whole_turn_alone_runs_at_once() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    // vCPU 0 waits on its virtual timer, ten turns (1 ms each) ahead; vCPU 1
+    // has the CPU alone meanwhile, with no turn to end.
+    let now = s.board.borrow().counter;
+    let turn = s.board.borrow().frequency / 1000;
+    let off = s.hw(0).el2.unwrap().cntvoff;
+    s.hw(0).timer.cntv_ctl = 1;
+    s.hw(0).timer.cntv_cval = now - off + 10 * turn;
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).hyp_timer, Some(now + 10 * turn));
+    // The deadline: vCPU 1 has run ten turns' worth, so vCPU 0 gets the CPU
+    // at once, not after one more turn of vCPU 1's.
+    s.board.borrow_mut().counter = now + 10 * turn;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    // And a vCPU that got the CPU just now keeps its turn when another
+    // wakes: vCPU 0 waits again (a short wait), vCPU 1 runs, vCPU 0 wakes
+    // a tenth of a turn later and waits for the turn's end.
+    let now = s.board.borrow().counter;
+    s.hw(0).timer.cntv_cval = now - off + turn / 10;
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    s.board.borrow_mut().counter = now + turn / 10;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 1)), "vCPU 1's turn is not over");
+    assert_eq!(s.hw(0).hyp_timer, Some(now + turn));
+}
+
+#[test]
 fn a_higher_priority_vcpu_that_wakes_preempts_at_once() {
     let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 5), vec![0])]);
     s.start(0);
