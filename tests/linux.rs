@@ -218,7 +218,9 @@ fn linux_four_vcpus_on_two_cpus_on_cpu_max() {
 
 /// Known failure: on `-cpu cortex-a57` the all-busy phase makes about 1/27 of
 /// the two-busy phase's progress per task (8 rounds against 400), with few
-/// exits (no exit storm); not yet explained.
+/// exits (no exit storm); not yet explained. Every QEMU CPU without FEAT_DIC
+/// behaves the same, with and without -icount; the guest spends ~90% of the
+/// all-busy phase in its kernel (README, "What does not work yet").
 #[test]
 #[ignore = "time-sharing on cortex-a57: all-busy tasks make ~1/27 of the expected progress (unexplained)"]
 fn linux_four_vcpus_on_two_cpus_on_cortex_a57() {
