@@ -361,19 +361,21 @@ impl Pcpu {
 
     // ---- the exit ----
 
-    fn sync_exit<H: Hw>(&mut self, hw: &mut H, i: usize) {
-        let (esr, far, hpfar) = hw.syndrome();
-        let exit = trap::decode(esr, far, hpfar);
-        if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
-            // The lazy switch's trap: the instruction runs again once the
-            // registers are its own (ELR_EL2 points at it).
-            self.take_fp(hw, i);
-            return;
-        }
+    /// Runs `f` on the exit context of loaded vCPU `i` (its registers, the
+    /// hardware and its VM) and returns what happens next and which of the
+    /// VM's vCPUs must be kicked.
+    #[inline(always)]
+    fn handle_exit<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        i: usize,
+        esr: u64,
+        f: impl FnOnce(&mut ExitContext<'_, GuestRegs, Env<'_, H>, PsciView>) -> Next,
+    ) -> (Next, u64) {
         let v = &mut self.vcpus[i];
         let vm = v.vm;
         let mut env = Env {
-            hw: &mut *hw,
+            hw,
             vm,
             id: v.id,
             sys: &mut v.sys,
@@ -381,15 +383,47 @@ impl Pcpu {
             kick: 0,
         };
         let mut psci = PsciView(vm);
-        let next = ExitContext {
+        let next = f(&mut ExitContext {
             gprs: &mut v.regs,
             env: &mut env,
             psci: &mut psci,
             features: vm.pstate(),
             instr_len: trap::instruction_length(esr),
-        }
-        .handle(exit);
-        let kick = env.kick;
+        });
+        (next, env.kick)
+    }
+
+    fn sync_exit<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let esr = hw.esr();
+        // The hottest classes go straight to their handler, without decoding
+        // the whole syndrome into an `Exit` first: an HVC (its immediate is
+        // not used: SMCCC passes everything in registers, DEN0028 §2.5), a
+        // trapped system register (all it needs is in the ISS) and a data
+        // abort (an emulated device or RAM touched the first time).
+        let (next, kick) = match (esr >> 26) & 0x3f {
+            trap::ec::HVC64 => self.handle_exit(hw, i, esr, |c| c.smccc()),
+            trap::ec::SYSREG => {
+                let acc = trap::sysreg_access(esr);
+                self.handle_exit(hw, i, esr, |c| c.sysreg(acc))
+            }
+            trap::ec::DABT_LOWER => {
+                let (_, far, hpfar) = hw.syndrome();
+                let da = trap::data_abort(esr, far, hpfar);
+                self.handle_exit(hw, i, esr, |c| c.data_abort(&da))
+            }
+            _ => {
+                let (_, far, hpfar) = hw.syndrome();
+                let exit = trap::decode(esr, far, hpfar);
+                if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
+                    // The lazy switch's trap: the instruction runs again once
+                    // the registers are its own (ELR_EL2 points at it).
+                    self.take_fp(hw, i);
+                    return;
+                }
+                self.handle_exit(hw, i, esr, |c| c.handle(exit))
+            }
+        };
+        let vm = self.vcpus[i].vm;
         if kick != 0 {
             self.kick_vcpus(hw, vm, kick);
         }
