@@ -342,18 +342,19 @@ impl Vm {
             context_id: 0,
         };
         let ram_pa = ram.pa();
+        let mut el2 = controls::el2_controls(
+            &host.features,
+            SysRegTraps::CpuModel {
+                cache: crate::sysreg::cache_trap(host.features.evt, spec.model.hw_ctr_matches()),
+            },
+        );
+        // MDCR_EL2.HPMN: the guest's counters, when it has a PMU.
+        el2.mdcr_el2 =
+            controls::mdcr_el2_for(&host.features, spec.model.pmu().map(|p| p.counters));
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
-            controls: controls::el2_controls(
-                &host.features,
-                SysRegTraps::CpuModel {
-                    cache: crate::sysreg::cache_trap(
-                        host.features.evt,
-                        spec.model.hw_ctr_matches(),
-                    ),
-                },
-            ),
+            controls: el2,
             pstate: host.features.pstate(),
             host,
             vmid,
