@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::vec::Vec;
 
 use crate::sysreg::SysReg;
+use crate::sysreg::pmu::PmuAccess as _;
 use crate::vgic::ListRegisters;
 use crate::vgic::host::{
     Completion, HYP_TIMER_INTID, KICK_SGI, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID,
@@ -113,6 +114,8 @@ pub(crate) struct FakeHw {
     pub fp_restores: usize,
     /// VM control registers written through HCR_EL2.TVM traps.
     pub vm_controls: Vec<(SysReg, u64)>,
+    /// The PMU's registers (PMCR_EL0.N = 6, as QEMU's).
+    pub pmu: crate::sysreg::pmu::FakePmu,
 }
 
 impl FakeHw {
@@ -139,6 +142,10 @@ impl FakeHw {
             fp_saves: 0,
             fp_restores: 0,
             vm_controls: Vec::new(),
+            pmu: crate::sysreg::pmu::FakePmu {
+                n: 6,
+                ..Default::default()
+            },
         }
     }
 
@@ -206,6 +213,15 @@ impl GuestHw for FakeHw {
             elr,
             spsr,
         });
+    }
+}
+
+impl crate::sysreg::pmu::PmuAccess for FakeHw {
+    fn pmu_read(&mut self, reg: crate::sysreg::pmu::PmuHw) -> u64 {
+        self.pmu.pmu_read(reg)
+    }
+    fn pmu_write(&mut self, reg: crate::sysreg::pmu::PmuHw, value: u64) {
+        self.pmu.pmu_write(reg, value)
     }
 }
 
@@ -362,6 +378,12 @@ impl Hw for FakeHw {
         self.board.borrow_mut().spi_deactivated.push(intid);
     }
     fn route_spi(&mut self, _intid: u32, _cpu: usize) {}
+    fn take_ppi_active(&mut self, intid: u32) -> bool {
+        self.active.remove(&intid)
+    }
+    fn set_ppi_active(&mut self, intid: u32) {
+        self.active.insert(intid);
+    }
     fn clean_invalidate(&mut self, _pa: u64, len: u64) {
         self.board.borrow_mut().cleaned += len;
     }

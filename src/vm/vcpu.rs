@@ -12,8 +12,10 @@
 //! registers are folded into the vGIC's software state when the vCPU leaves,
 //! `Vgic::save`); FP/SIMD (V0-V31, FPSR, FPCR, [`FpRegs`]; switched lazily:
 //! they stay in the hardware, behind CPTR_EL2.TFP, until another vCPU on the
-//! CPU uses FP/SIMD); and the self-hosted debug registers it owns
-//! ([`DebugRegs`]).
+//! CPU uses FP/SIMD); the self-hosted debug registers it owns
+//! ([`DebugRegs`]); and, when its VM has a PMU, the PMU registers of its
+//! counters (every access traps and is carried out on the hardware's,
+//! `sysreg::pmu`).
 //!
 //! Not switched, because no guest can observe them or they are the VM's, not
 //! the vCPU's: the EL2 controls and stage 2 (VTTBR_EL2 carries the VMID, so
@@ -169,11 +171,13 @@ pub struct VcpuContext {
     pub gic: GicCpuRegs,
     pub fp: FpRegs,
     pub debug: DebugRegs,
+    /// The guest's PMU registers (a VM with a PMU only; `sysreg::pmu::save`).
+    pub pmu: crate::sysreg::pmu::PmuRegs,
 }
 
 impl VcpuContext {
     /// A PE at reset: see [`El1Regs::reset`]; timers disabled, virtual CPU
-    /// interface at its reset value (`vmcr`), FP/SIMD and debug registers zero.
+    /// interface at its reset value (`vmcr`), FP/SIMD, debug and PMU registers zero.
     pub fn reset(vmcr: u64) -> Self {
         VcpuContext {
             el1: El1Regs::reset(),
