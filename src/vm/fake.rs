@@ -19,7 +19,6 @@ use std::rc::Rc;
 use std::vec::Vec;
 
 use crate::sysreg::SysReg;
-use crate::sysreg::pmu::PmuAccess as _;
 use crate::vgic::ListRegisters;
 use crate::vgic::host::{
     Completion, HYP_TIMER_INTID, KICK_SGI, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID,
@@ -218,10 +217,10 @@ impl GuestHw for FakeHw {
 
 impl crate::sysreg::pmu::PmuAccess for FakeHw {
     fn pmu_read(&mut self, reg: crate::sysreg::pmu::PmuHw) -> u64 {
-        self.pmu.pmu_read(reg)
+        crate::sysreg::pmu::PmuAccess::pmu_read(&mut self.pmu, reg)
     }
     fn pmu_write(&mut self, reg: crate::sysreg::pmu::PmuHw, value: u64) {
-        self.pmu.pmu_write(reg, value)
+        crate::sysreg::pmu::PmuAccess::pmu_write(&mut self.pmu, reg, value)
     }
 }
 
