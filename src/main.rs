@@ -494,11 +494,7 @@ mod hyp {
             .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
         // A PMU unless the config says no (or the cores have none, and the
         // config did not ask: `check_config` refused asking for one there).
-        if vmc
-            .cpu
-            .pmu
-            .unwrap_or_else(|| model.host_pmu().is_some())
-        {
+        if vmc.cpu.pmu.unwrap_or_else(|| model.host_pmu().is_some()) {
             model
                 .enable_pmu(vmc.cpu.pmu_counters)
                 .map_err(|e| alloc::format!("vm.{}.cpu.{e}", vmc.name))?;

@@ -17,12 +17,12 @@
 //! 3. [`VmCpuModel::lower`]: per-VM lowering from the config; raising a field
 //!    above step 2 is an error naming the field.
 
-use super::pmu::PmuModel;
 use super::SysReg;
 use super::cache::{
     CSSELR_SLOTS, CachePolicy, CacheTopology, CoreCaches, effective_ctr, sanitize_ctr,
 };
 use super::cache::{CacheTrap, cache_trap};
+use super::pmu::PmuModel;
 use aarch64_cpu::registers::ID_AA64MMFR2_EL1 as MMFR2_FIELDS;
 use core::fmt;
 

@@ -380,7 +380,7 @@ pub fn software_increment(hw: &mut impl PmuAccess, m: &PmuModel, bits: u64, el0:
 /// One vCPU's PMU registers while it is off its CPU (only the guest's:
 /// counters 0..n-1 and the cycle counter). The default is the state at reset:
 /// everything disabled and zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmuRegs {
     /// PMCR_EL0's writable bits (E, D, DP, LC, LP).
     pub pmcr: u64,
@@ -397,22 +397,6 @@ pub struct PmuRegs {
     pub irq_active: bool,
 }
 
-impl Default for PmuRegs {
-    fn default() -> Self {
-        PmuRegs {
-            pmcr: 0,
-            cnten: 0,
-            inten: 0,
-            ovs: 0,
-            userenr: 0,
-            ccntr: 0,
-            ccfiltr: 0,
-            evcntr: [0; 31],
-            evtyper: [0; 31],
-            irq_active: false,
-        }
-    }
-}
 
 /// Takes a vCPU's PMU out of the hardware: its counters stopped first (so the
 /// values saved are the ones it ends with), then saved, then everything of it
@@ -766,13 +750,19 @@ mod tests {
         assert_eq!(a.pmcr, PMCR_E | 1 << 6);
         assert_eq!((a.cnten, a.inten, a.ovs), (0x8000_0003, 0x8000_0001, 2));
         assert_eq!((a.userenr, a.ccntr, a.ccfiltr), (0xd, 12345, 1 << 30));
-        assert_eq!((a.evcntr[0], a.evcntr[3], a.evtyper[3]), (7, 9, 0x8 | 1 << 31));
+        assert_eq!(
+            (a.evcntr[0], a.evcntr[3], a.evtyper[3]),
+            (7, 9, 0x8 | 1 << 31)
+        );
         // Nothing of it counts, fires or is open to EL0 any more.
         assert_eq!(hw.pmcr & PMCR_E, 0);
         assert_eq!((hw.cnten, hw.inten, hw.ovs, hw.userenr), (0, 0, 0, 0));
         // The next vCPU, fresh from reset, sees none of it.
         restore(&mut hw, &M, &PmuRegs::default());
-        assert_eq!((hw.ccntr, hw.ccfiltr, hw.ev[0], hw.ev[3], hw.ty[3]), (0, 0, 0, 0, 0));
+        assert_eq!(
+            (hw.ccntr, hw.ccfiltr, hw.ev[0], hw.ev[3], hw.ty[3]),
+            (0, 0, 0, 0, 0)
+        );
         assert_eq!(hw.pmcr, 0);
         assert_eq!(hw.ev[5], 55);
         // Back again: exactly as it left.
@@ -785,7 +775,10 @@ mod tests {
         save(&mut hw, &M, &mut again);
         assert_eq!(again, a);
         assert_eq!(live.pmcr, PMCR_E | 1 << 6);
-        assert_eq!((live.cnten, live.inten, live.ovs), (0x8000_0003, 0x8000_0001, 2));
+        assert_eq!(
+            (live.cnten, live.inten, live.ovs),
+            (0x8000_0003, 0x8000_0001, 2)
+        );
     }
 
     #[test]

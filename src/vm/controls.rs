@@ -586,9 +586,7 @@ pub fn mdcr_el2_for(features: &HostFeatures, guest_counters: Option<u8>) -> u64 
             _ => features.pmu_counters,
         };
         mdcr.modify(
-            MDCR_EL2::HPMN.val(hpmn as u64 & 0x1f)
-                + MDCR_EL2::TPM::SET
-                + MDCR_EL2::TPMCR::SET,
+            MDCR_EL2::HPMN.val(hpmn as u64 & 0x1f) + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET,
         );
         // ID_AA64DFR0_EL1.PMUVer: 4 = PMUv3p1, 6 = PMUv3p5.
         if features.pmu_version >= 4 {

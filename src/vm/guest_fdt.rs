@@ -794,7 +794,10 @@ mod tests {
         m.pmu_ppi = Some(7);
         let blob = build(&m);
         let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(strings(prop(&fdt, "/pmu", "compatible")), ["arm,armv8-pmuv3"]);
+        assert_eq!(
+            strings(prop(&fdt, "/pmu", "compatible")),
+            ["arm,armv8-pmuv3"]
+        );
         // GIC_PPI 7 (INTID 23), level-high.
         assert_eq!(u32s(prop(&fdt, "/pmu", "interrupts")), [1, 7, 4]);
         m.pmu_ppi = Some(16);

@@ -332,8 +332,12 @@ impl Vm {
         // (`sysreg::pmu`): each vCPU's PPI 23 is its CPU's.
         if spec.model.pmu().is_some() {
             for v in 0..spec.vcpus {
-                vgic.link_hw(Some(v), crate::sysreg::pmu::PMU_INTID, crate::sysreg::pmu::PMU_INTID)
-                    .map_err(|e| VmError::Vgic(alloc::format!("PMU interrupt: {e}")))?;
+                vgic.link_hw(
+                    Some(v),
+                    crate::sysreg::pmu::PMU_INTID,
+                    crate::sysreg::pmu::PMU_INTID,
+                )
+                .map_err(|e| VmError::Vgic(alloc::format!("PMU interrupt: {e}")))?;
             }
         }
         // A passthrough device's interrupts go to this VM only, hardware-linked:
@@ -357,8 +361,7 @@ impl Vm {
             },
         );
         // MDCR_EL2.HPMN: the guest's counters, when it has a PMU.
-        el2.mdcr_el2 =
-            controls::mdcr_el2_for(&host.features, spec.model.pmu().map(|p| p.counters));
+        el2.mdcr_el2 = controls::mdcr_el2_for(&host.features, spec.model.pmu().map(|p| p.counters));
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),

@@ -757,7 +757,7 @@ fn a_guest_pmu_is_emulated_on_the_hardwares_counters() {
     s.msr(0, PMCNTENSET, !0);
     assert_eq!(s.hw(0).pmu.cnten, 0x8000_000f);
     // Its filter writes never set NSH (count at EL2).
-    s.msr(0, PMEVTYPER0, !0 & !0xffff);
+    s.msr(0, PMEVTYPER0, !0xffff);
     assert_eq!(s.hw(0).pmu.ty[0] & 1 << 27, 0);
     // SW_INCR (event 0) counted at EL1 (P = 0) as the guest's write would.
     s.msr(0, PMEVTYPER0, 0);
@@ -797,7 +797,10 @@ fn pmu_counts_stay_with_their_vcpu_across_switches() {
     // or can be read.
     let hw = &s.hw(0).pmu;
     assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
-    assert!(!s.hw(0).active.contains(&23), "PPI 23 not active for vCPU 1");
+    assert!(
+        !s.hw(0).active.contains(&23),
+        "PPI 23 not active for vCPU 1"
+    );
     assert_eq!(s.mrs(0, PMEVCNTR0), 0);
     s.msr(0, PMEVCNTR0, 7);
     // vCPU 1 waits: vCPU 0 is back with its counts, enables and interrupt.
@@ -832,7 +835,8 @@ fn a_pmu_overflow_reaches_the_loaded_vcpu_as_ppi_23() {
         .map(|&l| crate::vgic::lr::decode(l))
         .collect();
     assert!(
-        lrs.iter().any(|l| l.vintid == 23 && l.pending && l.hw == Some(23)),
+        lrs.iter()
+            .any(|l| l.vintid == 23 && l.pending && l.hw == Some(23)),
         "{lrs:?}"
     );
 }

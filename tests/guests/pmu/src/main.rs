@@ -106,8 +106,12 @@ fn main(dtb: u64) -> ! {
     let tree = unsafe { fdt::Fdt::at(dtb) };
     let args = tree.as_ref().and_then(|t| t.bootargs()).unwrap_or("");
     let role = fdt::bootarg(args, "role").unwrap_or("none");
-    let node = tree.as_ref().and_then(|t| t.property(b"pmu", b"compatible"));
-    let irq = tree.as_ref().and_then(|t| t.property(b"pmu", b"interrupts"));
+    let node = tree
+        .as_ref()
+        .and_then(|t| t.property(b"pmu", b"compatible"));
+    let irq = tree
+        .as_ref()
+        .and_then(|t| t.property(b"pmu", b"interrupts"));
     // SAFETY: masks IRQs (the overflow interrupt is polled); no memory effects.
     unsafe { asm!("msr daifset, #2", options(nomem, nostack)) };
     let pmuver = (rd!("id_aa64dfr0_el1") >> 8) & 0xf;
@@ -124,7 +128,11 @@ fn main(dtb: u64) -> ! {
 }
 
 fn no_pmu(pmuver: u64, node: bool) {
-    check!("pmu off: ID_AA64DFR0_EL1.PMUVer = 0", pmuver == 0, "{pmuver}");
+    check!(
+        "pmu off: ID_AA64DFR0_EL1.PMUVer = 0",
+        pmuver == 0,
+        "{pmuver}"
+    );
     check!("pmu off: no pmu node in the device tree", !node);
     let e = expect_exception(|| {
         let _ = rd!("pmcr_el0");
@@ -385,7 +393,9 @@ fn sharing() {
     let stopped = gaps
         .iter()
         .take(switches as usize)
-        .filter(|&&(c, t)| u128::from(c) * 4 * u128::from(run_ticks) < u128::from(t) * u128::from(run_cyc))
+        .filter(|&&(c, t)| {
+            u128::from(c) * 4 * u128::from(run_ticks) < u128::from(t) * u128::from(run_cyc)
+        })
         .count();
     println!(
         "pmu: {switches} switches, the cycle counter stopped in {stopped}; {} cycles per 1000 counter ticks running",
