@@ -397,7 +397,6 @@ pub struct PmuRegs {
     pub irq_active: bool,
 }
 
-
 /// Takes a vCPU's PMU out of the hardware: its counters stopped first (so the
 /// values saved are the ones it ends with), then saved, then everything of it
 /// disabled — counting, interrupt enables, overflow flags (so the overflow
