@@ -330,7 +330,7 @@ pub enum Performed {
 /// `PMUCountValue`/`CountPMUEvents`: enabled, and not filtered out), and the
 /// guest's filters never count EL2. So the increment is done here, as the
 /// hardware would have done it at the guest's level: for each counter n in
-/// `bits` that is enabled (PMCR_EL0.E and PMCNTENSET_EL0[n]), counts event
+/// `bits` that is enabled (PMCR_EL0.E and bit n of PMCNTENSET_EL0), counts event
 /// 0x00 (SW_INCR) and whose filter counts at that level — Non-secure EL1 when
 /// PMEVTYPER<n>.P equals NSK, EL0 when U equals NSU (NSK/NSU read as 0
 /// without EL3, leaving P and U alone: Arm ARM D13.5, "Filtering by

@@ -854,3 +854,29 @@ fn a_vm_without_a_pmu_gets_undefined_and_never_its_interrupt() {
     s.irq(0);
     assert!(!s.hw(0).active.contains(&23));
 }
+
+#[test]
+fn a_vcpu_turned_off_and_on_again_finds_its_pmu_at_reset() {
+    let mut s = system(2, vec![(pmu_spec(0, 2, 4), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    // vCPU 1 counts, with its interrupt enabled and an overflow flagged.
+    s.msr(1, PMEVCNTR0, 1234);
+    s.msr(1, PMCNTENSET, 1);
+    s.msr(1, PMINTENSET, 1);
+    s.msr(1, PMCR, 1);
+    s.hw(1).pmu.ovs = 1;
+    assert_eq!(s.hvc(1, &[CPU_OFF]), 0);
+    assert_eq!(s.loaded(1), None);
+    // Off: nothing of it counts or fires on its CPU.
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+    // On again: its PMU as at reset.
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY, 0]), 0);
+    s.start(1);
+    assert_eq!(s.loaded(1), Some((0, 1)));
+    assert_eq!(s.mrs(1, PMEVCNTR0), 0);
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+}
