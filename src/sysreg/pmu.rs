@@ -363,7 +363,7 @@ pub fn software_increment(hw: &mut impl PmuAccess, m: &PmuModel, bits: u64, el0:
         let new = if long {
             old.wrapping_add(1)
         } else {
-            (old + 1) & 0xffff_ffff
+            old.wrapping_add(1) & 0xffff_ffff
         };
         hw.pmu_write(PmuHw::Evcntr(n), new);
         let wrapped = if long && pmcr & PMCR_LP != 0 {
@@ -726,6 +726,12 @@ mod tests {
         assert_eq!((hw.ev[0], hw.ovs), (1 << 32, 0));
         hw.ev[0] = u64::MAX;
         software_increment(&mut hw, &p5, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (0, 1));
+        // A PMUv3 model over a 64-bit counter at its top (a lowered PMUVer):
+        // wraps at 32 bits, never overflows the arithmetic.
+        hw.ovs = 0;
+        hw.ev[0] = u64::MAX;
+        software_increment(&mut hw, &M, 1, false);
         assert_eq!((hw.ev[0], hw.ovs), (0, 1));
     }
 
