@@ -812,4 +812,39 @@ mod tests {
         assert_eq!(perform(&mut hw, Some(&M), op, false), Performed::Done);
         assert_eq!(hw.ev[0], 1);
     }
+
+    #[test]
+    fn every_encoding_and_model_is_answered_without_a_panic() {
+        for counters in [1u8, 4, 6, 31] {
+            for version in [1u8, 4, 5, 6] {
+                let m = PmuModel { counters, version };
+                let mut hw = FakePmu {
+                    n: 31,
+                    ..Default::default()
+                };
+                let mut v = VcpuPmu::default();
+                for op1 in [0u8, 3] {
+                    for crn in [9u8, 14] {
+                        for crm in 0..16u8 {
+                            for op2 in 0..8u8 {
+                                let Some(reg) = decode(SysReg::new(3, op1, crn, crm, op2)) else {
+                                    continue;
+                                };
+                                for w in [None, Some(0), Some(!0), Some(0x1f)] {
+                                    let op = access(Some(&m), &mut v, reg, w);
+                                    let _ = perform(&mut hw, Some(&m), op, w == Some(0));
+                                    // The guest never gets EL2 counting.
+                                    assert_eq!(hw.ccfiltr & FILTER_NSH, 0);
+                                    assert!(hw.ty.iter().all(|t| t & FILTER_NSH == 0));
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut r = PmuRegs::default();
+                save(&mut hw, &m, &mut r);
+                restore(&mut hw, &m, &r);
+            }
+        }
+    }
 }
