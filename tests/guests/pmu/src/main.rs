@@ -14,7 +14,10 @@
 //!    count only EL2 (P = U = 1, NSH asked for) count nothing across a thousand
 //!    hypervisor calls: the hypervisor's work is never counted.
 //! 4. The cycle counter advances at EL1; SW_INCR counts exactly; a disabled
-//!    counter does not; PMUSERENR_EL0 keeps EN, SW, CR, ER only.
+//!    counter does not; PMUSERENR_EL0 keeps EN, SW, CR, ER only. At EL0, with
+//!    PMUSERENR_EL0 = 0 a PMCCNTR_EL0 read traps to the guest's EL1 (EC 0x18);
+//!    with CR it is read; with SW a PMSWINC_EL0 write counts for a counter
+//!    whose filter counts EL0 (U = 0) and not for one that excludes it.
 //! 5. A counter wrapping sets its overflow flag and raises PPI 23, taken
 //!    through the GIC CPU interface; cleared and deactivated, it does not
 //!    come back.
@@ -32,7 +35,7 @@
 #[path = "../../victim/src/fdt.rs"]
 mod fdt;
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
 
 use guest_rt::exception::{ExceptionInfo, expect_exception};
 use guest_rt::{check, finish, println};
@@ -40,7 +43,7 @@ use guest_rt::{check, finish, println};
 guest_rt::entry!(main);
 
 /// Checks with a PMU and without (tests/pmu.rs expects exactly these).
-pub const CHECKS_PMU: u32 = 19;
+pub const CHECKS_PMU: u32 = 22;
 pub const CHECKS_NONE: u32 = 6;
 
 /// Rounds of the sharing check, and how long each spins: three 4 ms turns.
@@ -80,6 +83,104 @@ const FILTER_NSH: u64 = 1 << 27;
 const EVT_SW_INCR: u64 = 0x00;
 const EVT_CPU_CYCLES: u64 = 0x11;
 const PMU_INTID: u64 = 23;
+
+global_asm!(
+    r#"
+.section .text
+// (x0, ESR) pmu_el0_run(code x0, arg x1): runs `code` at EL0 (EL0t,
+// interrupts masked) with x0 = arg until it takes an exception to EL1 (its
+// closing SVC, or a trap), and returns its x0 and ESR_EL1. The EL0 code uses
+// no memory. The vectors are this guest's only while it runs.
+.global pmu_el0_run
+pmu_el0_run:
+    adrp    x9, pmu_el0_save
+    add     x9, x9, :lo12:pmu_el0_save
+    stp     x19, x20, [x9, #0]
+    stp     x21, x22, [x9, #16]
+    stp     x23, x24, [x9, #32]
+    stp     x25, x26, [x9, #48]
+    stp     x27, x28, [x9, #64]
+    stp     x29, x30, [x9, #80]
+    mov     x10, sp
+    mrs     x11, vbar_el1
+    stp     x10, x11, [x9, #96]
+    adrp    x10, pmu_el0_vectors
+    add     x10, x10, :lo12:pmu_el0_vectors
+    msr     vbar_el1, x10
+    msr     elr_el1, x0
+    mov     x10, #0x3c0
+    msr     spsr_el1, x10
+    mov     x0, x1
+    isb
+    eret
+
+    .balign 0x800
+pmu_el0_vectors:
+    .rept 8
+    .balign 0x80
+    b       .
+    .endr
+    .balign 0x80
+    b       pmu_el0_back                // synchronous, lower EL, AArch64
+    .rept 7
+    .balign 0x80
+    b       .
+    .endr
+
+pmu_el0_back:
+    adrp    x9, pmu_el0_save
+    add     x9, x9, :lo12:pmu_el0_save
+    ldp     x10, x11, [x9, #96]
+    msr     vbar_el1, x11
+    isb
+    mov     sp, x10
+    ldp     x19, x20, [x9, #0]
+    ldp     x21, x22, [x9, #16]
+    ldp     x23, x24, [x9, #32]
+    ldp     x25, x26, [x9, #48]
+    ldp     x27, x28, [x9, #64]
+    ldp     x29, x30, [x9, #80]
+    mrs     x1, esr_el1
+    ret
+
+// EL0 routines.
+.global pmu_el0_read_pmccntr
+pmu_el0_read_pmccntr:
+    mrs     x0, pmccntr_el0
+    svc     #0
+.global pmu_el0_swinc
+pmu_el0_swinc:
+    msr     pmswinc_el0, x0
+    svc     #0
+
+.section .bss
+.balign 16
+pmu_el0_save:
+    .space 112
+"#
+);
+
+/// What EL0 code left: its x0, and the ESR_EL1 of the exception that ended it.
+#[repr(C)]
+struct El0Exit {
+    x0: u64,
+    esr: u64,
+}
+
+unsafe extern "C" {
+    fn pmu_el0_run(code: unsafe extern "C" fn(), arg: u64) -> El0Exit;
+    fn pmu_el0_read_pmccntr();
+    fn pmu_el0_swinc();
+}
+
+/// Runs an EL0 routine; its x0 and the exception class that ended it.
+fn el0(code: unsafe extern "C" fn(), arg: u64) -> (u64, u64) {
+    // SAFETY: the routines above use no memory and end in an exception to
+    // EL1, which the temporary vectors turn into a return from here with
+    // every callee-saved register, SP and VBAR_EL1 restored.
+    let r = unsafe { pmu_el0_run(code, arg) };
+    (r.x0, r.esr >> 26)
+}
 
 fn undef(e: Option<ExceptionInfo>) -> bool {
     e.is_some_and(|e| e.ec() == 0)
@@ -255,6 +356,34 @@ fn with_pmu(pmuver: u64, n: u64, node: Option<&[u8]>, irq: Option<&[u8]>) {
         u == 0xf,
         "{u:#x}"
     );
+
+    // PMUSERENR_EL0 at EL0.
+    let (_, ec) = el0(pmu_el0_read_pmccntr, 0);
+    check!(
+        "pmu: EL0 PMCCNTR_EL0 read traps to EL1 with PMUSERENR_EL0 = 0",
+        ec == 0x18,
+        "EC {ec:#x}"
+    );
+    wr!("pmuserenr_el0", 1 << 2);
+    let (_, ec) = el0(pmu_el0_read_pmccntr, 0);
+    check!(
+        "pmu: EL0 reads PMCCNTR_EL0 with PMUSERENR_EL0.CR",
+        ec == 0x15,
+        "EC {ec:#x}"
+    );
+    wr!("pmuserenr_el0", 1 << 1);
+    set_counter(1, EVT_SW_INCR, 0);
+    set_counter(2, FILTER_U | EVT_SW_INCR, 0);
+    wr!("pmcntenset_el0", 0b110);
+    let (_, ec) = el0(pmu_el0_swinc, 0b110);
+    wr!("pmuserenr_el0", 0);
+    let (c1, c2) = (counter(1), counter(2));
+    check!(
+        "pmu: EL0 SW_INCR with PMUSERENR_EL0.SW counts where U = 0 only",
+        ec == 0x15 && c1 == 1 && c2 == 0,
+        "EC {ec:#x}, counts {c1} and {c2}"
+    );
+    wr!("pmcntenclr_el0", !0);
 
     // 5. Overflow: PPI 23.
     overflow_interrupt();
