@@ -808,16 +808,39 @@ mod tests {
         write(&config, DEMO.replace("128M", "127M").as_bytes());
         let e = run(&args(Command::Check, &config, &[&build])).unwrap_err();
         assert!(e.contains(":3:10: vm.demo.memory: 127M is not"), "{e}");
-        // Host facts: too few CPUs.
+        // Host facts: too few CPUs (vCPUs may share a CPU, but not an
+        // exclusive VM's).
         write(
             &config,
-            DEMO.replace("memory", "vcpus = 2\nmemory").as_bytes(),
+            DEMO.replace("memory", "vcpus = 2\nexclusive = true\nmemory")
+                .as_bytes(),
         );
         write(&build.join("guests/demo.bin"), &arm64_image(4096, 8192));
         let mut a = args(Command::Check, &config, &[&build]);
         a.cpus = Some(1);
         let e = run(&a).unwrap_err();
-        assert!(e.contains("vm.demo.vcpus: not enough physical CPUs"), "{e}");
+        assert!(
+            e.contains("vm.demo.exclusive: not enough physical CPUs"),
+            "{e}"
+        );
+        // The host's PMU: more counters than QEMU's 6, or than --pmu-counters.
+        write(
+            &config,
+            format!("{DEMO}[vm.cpu]\npmu_counters = 7\n").as_bytes(),
+        );
+        let mut p = args(Command::Check, &config, &[&build]);
+        let e = run(&p).unwrap_err();
+        assert!(
+            e.contains(":6:16: vm.demo.cpu.pmu_counters: 7 counters asked for"),
+            "{e}"
+        );
+        p.pmu_counters = Some(8);
+        run(&p).unwrap();
+        write(
+            &config,
+            DEMO.replace("memory", "vcpus = 2\nexclusive = true\nmemory")
+                .as_bytes(),
+        );
         a.cpus = None;
         run(&a).unwrap();
     }
