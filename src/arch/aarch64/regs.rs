@@ -560,5 +560,8 @@ pub fn write_pmu(reg: crate::sysreg::pmu::PmuHw, v: u64) {
         // (`sysreg::pmu::software_increment`), never written.
         P::Swinc | P::Ceid0 | P::Ceid1 | P::Mmir => {}
     }
-    isb();
+    // No `isb` per write: what the writes change takes effect by the `eret`
+    // into the guest (a context synchronization event); reads made here in
+    // between are of other registers, except through PMSELR_EL0, which
+    // `select_counter` synchronizes.
 }
