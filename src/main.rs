@@ -105,7 +105,13 @@ mod hyp {
         );
         let cpus = bring_up_cpus(&platform, firmware);
         let (bundle, config) = read_bundle(&platform);
-        check_config(&platform, &config, &bundle, cpus.count);
+        check_config(
+            &platform,
+            &config,
+            &bundle,
+            cpus.count,
+            HostFeatures::system(&cpus.host).unwrap_or(features),
+        );
         // The EL2 controls of every VM follow the features of all CPUs.
         let host = Host {
             features: HostFeatures::system(&cpus.host).unwrap_or(features),
@@ -253,8 +259,19 @@ mod hyp {
     /// (not the UART or GIC, which the hypervisor keeps; none that can do DMA;
     /// only interrupts their nodes list), and the files it names (present in
     /// the bundle, each image fitting its VM).
-    fn check_config(platform: &Platform, config: &SystemConfig, bundle: &Bundle, cpus: usize) {
-        let facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
+    fn check_config(
+        platform: &Platform,
+        config: &SystemConfig,
+        bundle: &Bundle,
+        cpus: usize,
+        features: HostFeatures,
+    ) {
+        let mut facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
+        facts.pmu_counters = Some(if features.pmu_version != 0 {
+            features.pmu_counters
+        } else {
+            0
+        });
         config
             .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
             .unwrap_or_else(|e| halt(format_args!("{e}")));
@@ -475,6 +492,13 @@ mod hyp {
     ) -> Result<VmCpuModel, String> {
         let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache), ipa_bits)
             .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
+        // A PMU unless the config says no (or the cores have none, and the
+        // config did not ask: `check_config` refused asking for one there).
+        if vmc.cpu.pmu.unwrap_or_else(|| model.host_pmu().is_some()) {
+            model
+                .enable_pmu(vmc.cpu.pmu_counters)
+                .map_err(|e| alloc::format!("vm.{}.cpu.{e}", vmc.name))?;
+        }
         for (name, value) in &vmc.cpu.id {
             let field = IdField::by_name(name)
                 .ok_or_else(|| alloc::format!("vm.{}.cpu.id.{name}: unknown field", vmc.name))?;

@@ -72,6 +72,10 @@
 //!                           #   "host", or { clidr = 0x..., ccsidr = [0x..., ...] } with
 //!                           #   one CCSIDR per cache CLIDR describes (data before
 //!                           #   instruction at a level with separate caches)
+//! pmu = true               # a PMUv3 for the guest (default: as the host; `true` on a
+//!                           #   host without one is refused at boot)
+//! pmu_counters = 4          # 1..=31: its event counters (PMCR_EL0.N; default: all of
+//!                           #   the host's); more than the host has is refused
 //! # Not implemented yet, so refused with an error saying so ([`NOT_IMPLEMENTED`]); the
 //! # values are checked first:
 //! # breakpoints = 4         # 2..=16 (default: as the host)
@@ -269,6 +273,8 @@ struct VmSites {
     kernel: Option<Position>,
     initrd: Option<Position>,
     dtb: Option<Position>,
+    pmu: Option<Position>,
+    pmu_counters: Option<Position>,
     passthrough: Vec<PassthroughSites>,
 }
 
@@ -315,6 +321,10 @@ pub struct CpuModel {
     /// SME streaming vector length in bits.
     pub sme_vl: Option<u16>,
     pub spe: bool,
+    /// A PMUv3 for the guest: `None` as the host (on where the host has one).
+    pub pmu: Option<bool>,
+    /// The guest's event counters (PMCR_EL0.N, MDCR_EL2.HPMN): `None` as the host.
+    pub pmu_counters: Option<u8>,
     /// ID register fields lowered for this VM: ("REGISTER.FIELD", value).
     pub id: Vec<(String, u8)>,
 }
@@ -328,6 +338,8 @@ impl Default for CpuModel {
             sve_vl: None,
             sme_vl: None,
             spe: false,
+            pmu: None,
+            pmu_counters: None,
             id: Vec::new(),
         }
     }

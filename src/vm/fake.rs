@@ -119,6 +119,8 @@ pub(crate) struct FakeHw {
     pub fp_restores: usize,
     /// VM control registers written through HCR_EL2.TVM traps.
     pub vm_controls: Vec<(SysReg, u64)>,
+    /// The PMU's registers (PMCR_EL0.N = 6, as QEMU's).
+    pub pmu: crate::sysreg::pmu::FakePmu,
 }
 
 impl FakeHw {
@@ -148,6 +150,10 @@ impl FakeHw {
             fp_saves: 0,
             fp_restores: 0,
             vm_controls: Vec::new(),
+            pmu: crate::sysreg::pmu::FakePmu {
+                n: 6,
+                ..Default::default()
+            },
         }
     }
 
@@ -215,6 +221,15 @@ impl GuestHw for FakeHw {
             elr,
             spsr,
         });
+    }
+}
+
+impl crate::sysreg::pmu::PmuAccess for FakeHw {
+    fn pmu_read(&mut self, reg: crate::sysreg::pmu::PmuHw) -> u64 {
+        crate::sysreg::pmu::PmuAccess::pmu_read(&mut self.pmu, reg)
+    }
+    fn pmu_write(&mut self, reg: crate::sysreg::pmu::PmuHw, value: u64) {
+        crate::sysreg::pmu::PmuAccess::pmu_write(&mut self.pmu, reg, value)
     }
 }
 
@@ -385,6 +400,12 @@ impl Hw for FakeHw {
         self.board.borrow_mut().spi_deactivated.push(intid);
     }
     fn route_spi(&mut self, _intid: u32, _cpu: usize) {}
+    fn take_ppi_active(&mut self, intid: u32) -> bool {
+        self.active.remove(&intid)
+    }
+    fn set_ppi_active(&mut self, intid: u32) {
+        self.active.insert(intid);
+    }
     fn clean_invalidate(&mut self, _pa: u64, len: u64) {
         self.board.borrow_mut().cleaned += len;
     }

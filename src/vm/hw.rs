@@ -30,7 +30,7 @@ pub struct El2State {
     pub guest_ctr_el0: u64,
 }
 
-pub trait Hw: GuestHw + ListRegisters {
+pub trait Hw: GuestHw + ListRegisters + crate::sysreg::pmu::PmuAccess {
     /// This physical CPU's logical index.
     fn this_cpu(&self) -> usize;
 
@@ -110,6 +110,11 @@ pub trait Hw: GuestHw + ListRegisters {
     fn kick(&mut self, cpu: usize);
     fn deactivate_ppi_on(&mut self, cpu: usize, intid: u32);
     fn deactivate_spi(&mut self, intid: u32);
+    /// Whether this CPU's PPI `intid` is active at the physical GIC; clears it.
+    fn take_ppi_active(&mut self, intid: u32) -> bool;
+    /// Makes this CPU's PPI `intid` active again (a vCPU that left while its
+    /// hardware-linked interrupt was being handled comes back).
+    fn set_ppi_active(&mut self, intid: u32);
     fn route_spi(&mut self, intid: u32, cpu: usize);
 
     // ---- memory and the CPU ----

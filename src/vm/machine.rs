@@ -328,6 +328,18 @@ impl Vm {
         // The guest's timers are hardware-linked to the physical PPIs of the
         // CPU its vCPU runs on (see `timer`).
         timer::link_timers(&mut vgic).map_err(|e| VmError::Vgic(alloc::format!("{e}")))?;
+        // The PMU's overflow interrupt likewise, when the guest has a PMU
+        // (`sysreg::pmu`): each vCPU's PPI 23 is its CPU's.
+        if spec.model.pmu().is_some() {
+            for v in 0..spec.vcpus {
+                vgic.link_hw(
+                    Some(v),
+                    crate::sysreg::pmu::PMU_INTID,
+                    crate::sysreg::pmu::PMU_INTID,
+                )
+                .map_err(|e| VmError::Vgic(alloc::format!("PMU interrupt: {e}")))?;
+            }
+        }
         // A passthrough device's interrupts go to this VM only, hardware-linked:
         // the guest's deactivation deactivates the physical interrupt.
         let mut passthrough_irqs = Vec::new();
@@ -342,18 +354,18 @@ impl Vm {
             context_id: 0,
         };
         let ram_pa = ram.pa();
+        let mut el2 = controls::el2_controls(
+            &host.features,
+            SysRegTraps::CpuModel {
+                cache: crate::sysreg::cache_trap(host.features.evt, spec.model.hw_ctr_matches()),
+            },
+        );
+        // MDCR_EL2.HPMN: the guest's counters, when it has a PMU.
+        el2.mdcr_el2 = controls::mdcr_el2_for(&host.features, spec.model.pmu().map(|p| p.counters));
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
-            controls: controls::el2_controls(
-                &host.features,
-                SysRegTraps::CpuModel {
-                    cache: crate::sysreg::cache_trap(
-                        host.features.evt,
-                        spec.model.hw_ctr_matches(),
-                    ),
-                },
-            ),
+            controls: el2,
             pstate: host.features.pstate(),
             host,
             vmid,
@@ -485,6 +497,9 @@ impl Vm {
             self.spec.vcpus,
         );
         m.bootargs = self.spec.bootargs.clone();
+        if self.spec.model.pmu().is_some() {
+            m.pmu_ppi = Some(crate::sysreg::pmu::PMU_INTID - 16);
+        }
         m.caches = guest_fdt::GuestCacheLevel::from_topology(self.spec.model.cache());
         m.initrd = initrd.map(|r| crate::platform::MemRange {
             base: r.start,

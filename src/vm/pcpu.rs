@@ -34,6 +34,7 @@ use alloc::vec::Vec;
 use log::{debug, warn};
 
 use crate::devices::console;
+use crate::sysreg::pmu::{self, VcpuPmu};
 use crate::sysreg::{self, HwAction, Outcome, VcpuSysRegs};
 use crate::timer;
 use crate::trap::{self, SysRegAccess};
@@ -108,6 +109,8 @@ pub struct Vcpu {
     /// Its index in its VM.
     pub id: usize,
     sys: VcpuSysRegs,
+    /// Its PMU's emulated state (PMSELR_EL0), when its VM has a PMU.
+    pmu: VcpuPmu,
     /// Its state while it is not in the hardware.
     ctx: VcpuContext,
     run: Run,
@@ -134,6 +137,7 @@ impl Vcpu {
             vm,
             id,
             sys: VcpuSysRegs::new(controls::vmpidr(id), false),
+            pmu: VcpuPmu::default(),
             ctx: VcpuContext::reset(vm.host().vmcr_reset),
             run: Run::Off,
             hcr: vm.hcr_el2(),
@@ -160,6 +164,7 @@ impl Vcpu {
         self.regs.pc = entry;
         self.regs.pstate = controls::PSTATE_EL1H_MASKED;
         self.sys.reset();
+        self.pmu = VcpuPmu::default();
         self.ctx = VcpuContext::reset(self.vm.host().vmcr_reset);
         self.hcr = self.vm.hcr_el2();
         self.timer_in_lrs = false;
@@ -402,6 +407,9 @@ impl Pcpu {
             vm,
             id: v.id,
             sys: &mut v.sys,
+            pmu: &mut v.pmu,
+            // SPSR_EL2.M[3:2]: the trapped access came from EL0.
+            el0: (v.regs.pstate >> 2) & 0b11 == 0,
             hcr: &mut v.hcr,
             flush: &mut v.flush,
             kick: 0,
@@ -567,6 +575,27 @@ impl Pcpu {
                     // No guest's timers are loaded: a leftover; drop it.
                     None => how = Completion::DropAndDeactivate,
                 },
+                // The loaded vCPU's PMU overflowed (another vCPU's counters
+                // are stopped and its overflow flags cleared when it leaves,
+                // `pmu::save`): its virtual PPI 23, hardware-linked. With no
+                // PMU guest loaded, a leftover: dropped and deactivated.
+                PhysIrq::GuestPmu => {
+                    let target = self
+                        .loaded
+                        .map(|i| (self.vcpus[i].vm, self.vcpus[i].id))
+                        .filter(|(vm, _)| vm.model().pmu().is_some());
+                    match target {
+                        Some((vm, id)) => {
+                            let (r, kick) =
+                                vm.gic.update(|g| g.inject_hw(Some(id), pmu::PMU_INTID));
+                            if r.is_err() {
+                                how = Completion::DropAndDeactivate;
+                            }
+                            self.kick_vcpus(hw, vm, kick);
+                        }
+                        None => how = Completion::DropAndDeactivate,
+                    }
+                }
                 PhysIrq::HypTimer => {
                     hw.set_hyp_timer(None);
                     self.hyp_deadline = None;
@@ -959,6 +988,12 @@ impl Pcpu {
         hw.restore_debug(&v.ctx.debug);
         hw.restore_gic_cpu(&v.ctx.gic);
         hw.restore_timers(&v.ctx.timer);
+        if let Some(m) = v.vm.model().pmu() {
+            if v.ctx.pmu.irq_active {
+                hw.set_ppi_active(pmu::PMU_INTID);
+            }
+            pmu::restore(hw, m, &v.ctx.pmu);
+        }
         // Its LRs are empty: the entry fills them.
         v.vm.gic.mark_stale(v.id);
         self.loaded = Some(i);
@@ -974,6 +1009,12 @@ impl Pcpu {
         let v = &mut self.vcpus[i];
         let id = v.id;
         hw.save_timers(&mut v.ctx.timer);
+        if let Some(m) = v.vm.model().pmu() {
+            // Stopped and its overflow flags cleared first, so its interrupt
+            // line drops; then the PPI's active state goes with the vCPU.
+            pmu::save(hw, m, &mut v.ctx.pmu);
+            v.ctx.pmu.irq_active = hw.take_ppi_active(pmu::PMU_INTID);
+        }
         v.vm.gic.update(|g| g.save(id, &mut *hw));
         hw.save_gic_cpu(&mut v.ctx.gic);
         hw.save_el1(&mut v.ctx.el1);
@@ -1051,6 +1092,9 @@ struct Env<'a, H: Hw> {
     vm: &'static Vm,
     id: usize,
     sys: &'a mut VcpuSysRegs,
+    pmu: &'a mut VcpuPmu,
+    /// The trapped access came from the guest's EL0.
+    el0: bool,
     hcr: &'a mut u64,
     /// The vCPU's unfinished RAM flush ([`Vcpu::flush`]).
     flush: &'a mut Option<u64>,
@@ -1129,6 +1173,20 @@ impl<H: Hw> ExitEnv for Env<'_, H> {
             });
             self.kick |= kick & !(1 << id);
             return SysRegResult::Done;
+        }
+        if let Some(reg) = pmu::decode(acc.reg) {
+            // MDCR_EL2.TPM/TPMCR trap every PMU access: emulated against the
+            // hardware when the VM has a PMU, UNDEFINED when it has none.
+            let model = self.vm.model().pmu();
+            let op = pmu::access(model, self.pmu, reg, acc.write.then_some(value));
+            return match pmu::perform(self.hw, model, op, self.el0) {
+                pmu::Performed::Read(v) => SysRegResult::Read(v),
+                pmu::Performed::Done => SysRegResult::Done,
+                pmu::Performed::Undef => {
+                    self.log_undef(acc, "PMU");
+                    SysRegResult::Undefined
+                }
+            };
         }
         let access = sysreg::Access {
             reg: acc.reg,

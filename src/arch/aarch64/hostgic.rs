@@ -8,7 +8,8 @@ use super::boot::MAX_CPUS;
 use super::gic::{self, Distributor, Redistributor};
 use super::percpu;
 use crate::vgic::host::{
-    HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID,
+    HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, PHYSICAL_TIMER_INTID, PMU_INTID,
+    VIRTUAL_TIMER_INTID,
 };
 use crate::vgic::sgi::sgi1r_for;
 
@@ -63,8 +64,8 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
 }
 
 /// Brings this CPU's redistributor and CPU interface up, with the interrupts
-/// the hypervisor takes here enabled: maintenance, virtual timer, the EL2
-/// timer (its own wake-ups), kick.
+/// the hypervisor takes here enabled: maintenance, the guest's timers and PMU
+/// overflow, the EL2 timer (its own wake-ups), kick.
 /// Returns false when the device tree has no redistributor for this CPU.
 pub fn init_this_cpu(logical: usize) -> bool {
     let Some(g) = GIC.get() else { return false };
@@ -80,6 +81,7 @@ pub fn init_this_cpu(logical: usize) -> bool {
         VIRTUAL_TIMER_INTID,
         PHYSICAL_TIMER_INTID,
         HYP_TIMER_INTID,
+        PMU_INTID,
         KICK_SGI,
     ] {
         r.enable_private(intid);

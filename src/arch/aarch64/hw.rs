@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::{firmware, gic, hostgic, percpu, regs};
 use crate::sysreg::SysReg;
+use crate::sysreg::pmu::{PmuAccess, PmuHw};
 use crate::vgic::ListRegisters;
 use crate::vgic::host::{self, Completion, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID};
 use crate::vm::exit::GuestHw;
@@ -167,6 +168,15 @@ impl GuestHw for ArchHw {
     }
 }
 
+impl PmuAccess for ArchHw {
+    fn pmu_read(&mut self, reg: PmuHw) -> u64 {
+        regs::read_pmu(reg)
+    }
+    fn pmu_write(&mut self, reg: PmuHw, value: u64) {
+        regs::write_pmu(reg, value)
+    }
+}
+
 impl ListRegisters for ArchHw {
     fn read_lr(&self, n: usize) -> u64 {
         gic::read_lr(n)
@@ -261,7 +271,9 @@ impl Hw for ArchHw {
     //   enables are clear, so they are UNDEFINED at EL1), the pointer
     //   authentication keys (HCR_EL2.APK/API clear trap them:
     //   "Pointer authentication", HCR_EL2), SCXTNUM
-    //   (HCR_EL2.EnSCXT clear), ERR* (HCR_EL2.TERR), PMU (MDCR_EL2.TPM/TPMCR),
+    //   (HCR_EL2.EnSCXT clear), ERR* (HCR_EL2.TERR), PMU (MDCR_EL2.TPM/TPMCR:
+    //   every access trapped; a VM with a PMU has its counters' registers
+    //   moved by sysreg::pmu::save/restore through pmu_read/pmu_write),
     //   AMU, SPE, trace, MTE registers (trapped or UNDEFINED while hidden; see
     //   src/vm/controls.rs). Debug breakpoint/watchpoint registers:
     //   save_debug/restore_debug (MDSCR_EL1 above).
@@ -484,6 +496,18 @@ impl Hw for ArchHw {
 
     fn route_spi(&mut self, intid: u32, cpu: usize) {
         hostgic::route_spi(intid, cpu)
+    }
+
+    fn take_ppi_active(&mut self, intid: u32) -> bool {
+        let active = hostgic::private_active_here() & (1 << intid) != 0;
+        if active {
+            hostgic::set_private_active_here(intid, false);
+        }
+        active
+    }
+
+    fn set_ppi_active(&mut self, intid: u32) {
+        hostgic::set_private_active_here(intid, true);
     }
 
     fn clean_invalidate(&mut self, pa: u64, len: u64) {

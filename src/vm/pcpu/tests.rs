@@ -82,7 +82,12 @@ fn spec(index: usize, vcpus: usize, priority: u8) -> VmSpec {
 
 fn host() -> Host {
     Host {
-        features: Default::default(),
+        // A PMUv3p5 with 6 counters (QEMU's -cpu max), for the PMU tests.
+        features: controls::HostFeatures {
+            pmu_version: 6,
+            pmu_counters: 6,
+            ..Default::default()
+        },
         stage2: Stage2Geometry::from_pa_range(2).unwrap(),
         nr_lrs: 4,
         priority_bits: 5,
@@ -882,3 +887,167 @@ fn a_set_way_flush_lets_another_vcpu_in_between_steps() {
     assert_eq!(s.board.borrow().cleaned, 4 << 20, "finished before it ran");
     assert_eq!(s.regs(0).pc, pc + 4);
 }
+
+// ---- PMU ----
+
+/// A VM whose guest has a PMU with `counters` event counters.
+fn pmu_spec(index: usize, vcpus: usize, counters: u8) -> VmSpec {
+    let mut s = spec(index, vcpus, 0);
+    s.model.enable_pmu(Some(counters)).unwrap();
+    s
+}
+
+// PMU register encodings (op0, op1, crn, crm, op2).
+const PMCR: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 0);
+const PMCNTENSET: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 1);
+const PMSWINC: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 4);
+const PMEVCNTR0: (u64, u64, u64, u64, u64) = (3, 3, 14, 8, 0);
+const PMEVTYPER0: (u64, u64, u64, u64, u64) = (3, 3, 14, 12, 0);
+const PMEVCNTR5: (u64, u64, u64, u64, u64) = (3, 3, 14, 8, 5);
+const PMINTENSET: (u64, u64, u64, u64, u64) = (3, 0, 9, 14, 1);
+
+impl System {
+    fn msr(&mut self, c: usize, r: (u64, u64, u64, u64, u64), v: u64) {
+        self.regs(c).x[4] = v;
+        self.exit(c, esr_sysreg(r, 4, false), 0, 0);
+    }
+    fn mrs(&mut self, c: usize, r: (u64, u64, u64, u64, u64)) -> u64 {
+        self.exit(c, esr_sysreg(r, 5, true), 0, 0);
+        self.regs(c).x[5]
+    }
+}
+
+#[test]
+fn a_guest_pmu_is_emulated_on_the_hardwares_counters() {
+    let mut s = system(1, vec![(pmu_spec(0, 1, 4), vec![0])]);
+    s.start(0);
+    // PMCR_EL0.N is the guest's 4, not the hardware's 6.
+    assert_eq!((s.mrs(0, PMCR) >> 11) & 0x1f, 4);
+    // Enables beyond its counters are ignored; the cycle counter's bit is its.
+    s.msr(0, PMCNTENSET, !0);
+    assert_eq!(s.hw(0).pmu.cnten, 0x8000_000f);
+    // Its filter writes never set NSH (count at EL2).
+    s.msr(0, PMEVTYPER0, !0xffff);
+    assert_eq!(s.hw(0).pmu.ty[0] & 1 << 27, 0);
+    // SW_INCR (event 0) counted at EL1 (P = 0) as the guest's write would.
+    s.msr(0, PMEVTYPER0, 0);
+    s.msr(0, PMCR, 1);
+    s.msr(0, PMSWINC, 1);
+    s.msr(0, PMSWINC, 1);
+    assert_eq!(s.mrs(0, PMEVCNTR0), 2);
+    assert_eq!(s.hw(0).pmu.swinc_writes, 0);
+    // A counter it does not have: UNDEFINED.
+    s.hw(0).injected = None;
+    s.mrs(0, PMEVCNTR5);
+    assert!(s.hw(0).injected.is_some(), "PMEVCNTR5_EL0 UNDEFINED");
+    // MDCR_EL2.HPMN = 4 in the EL2 state it runs under.
+    let mdcr = s.hw(0).el2.unwrap().controls.mdcr_el2;
+    assert_eq!(mdcr & 0x1f, 4);
+}
+
+#[test]
+fn pmu_counts_stay_with_their_vcpu_across_switches() {
+    let mut s = system(1, vec![(pmu_spec(0, 2, 4), vec![0, 0])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 5]), 0);
+    // vCPU 0 counts: counter 0 at 100, enabled, its overflow interrupt on.
+    s.msr(0, PMEVCNTR0, 100);
+    s.msr(0, PMCNTENSET, 1);
+    s.msr(0, PMINTENSET, 1);
+    s.msr(0, PMCR, 1);
+    s.hw(0).pmu.ovs = 1;
+    // Its PMU interrupt is being handled (the physical PPI active).
+    s.hw(0).active.insert(23);
+    let deadline = s.hw(0).hyp_timer.expect("a turn ends by the EL2 timer");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    // vCPU 1 finds a PMU fresh from reset: nothing of vCPU 0 counts, fires,
+    // or can be read.
+    let hw = &s.hw(0).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+    assert!(
+        !s.hw(0).active.contains(&23),
+        "PPI 23 not active for vCPU 1"
+    );
+    assert_eq!(s.mrs(0, PMEVCNTR0), 0);
+    s.msr(0, PMEVCNTR0, 7);
+    // vCPU 1 waits: vCPU 0 is back with its counts, enables and interrupt.
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.mrs(0, PMEVCNTR0), 100);
+    let hw = &s.hw(0).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (1, 1, 1, 1));
+    assert!(s.hw(0).active.contains(&23), "its PPI 23 active again");
+}
+
+#[test]
+fn a_pmu_overflow_reaches_the_loaded_vcpu_as_ppi_23() {
+    let mut s = system(1, vec![(pmu_spec(0, 1, 4), vec![0])]);
+    s.start(0);
+    // The guest enables Group 1 and PPI 23 (GICD_CTLR, GICR_ISENABLER0).
+    let gicd = guest_fdt::VIRT_GICD.base;
+    let isenabler0 = guest_fdt::VIRT_GICR_BASE + 0x1_0100;
+    s.regs(0).x[1] = 0b10;
+    s.exit(0, esr_mmio(true, 1), gicd, gicd >> 8);
+    s.regs(0).x[1] = 1 << 23;
+    s.exit(0, esr_mmio(true, 1), isenabler0, isenabler0 >> 8);
+    s.hw(0).gic.vmcr = 0xff << 24 | 0b10;
+    s.board.borrow_mut().raise(0, 23);
+    s.irq(0);
+    // Acknowledged, left active (priority drop only): hardware-linked.
+    assert!(s.hw(0).active.contains(&23));
+    let lrs: Vec<_> = s
+        .hw(0)
+        .lrs
+        .iter()
+        .map(|&l| crate::vgic::lr::decode(l))
+        .collect();
+    assert!(
+        lrs.iter()
+            .any(|l| l.vintid == 23 && l.pending && l.hw == Some(23)),
+        "{lrs:?}"
+    );
+}
+
+#[test]
+fn a_vm_without_a_pmu_gets_undefined_and_never_its_interrupt() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    s.hw(0).injected = None;
+    s.msr(0, PMCNTENSET, 1);
+    assert!(s.hw(0).injected.is_some(), "PMCNTENSET_EL0 UNDEFINED");
+    assert_eq!(s.hw(0).pmu.cnten, 0);
+    // A stray overflow PPI is dropped and deactivated, not left active.
+    s.board.borrow_mut().raise(0, 23);
+    s.irq(0);
+    assert!(!s.hw(0).active.contains(&23));
+}
+
+#[test]
+fn a_vcpu_turned_off_and_on_again_finds_its_pmu_at_reset() {
+    let mut s = system(2, vec![(pmu_spec(0, 2, 4), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    // vCPU 1 counts, with its interrupt enabled and an overflow flagged.
+    s.msr(1, PMEVCNTR0, 1234);
+    s.msr(1, PMCNTENSET, 1);
+    s.msr(1, PMINTENSET, 1);
+    s.msr(1, PMCR, 1);
+    s.hw(1).pmu.ovs = 1;
+    assert_eq!(s.hvc(1, &[CPU_OFF]), 0);
+    assert_eq!(s.loaded(1), None);
+    // Off: nothing of it counts or fires on its CPU.
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+    // On again: its PMU as at reset.
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY, 0]), 0);
+    s.start(1);
+    assert_eq!(s.loaded(1), Some((0, 1)));
+    assert_eq!(s.mrs(1, PMEVCNTR0), 0);
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+}
+
