@@ -126,6 +126,7 @@
 //! EL1PCTEN = 1 (vm::controls), and src/timer saves them with the vCPU.
 
 pub mod dist;
+pub mod dist_v2;
 pub mod host;
 pub mod irq;
 pub mod lr;
@@ -167,6 +168,9 @@ pub struct VgicConfig {
     /// the emulated IPRIORITYR keep as many (IHI 0069, "Interrupt prioritization": unimplemented low-order
     /// priority bits are RAZ/WI).
     pub priority_bits: u8,
+    /// The guest sees a GICv2 ([`dist_v2`]): a GICv2 host's virtual CPU
+    /// interface, every interrupt Group 0.
+    pub v2: bool,
 }
 
 impl VgicConfig {
@@ -178,6 +182,7 @@ impl VgicConfig {
             nr_spis,
             nr_lrs: 4,
             priority_bits: 5,
+            v2: false,
         }
     }
 }
@@ -301,7 +306,8 @@ impl Vgic {
         if n == 0 {
             return Err(VgicError::NoVcpus);
         }
-        if n > MAX_VCPUS {
+        // A GICv2 has at most 8 CPU interfaces (IHI 0048B.b 1.4.1).
+        if n > MAX_VCPUS || (cfg.v2 && n > 8) {
             return Err(VgicError::TooManyVcpus(n));
         }
         if !cfg.nr_spis.is_multiple_of(32) || FIRST_SPI + cfg.nr_spis > MAX_SPI_INTID + 1 {
@@ -832,7 +838,14 @@ impl Vgic {
     /// ICH_VMCR_EL2, read on its CPU), or one already in its LRs pending.
     pub fn wake_pending(&self, vcpu: usize, vmcr: u64) -> bool {
         let vmcr = LocalRegisterCopy::<u64, ICH_VMCR_EL2::Register>::new(vmcr);
-        if !vmcr.is_set(ICH_VMCR_EL2::VENG1) || !self.forwarding() {
+        // A vGICv2's interrupts are Group 0: GICH_VMCR.VMGrp0En, at the bit
+        // of ICH_VMCR_EL2.VENG0 (IHI 0048B.b 5.3.4).
+        let group_enable = if self.cfg.v2 {
+            ICH_VMCR_EL2::VENG0
+        } else {
+            ICH_VMCR_EL2::VENG1
+        };
+        if !vmcr.is_set(group_enable) || !self.forwarding() {
             return false;
         }
         let pmr = vmcr.read(ICH_VMCR_EL2::VPMR) as u8;
