@@ -210,3 +210,177 @@ impl Vgic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::lr;
+    use super::super::{HwAction, Vgic, VgicConfig, VgicError};
+    use super::*;
+
+    fn v2(n: usize) -> Vgic {
+        let mut c = VgicConfig::new(n, 64);
+        c.v2 = true;
+        Vgic::new(c).unwrap()
+    }
+
+    /// What a guest's GICv2 driver does first: forwarding on.
+    fn enabled(n: usize) -> Vgic {
+        let mut v = v2(n);
+        v.gicd_v2_write(0, GICD_CTLR, 4, 1);
+        v
+    }
+
+    fn vintids(v: &mut Vgic, vcpu: usize) -> alloc::vec::Vec<u32> {
+        let e = v.flush_lrs(vcpu);
+        e.lrs.iter().map(|&l| lr::decode(l).vintid).collect()
+    }
+
+    #[test]
+    fn at_most_eight_vcpus() {
+        let mut c = VgicConfig::new(9, 64);
+        c.v2 = true;
+        assert_eq!(Vgic::new(c).err(), Some(VgicError::TooManyVcpusForGicV2(9)));
+        assert!(Vgic::new(VgicConfig::new(9, 64)).is_ok());
+    }
+
+    #[test]
+    fn identification() {
+        let v = v2(3);
+        let typer = v.gicd_v2_read(0, GICD_TYPER, 4) as u32;
+        // 96 INTIDs: ITLinesNumber 2; 3 CPU interfaces; SecurityExtn 0.
+        assert_eq!(typer & 0x1f, 2);
+        assert_eq!((typer >> 5) & 7, 2);
+        assert_eq!(typer & (1 << 10), 0);
+        assert_eq!((v.gicd_v2_read(0, GICD_ICPIDR2, 4) >> 4) & 0xf, 2);
+        // Write-only, reserved and GICv3-only offsets read as zero.
+        assert_eq!(v.gicd_v2_read(0, GICD_SGIR, 4), 0);
+        assert_eq!(v.gicd_v2_read(0, 0x6100, 8), 0);
+        assert_eq!(v.gicd_v2_read(0, 0xFFE8, 4), 0);
+    }
+
+    #[test]
+    fn groups_are_raz_wi_and_ctlr_enable_is_bit_0() {
+        let mut v = v2(1);
+        v.gicd_v2_write(0, 0x80 + 4, 4, u64::from(u32::MAX));
+        assert_eq!(v.gicd_v2_read(0, 0x80 + 4, 4), 0);
+        assert_eq!(v.gicd_v2_read(0, GICD_CTLR, 4), 0);
+        v.gicd_v2_write(0, GICD_CTLR, 4, 1);
+        assert_eq!(v.gicd_v2_read(0, GICD_CTLR, 4), 1);
+        assert!(v.forwarding());
+    }
+
+    #[test]
+    fn private_registers_are_banked_per_vcpu() {
+        let mut v = enabled(2);
+        // vCPU 1 enables PPI 27 and gives it a priority; vCPU 0 sees neither.
+        v.gicd_v2_write(1, 0x100, 4, 1 << 27);
+        v.gicd_v2_write(1, GICD_IPRIORITYR + 27, 1, 0x80);
+        assert_eq!(v.gicd_v2_read(1, 0x100, 4), 1 << 27);
+        assert_eq!(v.gicd_v2_read(0, 0x100, 4), 0);
+        assert_eq!(v.gicd_v2_read(1, GICD_IPRIORITYR + 24, 4), 0x80 << 24);
+        assert_eq!(v.gicd_v2_read(0, GICD_IPRIORITYR + 24, 4), 0);
+        // Each vCPU reads its own CPU interface in ITARGETSR0-7, and cannot
+        // change them.
+        assert_eq!(v.gicd_v2_read(0, GICD_ITARGETSR, 4), 0x0101_0101);
+        assert_eq!(v.gicd_v2_read(1, GICD_ITARGETSR + 28, 4), 0x0202_0202);
+        v.gicd_v2_write(1, GICD_ITARGETSR + 28, 1, 1);
+        assert_eq!(v.gicd_v2_read(1, GICD_ITARGETSR + 28, 1), 2);
+        // SGIs edge, PPIs level, read-only (ICFGR0/1).
+        assert_eq!(v.gicd_v2_read(0, GICD_ICFGR, 4), 0xaaaa_aaaa);
+        v.gicd_v2_write(0, GICD_ICFGR + 4, 4, u64::from(u32::MAX));
+        assert_eq!(v.gicd_v2_read(0, GICD_ICFGR + 4, 4), 0);
+    }
+
+    #[test]
+    fn sgir_target_list_filters() {
+        let mut v = enabled(3);
+        for vcpu in 0..3 {
+            v.gicd_v2_write(vcpu, 0x100, 4, 0xffff);
+        }
+        v.take_kicks_mask();
+        // SGI 3 to CPU interfaces 0 and 2 from vCPU 1.
+        v.gicd_v2_write(1, GICD_SGIR, 4, (0b101 << 16) | 3);
+        assert_eq!(v.take_kicks_mask(), 0b101);
+        // Seen pending in SPENDSGIR (byte 3 of the first word) by its
+        // targets only.
+        assert_eq!(v.gicd_v2_read(2, GICD_SPENDSGIR, 4), 1 << 24);
+        assert_eq!(v.gicd_v2_read(1, GICD_SPENDSGIR, 4), 0);
+        assert_eq!(vintids(&mut v, 0), [3]);
+        assert_eq!(vintids(&mut v, 1), [0u32; 0]);
+        // Cleared by CPENDSGIR before vCPU 2 took it.
+        v.gicd_v2_write(2, GICD_CPENDSGIR + 3, 1, 0xff);
+        assert_eq!(v.gicd_v2_read(2, GICD_SPENDSGIR, 4), 0);
+        assert_eq!(vintids(&mut v, 2), [0u32; 0]);
+        // All but self (0b01) from vCPU 0: vCPUs 1 and 2.
+        v.gicd_v2_write(0, GICD_SGIR, 4, (0b01 << 24) | 7);
+        assert_eq!(v.take_kicks_mask(), 0b110);
+        // Self only (0b10).
+        v.gicd_v2_write(2, GICD_SGIR, 4, (0b10 << 24) | 9);
+        assert_eq!(v.take_kicks_mask(), 0b100);
+        // SPENDSGIR makes an SGI pending on the writer: SGI 4 beside the SGI
+        // 7 vCPU 0 sent it.
+        v.gicd_v2_write(1, GICD_SPENDSGIR + 4, 1, 1);
+        assert_eq!(v.gicd_v2_read(1, GICD_SPENDSGIR + 4, 4), (1 << 24) | 1);
+    }
+
+    #[test]
+    fn itargetsr_routes_spis() {
+        let mut v = enabled(2);
+        v.gicd_v2_write(0, 0x100 + 4, 4, 1 << 8); // enable SPI 40
+        // Reset: vCPU 0.
+        assert_eq!(v.gicd_v2_read(0, GICD_ITARGETSR + 40, 1), 1);
+        // Two targets: the lowest takes it (1-of-N).
+        v.gicd_v2_write(0, GICD_ITARGETSR + 40, 1, 0b110);
+        assert_eq!(v.gicd_v2_read(1, GICD_ITARGETSR + 40, 1), 0b010);
+        v.take_kicks_mask();
+        v.gicd_v2_write(0, 0x200 + 4, 4, 1 << 8); // pending
+        assert_eq!(v.take_kicks_mask(), 0b10);
+        assert_eq!(vintids(&mut v, 0), [0u32; 0]);
+        assert_eq!(vintids(&mut v, 1), [40]);
+        // No target: not forwarded anywhere.
+        let mut v = enabled(2);
+        v.gicd_v2_write(0, 0x100 + 4, 4, 1 << 8);
+        v.gicd_v2_write(0, GICD_ITARGETSR + 40, 1, 0);
+        v.gicd_v2_write(0, 0x200 + 4, 4, 1 << 8);
+        assert_eq!(v.gicd_v2_read(0, GICD_ITARGETSR + 40, 1), 0);
+        assert_eq!(vintids(&mut v, 0), [0u32; 0]);
+        assert_eq!(vintids(&mut v, 1), [0u32; 0]);
+    }
+
+    #[test]
+    fn a_hardware_linked_spi_follows_its_target() {
+        let mut v = enabled(2);
+        v.link_hw(None, 39, 39).unwrap();
+        v.take_actions();
+        v.gicd_v2_write(0, GICD_ITARGETSR + 36, 4, 0x0200_0000);
+        assert_eq!(
+            v.take_actions(),
+            [HwAction::RoutePhysicalSpi { intid: 39, vcpu: 1 }]
+        );
+    }
+
+    #[test]
+    fn wake_looks_at_group_0_enable() {
+        let mut v = enabled(1);
+        v.gicd_v2_write(0, 0x100, 4, 1 << 2);
+        v.gicd_v2_write(0, GICD_SGIR, 4, (0b10 << 24) | 2);
+        let pmr = 0xf0 << 24;
+        // GICV_CTLR.EnableGrp0 (GICH_VMCR.VMGrp0En, bit 0) on: wakes.
+        assert!(v.wake_pending(0, pmr | 1));
+        // Only Group 1 enabled: a vGICv2's Group 0 interrupts do not wake.
+        assert!(!v.wake_pending(0, pmr | (1 << 1)));
+    }
+
+    #[test]
+    fn unaligned_and_odd_sizes_are_ignored() {
+        let mut v = enabled(1);
+        v.gicd_v2_write(0, 0x100, 2, 0xffff);
+        assert_eq!(v.gicd_v2_read(0, 0x100, 4), 0);
+        assert_eq!(v.gicd_v2_read(0, 0x100, 8), 0);
+        v.gicd_v2_write(0, GICD_ITARGETSR + 40, 2, 0x0202);
+        assert_eq!(v.gicd_v2_read(0, GICD_ITARGETSR + 40, 1), 1);
+        v.take_kicks_mask();
+        v.gicd_v2_write(0, GICD_SGIR, 1, 0x3);
+        assert_eq!(v.take_kicks_mask(), 0);
+    }
+}

@@ -193,6 +193,8 @@ pub enum VgicError {
     NoVcpus,
     /// More vCPUs than [`MAX_VCPUS`].
     TooManyVcpus(usize),
+    /// More than 8 vCPUs on a vGICv2 (8-bit CPU target lists, IHI 0048B.b 1.4.1).
+    TooManyVcpusForGicV2(usize),
     /// SPIs not a multiple of 32 or beyond INTID 1019.
     BadSpiCount(u32),
     /// Not 1..=16 list registers.
@@ -209,6 +211,10 @@ impl fmt::Display for VgicError {
         match self {
             VgicError::NoVcpus => write!(f, "a vGIC needs at least one vCPU"),
             VgicError::TooManyVcpus(n) => write!(f, "{n} vCPUs: at most {MAX_VCPUS}"),
+            VgicError::TooManyVcpusForGicV2(n) => write!(
+                f,
+                "{n} vCPUs: the host's GIC is a GICv2, whose guests get a GICv2 with at most 8 CPU interfaces"
+            ),
             VgicError::BadSpiCount(n) => {
                 write!(f, "{n} SPIs: must be a multiple of 32, at most 960")
             }
@@ -306,9 +312,12 @@ impl Vgic {
         if n == 0 {
             return Err(VgicError::NoVcpus);
         }
-        // A GICv2 has at most 8 CPU interfaces (IHI 0048B.b 1.4.1).
-        if n > MAX_VCPUS || (cfg.v2 && n > 8) {
+        if n > MAX_VCPUS {
             return Err(VgicError::TooManyVcpus(n));
+        }
+        // A GICv2 has at most 8 CPU interfaces (IHI 0048B.b 1.4.1).
+        if cfg.v2 && n > 8 {
+            return Err(VgicError::TooManyVcpusForGicV2(n));
         }
         if !cfg.nr_spis.is_multiple_of(32) || FIRST_SPI + cfg.nr_spis > MAX_SPI_INTID + 1 {
             return Err(VgicError::BadSpiCount(cfg.nr_spis));
