@@ -24,6 +24,7 @@ mod hyp {
     };
     use ferrovisor::config::bundle::Bundle;
     use ferrovisor::config::{HostFacts, SystemConfig};
+    use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
@@ -405,13 +406,14 @@ mod hyp {
     /// VMs still running; the machine powers off when this reaches zero.
     static RUNNING_VMS: RunningCount = RunningCount::new(0);
 
-    /// The GICV frame guests get as their CPU interface on a GICv2 host.
-    fn host_gicv(p: &Platform) -> Option<u64> {
+    /// The GICV frame's two pages guests get as their CPU interface on a
+    /// GICv2 host.
+    fn host_gicv(p: &Platform) -> Option<[u64; 2]> {
         p.gic
             .as_ref()
             .filter(|g| g.version == platform::GicVersion::V2)
             .and_then(|g| g.gicv.as_ref())
-            .map(|r| r.base)
+            .map(|r| [r.base, cpu_interface_second_page(r.base, r.size)])
     }
 
     /// Brings the physical GIC up (boot CPU, before the others start): a
@@ -429,7 +431,12 @@ mod hyp {
                     "the host's GICv2 has no virtualization extensions in the device tree (GICH and GICV frames; QEMU: -M virt,virtualization=on)"
                 ))
             };
-            hostgic::init_boot_v2(g.gicd.base, gicc.base, gich.base, uart_intid);
+            hostgic::init_boot_v2(
+                g.gicd.base,
+                [gicc.base, cpu_interface_second_page(gicc.base, gicc.size)],
+                gich.base,
+                uart_intid,
+            );
             info!(
                 "GICv2: GICD {:#x}, GICC {:#x}, GICH {:#x}, GICV {:#x}; {} list registers, {} virtual priority bits",
                 g.gicd.base,

@@ -8,8 +8,9 @@
 //! - The vgic2 guest (tests/guests/vgic2) checks the vGICv2 with two vCPUs on
 //!   two CPUs: identification, banked GICD_ITARGETSR0, GICD_SGIR SGIs to self
 //!   and between the vCPUs (one waiting in WFI), an SPI routed by
-//!   GICD_ITARGETSR, the hardware-linked virtual timer twice. The same guest on
-//!   QEMU's own GICv2 (no hypervisor) is the reference.
+//!   GICD_ITARGETSR, the hardware-linked virtual timer twice; again with both
+//!   vCPUs time-sharing one CPU. The same guest on QEMU's own GICv2 (no
+//!   hypervisor) is the reference.
 //! - The conformance guest (its GIC code detects the GICv2): the passed-through
 //!   PL061 and its interrupt (the power button, hardware-linked SPI 39), the EL1
 //!   physical timer's PPI.
@@ -17,8 +18,9 @@
 //!   timer and IPI interrupts counted on both CPUs.
 //!
 //! Each runs on `-cpu max` and `-cpu cortex-a57`. Artifacts (see the Makefile,
-//! `make test`): `build/ferrovisor.bin`, `build/{demo,vgic2,conformance,
-//! linux-selftest}.cpio` (`tests/bundles.sh`), `build/guests/vgic2.bin`.
+//! `make test`): `build/ferrovisor.bin`, `build/{demo,vgic2,vgic2-shared,
+//! conformance,linux-selftest}.cpio` (`tests/bundles.sh`),
+//! `build/guests/vgic2.bin`.
 
 mod common;
 
@@ -96,6 +98,23 @@ fn vgicv2_conforms_on_cpu_max() {
 #[test]
 fn vgicv2_conforms_on_cortex_a57() {
     vgic2_under_hypervisor("cortex-a57");
+}
+
+/// Both vCPUs of the vgic2 guest time-sharing one CPU
+/// (boards/qemu-virt/vgic2-shared.toml, `-smp 1`): every switch saves one
+/// vCPU's GICH state (list registers, GICH_VMCR, GICH_APR) and loads the
+/// other's; the SGIs and the SPI still reach the vCPU they name.
+#[test]
+fn vgic2_guest_with_two_vcpus_on_one_cpu() {
+    for cpu in CPUS {
+        let run = run_qemu(&gicv2_args(cpu, 1, "vgic2-shared.cpio"), BOOT_TIMEOUT);
+        assert!(
+            run.output.contains("2 vCPU(s) on CPU(s) [0, 0]"),
+            "-cpu {cpu}: the vCPUs do not share a CPU\n{}",
+            run.report()
+        );
+        run.assert_all_passed(VGIC2_CHECKS);
+    }
 }
 
 /// The vgic2 guest on QEMU's own GICv2 at EL1: its expectations are the

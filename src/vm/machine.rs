@@ -129,10 +129,11 @@ pub struct Host {
     pub priority_bits: u8,
     /// ICH_VMCR_EL2 of a vCPU at reset (`vgic::host::ich_vmcr_reset`).
     pub vmcr_reset: u64,
-    /// The physical GICV frame (the virtual CPU interface) of a GICv2 host:
-    /// its guests see a GICv2 with it mapped at their GICC address. `None` on
-    /// a GICv3 host.
-    pub gicv: Option<u64>,
+    /// The physical GICV frame (the virtual CPU interface) of a GICv2 host,
+    /// as its two 4 KiB pages (`vgic::lr_v2::cpu_interface_second_page`): its
+    /// guests see a GICv2 with them mapped at their GICC address. `None` on a
+    /// GICv3 host.
+    pub gicv: Option<[u64; 2]>,
     /// A millisecond clock, for rate-limiting logs of guest faults.
     pub now_ms: fn() -> u64,
 }
@@ -331,19 +332,21 @@ impl Vm {
         cfg.nr_lrs = host.nr_lrs;
         cfg.priority_bits = host.priority_bits;
         cfg.v2 = host.gicv.is_some();
-        if let Some(gicv) = host.gicv {
+        if let Some(pages) = host.gicv {
             // The guest's CPU interface is the hardware's virtual one: its
             // accesses go to the GICV frame without an exit (IHI 0048B.b 5.1).
             // 8 KiB: GICV_DIR is at offset 0x1000 (5.5, table 5-10).
-            stage2
-                .map(
-                    mem.tables(),
-                    guest_fdt::VIRT_GICC.base,
-                    gicv,
-                    GICV_SIZE,
-                    S2Attrs::DEVICE,
-                )
-                .map_err(|e| VmError::Stage2(alloc::format!("GICV at {gicv:#x}: {e:?}")))?;
+            for (i, pa) in pages.into_iter().enumerate() {
+                stage2
+                    .map(
+                        mem.tables(),
+                        guest_fdt::VIRT_GICC.base + i as u64 * PAGE_SIZE,
+                        pa,
+                        PAGE_SIZE,
+                        S2Attrs::DEVICE,
+                    )
+                    .map_err(|e| VmError::Stage2(alloc::format!("GICV at {pa:#x}: {e:?}")))?;
+            }
         }
         let mut vgic = Vgic::new(cfg).map_err(|e| VmError::Vgic(alloc::format!("{e}")))?;
         // The guest's timers are hardware-linked to the physical PPIs of the

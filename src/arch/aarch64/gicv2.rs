@@ -43,7 +43,8 @@ const GICC_PMR: usize = 0x0004;
 const GICC_BPR: usize = 0x0008;
 const GICC_IAR: usize = 0x000C;
 const GICC_EOIR: usize = 0x0010;
-const GICC_DIR: usize = 0x1000;
+/// GICC_DIR is at 0x1000, in the frame's second page (wherever that is).
+const GICC_DIR: usize = 0x0000;
 
 // GICH (5.3, table 5-1).
 const GICH_HCR: usize = 0x000;
@@ -69,6 +70,8 @@ const HOST_PRIORITY: u32 = 0xA0;
 struct Frames {
     gicd: usize,
     gicc: usize,
+    /// GICC's second 4 KiB page (GICC_DIR), `vgic::lr_v2::cpu_interface_second_page`.
+    gicc_page2: usize,
     gich: usize,
     uart_intid: Option<u32>,
 }
@@ -143,10 +146,11 @@ fn read_own_mask() -> u8 {
 /// Brings the distributor up (boot CPU, before the others start): every SPI
 /// disabled, inactive, not pending, level, one priority, targeted at the boot
 /// CPU; then forwarding on (4.3.1).
-pub fn init_boot(gicd: u64, gicc: u64, gich: u64, uart_intid: Option<u32>) {
+pub fn init_boot(gicd: u64, gicc: [u64; 2], gich: u64, uart_intid: Option<u32>) {
     FRAMES.call_once(|| Frames {
         gicd: gicd as usize,
-        gicc: gicc as usize,
+        gicc: gicc[0] as usize,
+        gicc_page2: gicc[1] as usize,
         gich: gich as usize,
         uart_intid,
     });
@@ -248,7 +252,7 @@ pub fn complete(intid: u32, how: Completion) {
         Completion::PriorityDropOnly => wr(gicc(GICC_EOIR), v),
         Completion::DropAndDeactivate => {
             wr(gicc(GICC_EOIR), v);
-            wr(gicc(GICC_DIR), v);
+            wr(frames().gicc_page2 + GICC_DIR, v);
         }
     }
     isb();

@@ -67,7 +67,7 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
 
 /// Brings a GICv2 (GIC-400) distributor up (boot CPU, before any other CPU
 /// starts): the host's GIC is then driven by `gicv2` from here on.
-pub fn init_boot_v2(gicd: u64, gicc: u64, gich: u64, uart_intid: Option<u32>) {
+pub fn init_boot_v2(gicd: u64, gicc: [u64; 2], gich: u64, uart_intid: Option<u32>) {
     gicv2::init_boot(gicd, gicc, gich, uart_intid);
     if uart_intid.is_some() {
         super::console::enable_rx_interrupt();
