@@ -24,7 +24,6 @@ mod hyp {
     };
     use ferrovisor::config::bundle::Bundle;
     use ferrovisor::config::{HostFacts, SystemConfig};
-    use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::devices::console;
     use ferrovisor::mm::pagetable::{El2Attrs, El2Geometry, PageTable, Stage2Geometry};
     use ferrovisor::mm::{self, PAGE_SIZE, PhysRange};
@@ -34,6 +33,7 @@ mod hyp {
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
     };
+    use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
     use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};

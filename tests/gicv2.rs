@@ -53,7 +53,8 @@ fn gicv2_args(cpu: &str, smp: u32, bundle: &str) -> Vec<String> {
 
 fn assert_gicv2_host(run: &common::Run, cpu: &str) {
     assert!(
-        run.output.contains("GICv2: GICD 0x8000000, GICC 0x8010000, GICH 0x8030000, GICV 0x8040000"),
+        run.output
+            .contains("GICv2: GICD 0x8000000, GICC 0x8010000, GICH 0x8030000, GICV 0x8040000"),
         "-cpu {cpu}: the hypervisor did not drive a GICv2\n{}",
         run.report()
     );
@@ -129,14 +130,18 @@ fn vgic2_checks_hold_on_qemus_own_gicv2() {
 
 fn conformance_on_gicv2(cpu: &str) {
     let mut presses = 0;
-    let run = run_qemu_with_monitor(&gicv2_args(cpu, 4, "conformance.cpio"), BOOT_TIMEOUT, |line| {
-        if strip_vm_tag(line).starts_with(POWER_BUTTON_PROMPT) {
-            presses += 1;
-            vec!["system_powerdown"]
-        } else {
-            vec![]
-        }
-    });
+    let run = run_qemu_with_monitor(
+        &gicv2_args(cpu, 4, "conformance.cpio"),
+        BOOT_TIMEOUT,
+        |line| {
+            if strip_vm_tag(line).starts_with(POWER_BUTTON_PROMPT) {
+                presses += 1;
+                vec!["system_powerdown"]
+            } else {
+                vec![]
+            }
+        },
+    );
     assert_gicv2_host(&run, cpu);
     assert_eq!(
         presses,

@@ -270,9 +270,15 @@ mod tests {
         // QEMU virt: 8 KiB frames (64 KiB regions, not aliased: only the
         // first 8 KiB decode).
         assert_eq!(cpu_interface_second_page(0x0804_0000, 0x2000), 0x0804_1000);
-        assert_eq!(cpu_interface_second_page(0x0804_0000, 0x1_0000), 0x0804_1000);
+        assert_eq!(
+            cpu_interface_second_page(0x0804_0000, 0x1_0000),
+            0x0804_1000
+        );
         // ZynqMP (xlnx,zynqmp.dtsi): GICV 0xf906_0000, 128 KiB, pages at 64 KiB.
-        assert_eq!(cpu_interface_second_page(0xf906_0000, 0x2_0000), 0xf907_0000);
+        assert_eq!(
+            cpu_interface_second_page(0xf906_0000, 0x2_0000),
+            0xf907_0000
+        );
     }
 
     #[test]

@@ -166,7 +166,10 @@ pub fn init_boot(gicd: u64, gicc: [u64; 2], gich: u64, uart_intid: Option<u32>) 
     }
     for w in 8..(lines / 4) as usize {
         wr(self::gicd(GICD_IPRIORITYR + 4 * w), prio);
-        wr(self::gicd(GICD_ITARGETSR + 4 * w), u32::from(boot) * 0x0101_0101);
+        wr(
+            self::gicd(GICD_ITARGETSR + 4 * w),
+            u32::from(boot) * 0x0101_0101,
+        );
     }
     for w in 2..(lines / 16) as usize {
         wr(self::gicd(GICD_ICFGR + 4 * w), 0);
@@ -207,11 +210,11 @@ pub fn init_this_cpu(logical: usize, enable: &[u32]) {
 
 fn apply_remote_ppi_deactivations() {
     let cpu = percpu::current_index();
-    if let Some(p) = PPI_DEACTIVATE.get(cpu) {
-        if p.load(Ordering::Relaxed) != 0 {
-            let bits = p.swap(0, Ordering::Acquire);
-            wr(gicd(GICD_ICACTIVER), bits);
-        }
+    if let Some(p) = PPI_DEACTIVATE.get(cpu)
+        && p.load(Ordering::Relaxed) != 0
+    {
+        let bits = p.swap(0, Ordering::Acquire);
+        wr(gicd(GICD_ICACTIVER), bits);
     }
 }
 
@@ -235,10 +238,10 @@ pub fn acknowledge() -> u32 {
     let iar = rd(gicc(GICC_IAR));
     dsb_sy();
     let intid = iar & 0x3ff;
-    if intid < 16 {
-        if let Some(s) = SGI_SOURCE.get(percpu::current_index()) {
-            s[intid as usize].store(((iar >> 10) & 7) as u8, Ordering::Relaxed);
-        }
+    if intid < 16
+        && let Some(s) = SGI_SOURCE.get(percpu::current_index())
+    {
+        s[intid as usize].store(((iar >> 10) & 7) as u8, Ordering::Relaxed);
     }
     intid
 }
@@ -261,11 +264,17 @@ pub fn complete(intid: u32, how: Completion) {
 // ---- the distributor ----
 
 pub fn enable_spi(intid: u32) {
-    wr(gicd(GICD_ISENABLER + 4 * (intid / 32) as usize), 1 << (intid % 32));
+    wr(
+        gicd(GICD_ISENABLER + 4 * (intid / 32) as usize),
+        1 << (intid % 32),
+    );
 }
 
 pub fn deactivate_spi(intid: u32) {
-    wr(gicd(GICD_ICACTIVER + 4 * (intid / 32) as usize), 1 << (intid % 32));
+    wr(
+        gicd(GICD_ICACTIVER + 4 * (intid / 32) as usize),
+        1 << (intid % 32),
+    );
 }
 
 /// Targets SPI `intid` at CPU `logical` (GICD_ITARGETSR, 4.3.12).
@@ -274,7 +283,10 @@ pub fn route_spi(intid: u32, logical: usize) {
         return;
     }
     if let Some(m) = CPU_IF_MASK.get(logical) {
-        wr8(gicd(GICD_ITARGETSR + intid as usize), m.load(Ordering::Relaxed));
+        wr8(
+            gicd(GICD_ITARGETSR + intid as usize),
+            m.load(Ordering::Relaxed),
+        );
     }
 }
 
