@@ -33,6 +33,7 @@ mod hyp {
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
     };
+    use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
     use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};
@@ -119,6 +120,7 @@ mod hyp {
             nr_lrs: gic::nr_list_registers(),
             priority_bits: gic::virtual_priority_bits(),
             vmcr_reset: ferrovisor::vgic::host::ich_vmcr_reset(gic::read_ich_vtr()),
+            gicv: host_gicv(&platform),
             now_ms: regs::now_ms,
         };
         let vms = build_vms(&platform, &config, &bundle, &cpus, host);
@@ -421,22 +423,50 @@ mod hyp {
     /// VMs still running; the machine powers off when this reaches zero.
     static RUNNING_VMS: RunningCount = RunningCount::new(0);
 
-    /// Brings the physical GIC up (boot CPU, before the others start). Only a
-    /// GICv3 host is supported so far.
+    /// The GICV frame's two pages guests get as their CPU interface on a
+    /// GICv2 host.
+    fn host_gicv(p: &Platform) -> Option<[u64; 2]> {
+        p.gic
+            .as_ref()
+            .filter(|g| g.version == platform::GicVersion::V2)
+            .and_then(|g| g.gicv.as_ref())
+            .map(|r| [r.base, cpu_interface_second_page(r.base, r.size)])
+    }
+
+    /// Brings the physical GIC up (boot CPU, before the others start): a
+    /// GICv3, or a GICv2 with the virtualization extensions (GIC-400).
     fn init_gic(p: &Platform) {
         let Some(g) = &p.gic else {
             halt(format_args!(
                 "the device tree describes no interrupt controller"
             ))
         };
-        if g.version != platform::GicVersion::V3 {
-            halt(format_args!(
-                "the host's interrupt controller is a GICv2 (GIC-400); this build drives GICv3 only (QEMU: -M virt,gic-version=3)"
-            ));
+        let uart_intid = p.uart.as_ref().and_then(|u| u.irq);
+        if g.version == platform::GicVersion::V2 {
+            let (Some(gicc), Some(gich), Some(gicv)) = (&g.gicc, &g.gich, &g.gicv) else {
+                halt(format_args!(
+                    "the host's GICv2 has no virtualization extensions in the device tree (GICH and GICV frames; QEMU: -M virt,virtualization=on)"
+                ))
+            };
+            hostgic::init_boot_v2(
+                g.gicd.base,
+                [gicc.base, cpu_interface_second_page(gicc.base, gicc.size)],
+                gich.base,
+                uart_intid,
+            );
+            info!(
+                "GICv2: GICD {:#x}, GICC {:#x}, GICH {:#x}, GICV {:#x}; {} list registers, {} virtual priority bits",
+                g.gicd.base,
+                gicc.base,
+                gich.base,
+                gicv.base,
+                ferrovisor::arch::gic::nr_list_registers(),
+                ferrovisor::arch::gic::virtual_priority_bits()
+            );
+            return;
         }
         let gicr: Vec<(u64, u64)> = g.gicr.iter().map(|r| (r.base, r.size)).collect();
         // The console UART's interrupt brings keyboard input in.
-        let uart_intid = p.uart.as_ref().and_then(|u| u.irq);
         hostgic::init_boot(g.gicd.base, &gicr, uart_intid);
         info!(
             "GICv3: {} list registers, {} virtual priority bits",

@@ -1076,6 +1076,10 @@ fn gic_window(vm: &Vm, ipa: u64) -> Option<GicWindow> {
     if ipa >= d.base && ipa - d.base < d.size {
         return Some(GicWindow::Dist(ipa - d.base));
     }
+    if vm.gic_v2() {
+        // A GICv2 has no redistributors; its CPU interface is mapped at stage 2.
+        return None;
+    }
     let r = guest_fdt::VIRT_GICR_BASE;
     let len = vgic::redist::GICR_STRIDE * vm.spec.vcpus as u64;
     (ipa >= r && ipa - r < len).then(|| GicWindow::Redist(ipa - r))
@@ -1127,6 +1131,11 @@ impl<H: Hw> Env<'_, H> {
                 g.mark_stale_for(id);
             }
             let value = match (w, write) {
+                (GicWindow::Dist(off), None) if g.config().v2 => g.gicd_v2_read(id, off, size),
+                (GicWindow::Dist(off), Some(v)) if g.config().v2 => {
+                    g.gicd_v2_write(id, off, size, v);
+                    0
+                }
                 (GicWindow::Dist(off), None) => g.gicd_read(off, size),
                 (GicWindow::Dist(off), Some(v)) => {
                     g.gicd_write(off, size, v);

@@ -92,6 +92,7 @@ fn host() -> Host {
         nr_lrs: 4,
         priority_bits: 5,
         vmcr_reset: 0x1234,
+        gicv: None,
         now_ms: || 0,
     }
 }
