@@ -1051,4 +1051,3 @@ fn a_vcpu_turned_off_and_on_again_finds_its_pmu_at_reset() {
     let hw = &s.hw(1).pmu;
     assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
 }
-
