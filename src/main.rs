@@ -31,7 +31,7 @@ mod hyp {
         self, BootRanges, Conduit, CpuMap, MemRange, Platform, UartCompatible,
     };
     use ferrovisor::sysreg::{
-        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
+        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel, sve_cap,
     };
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
@@ -481,6 +481,16 @@ mod hyp {
             model
                 .lower(field, *value)
                 .map_err(|e| alloc::format!("vm.{}.cpu.id.{name}: {e}", vmc.name))?;
+        }
+        // SVE: the config's cap, or the longest every core of the VM offers.
+        let vq = sve_cap(vm_cpus, vmc.cpu.sve_vl)
+            .map_err(|e| alloc::format!("vm.{}.cpu.sve_vl: {e}", vmc.name))?;
+        model.set_sve(vq);
+        if vmc.cpu.sve_vl.is_some() && model.sve_vq() == 0 {
+            return Err(alloc::format!(
+                "vm.{}.cpu.sve_vl: SVE is hidden by ID_AA64PFR0_EL1.SVE = 0",
+                vmc.name
+            ));
         }
         Ok(model)
     }

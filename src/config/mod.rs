@@ -146,10 +146,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
         "debug registers are not virtualized yet; the guest sees the hardware's",
     ),
     (
-        "sve_vl",
-        "per-VM SVE vector lengths are not implemented yet; SVE is hidden from guests",
-    ),
-    (
         "sme_vl",
         "per-VM SME vector lengths are not implemented yet; SME is hidden from guests",
     ),
