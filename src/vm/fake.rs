@@ -302,6 +302,8 @@ impl Hw for FakeHw {
         self.fp_restores += 1;
     }
     fn write_zcr_el2(&mut self, value: u64) {
+        // CPTR_EL2.TZ traps EL2's own ZCR_EL2 accesses (Arm ARM, ZCR_EL2).
+        assert_eq!(self.cptr & (1 << 8), 0, "ZCR_EL2 written with CPTR_EL2.TZ set");
         self.zcr_el2 = value;
     }
     fn save_sve(&mut self, s: &mut SveRegs) {

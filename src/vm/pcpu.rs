@@ -895,10 +895,10 @@ impl Pcpu {
             self.save_owner(hw, o);
         }
         let v = &mut self.vcpus[i];
-        if vq != 0 {
-            hw.write_zcr_el2(vq as u64 - 1);
-        }
         if sve {
+            // ZCR_EL2 is behind CPTR_EL2.TZ too: set while it is clear, and
+            // only matters (to the guest) once TZ is dropped for it.
+            hw.write_zcr_el2(vq as u64 - 1);
             if !v.sve_format {
                 let zcr = v.sve.zcr_el1();
                 v.sve.load_from_fp(&v.ctx.fp, zcr);

@@ -70,9 +70,10 @@ pub fn sve_vl_bytes() -> u64 {
 pub fn probe_sve_vqs() -> u16 {
     const TZ_TFP: u64 = (1 << 8) | (1 << 10);
     let cptr = read_cptr_el2();
-    let zcr = read_zcr_el2();
+    // ZCR_EL2 itself is behind CPTR_EL2.TZ: untrapped first.
     write_cptr_el2(cptr & !TZ_TFP);
     isb();
+    let zcr = read_zcr_el2();
     let mut mask = 0u16;
     for vq in 1..=16u64 {
         write_zcr_el2(vq - 1);
