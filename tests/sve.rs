@@ -22,7 +22,6 @@ const CHECKS: usize = 9;
 fn two_vms_with_different_vector_lengths_keep_their_sve_state_on_cpu_max() {
     let run = run_qemu(&hypervisor_args("max", 1, "sve.cpio"), BOOT_TIMEOUT);
     let report = run.report();
-    eprintln!("{report}");
     assert!(!run.timed_out, "the VMs never powered off\n{report}");
     for vm in ["a", "b"] {
         let tag = format!("({vm}) ");
