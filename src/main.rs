@@ -32,6 +32,7 @@ mod hyp {
     };
     use ferrovisor::sysreg::{
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel, sve_cap,
+        virtualisable_sve_vqs,
     };
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
@@ -254,7 +255,11 @@ mod hyp {
     /// only interrupts their nodes list), and the files it names (present in
     /// the bundle, each image fitting its VM).
     fn check_config(platform: &Platform, config: &SystemConfig, bundle: &Bundle, cpus: usize) {
-        let facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
+        let mut facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
+        let infos: Vec<HostCpu> = (0..cpus)
+            .filter_map(|l| CPU_INFO[l].get().copied())
+            .collect();
+        facts.sve_vqs = Some(virtualisable_sve_vqs(&infos));
         config
             .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
             .unwrap_or_else(|e| halt(format_args!("{e}")));

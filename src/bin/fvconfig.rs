@@ -12,6 +12,9 @@
 //!                            hypervisor will read them at boot
 //!        --cpus N            number of physical CPUs (default: from --dtb, else enough)
 //!        --ram SIZE          bytes of RAM, e.g. 2G (default: from --dtb, else enough)
+//!        --sve-vl-max BITS   the host implements every SVE vector length up to BITS
+//!                            (QEMU -cpu max: 2048); `none`: no SVE. Checks each
+//!                            VM's sve_vl against it (default: unknown, checked at boot)
 //! ```
 //!
 //! The board's devices are read from its device tree with the hypervisor's own parser,
@@ -42,8 +45,8 @@ use ferrovisor::config::bundle::{CONFIG_NAME, write_bundle};
 use ferrovisor::config::{HostFacts, SystemConfig};
 use ferrovisor::platform::Platform;
 
-const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
-       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
+const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--sve-vl-max BITS|none]
+       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--sve-vl-max BITS|none]
        fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
                 [--device \"IFACE DEV:PART\"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]";
 
@@ -81,6 +84,8 @@ struct Args {
     board: Board,
     cpus: Option<usize>,
     ram: Option<u64>,
+    /// `--sve-vl-max`: the SVE lengths the host implements (mask, 0: none).
+    sve_vqs: Option<u16>,
 }
 
 fn parse_size(text: &str) -> Option<u64> {
@@ -110,6 +115,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut board = Board::QemuVirt;
     let mut cpus = None;
     let mut ram = None;
+    let mut sve_vqs = None;
     // `uboot` only.
     let mut text = false;
     let mut bundle = None;
@@ -140,6 +146,22 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--ram" => {
                 let n = value("a size")?;
                 ram = Some(parse_size(&n).ok_or_else(|| format!("--ram: `{n}` is not a size"))?);
+            }
+            "--sve-vl-max" => {
+                let n = value("a vector length in bits or `none`")?;
+                sve_vqs = Some(match n.as_str() {
+                    "none" => 0,
+                    _ => match n.parse::<u32>() {
+                        Ok(bits) if bits % 128 == 0 && (128..=2048).contains(&bits) => {
+                            ((1u32 << (bits / 128)) - 1) as u16
+                        }
+                        _ => {
+                            return Err(format!(
+                                "--sve-vl-max: `{n}` is not a multiple of 128 in 128..=2048, nor `none`"
+                            ));
+                        }
+                    },
+                });
             }
             "--text" => text = true,
             "--bundle" => bundle = Some(file_name("--bundle", value("a file name")?)?),
@@ -205,6 +227,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         board,
         cpus,
         ram,
+        sve_vqs,
     })
 }
 
@@ -491,6 +514,7 @@ fn host_facts(args: &Args, config: &SystemConfig) -> Result<HostFacts, String> {
     } else {
         facts.cpus
     });
+    facts.sve_vqs = args.sve_vqs;
     facts.ram_bytes = args.ram.unwrap_or(if facts.ram_bytes == 0 {
         u64::MAX
     } else {
@@ -669,6 +693,7 @@ mod tests {
             board: Board::QemuVirt,
             cpus: None,
             ram: None,
+            sve_vqs: None,
         }
     }
 
@@ -703,6 +728,7 @@ mod tests {
                 board: Board::Dtb("virt.dtb".into()),
                 cpus: Some(4),
                 ram: Some(2 << 30),
+                sve_vqs: None,
             }
         );
         assert_eq!(

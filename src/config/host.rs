@@ -28,6 +28,10 @@ pub struct HostFacts {
     pub kept_irqs: Vec<(u32, String)>,
     /// Bytes of RAM.
     pub ram_bytes: u64,
+    /// The SVE vector lengths a guest may be given (`sysreg::virtualisable_sve_vqs`:
+    /// bit vq - 1 for 128 * vq bits, 0 without SVE); `None` when not known (a
+    /// device tree does not say), and then `sve_vl` is checked at boot only.
+    pub sve_vqs: Option<u16>,
 }
 
 /// One device-tree node with MMIO registers.
@@ -100,6 +104,7 @@ impl HostFacts {
             devices,
             kept_irqs,
             ram_bytes,
+            sve_vqs: None,
         }
     }
 }
@@ -224,6 +229,18 @@ impl SystemConfig {
                         human_size(ram_total),
                         human_size(host.ram_bytes)
                     ),
+                ));
+            }
+        }
+
+        for vm in &self.vms {
+            if let (Some(bits), Some(vqs)) = (vm.cpu.sve_vl, host.sve_vqs)
+                && let Err(e) = crate::sysreg::sve_cap_in(vqs, Some(bits))
+            {
+                return Err(self.error(
+                    vm.sites.sve_vl,
+                    format!("vm.{}.cpu.sve_vl", vm.name),
+                    e.to_string(),
                 ));
             }
         }

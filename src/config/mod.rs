@@ -265,6 +265,7 @@ struct VmSites {
     kernel: Option<Position>,
     initrd: Option<Position>,
     dtb: Option<Position>,
+    sve_vl: Option<Position>,
     passthrough: Vec<PassthroughSites>,
 }
 

@@ -1107,6 +1107,30 @@ fn board_examples_parse_and_fit_a_4_cpu_virt() {
 }
 
 #[test]
+fn sve_vl_is_checked_against_the_hosts_vector_lengths() {
+    let c = parse(&alloc::format!("{MINIMAL}[vm.cpu]\nsve_vl = 512\n"));
+    let any_file = |_: &str| Some(4096);
+    let with = |vqs| HostFacts {
+        sve_vqs: vqs,
+        ..virt(4)
+    };
+    // Unknown (a device tree does not say): left to the boot-time check.
+    c.check_against(&with(None), &any_file).unwrap();
+    // Every length to 2048 bits (QEMU -cpu max), or exactly up to 512.
+    c.check_against(&with(Some(0xffff)), &any_file).unwrap();
+    c.check_against(&with(Some(0b1111)), &any_file).unwrap();
+    let e = c.check_against(&with(Some(0b11)), &any_file).unwrap_err();
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "above the longest SVE vector length");
+    assert!(e.reason.contains("256 bits"), "{e}");
+    let e = c.check_against(&with(Some(0)), &any_file).unwrap_err();
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "no SVE");
+    // Powers of two only: 384 is not one of them.
+    let c = parse(&alloc::format!("{MINIMAL}[vm.cpu]\nsve_vl = 384\n"));
+    let e = c.check_against(&with(Some(0b1011)), &any_file).unwrap_err();
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "not an SVE vector length");
+}
+
+#[test]
 fn duplicate_key_names_its_table() {
     let e = refuse(&MINIMAL.replace("memory", "name = \"again\"\nmemory"));
     assert_eq!(e.position, Some(Position { line: 4, column: 1 }), "{e}");

@@ -528,23 +528,34 @@ impl fmt::Display for SveError {
 /// implements below which they all agree. 0 when a core has no SVE and none
 /// was asked for.
 pub fn sve_cap(vm_cpus: &[HostCpu], requested_bits: Option<u16>) -> Result<usize, SveError> {
-    let common = vm_cpus.iter().fold(0xffffu16, |m, c| m & c.sve_vqs);
-    if vm_cpus.is_empty() || common == 0 {
-        return match requested_bits {
-            Some(_) => Err(SveError::NoSve),
-            None => Ok(0),
-        };
-    }
+    sve_cap_in(virtualisable_sve_vqs(vm_cpus), requested_bits)
+}
+
+/// The SVE vector lengths a guest running on `cpus` may be given (bit vq - 1
+/// for 128 * vq bits): those every core implements, up to the longest below
+/// which the cores implement the same set (see [`sve_cap`]). 0: no SVE.
+pub fn virtualisable_sve_vqs(cpus: &[HostCpu]) -> u16 {
+    let Some(first) = cpus.first() else {
+        return 0;
+    };
+    let common = cpus.iter().fold(0xffffu16, |m, c| m & c.sve_vqs);
     let agree = |vq: usize| {
         let below: u16 = ((1u32 << vq) - 1) as u16;
-        vm_cpus
-            .iter()
-            .all(|c| c.sve_vqs & below == vm_cpus[0].sve_vqs & below)
+        cpus.iter().all(|c| c.sve_vqs & below == first.sve_vqs & below)
     };
     let max = (1..=16)
         .rev()
         .find(|&vq| common & (1 << (vq - 1)) != 0 && agree(vq))
         .unwrap_or(0);
+    common & ((1u32 << max) - 1) as u16
+}
+
+/// [`sve_cap`] from the lengths [`virtualisable_sve_vqs`] gives (what
+/// `config::HostFacts::sve_vqs` holds, so `fvconfig check` refuses with the
+/// hypervisor's words).
+pub fn sve_cap_in(vqs: u16, requested_bits: Option<u16>) -> Result<usize, SveError> {
+    let common = vqs;
+    let max = 16 - vqs.leading_zeros() as usize;
     if max == 0 {
         return match requested_bits {
             Some(_) => Err(SveError::NoSve),
