@@ -72,11 +72,13 @@
 //!                           #   "host", or { clidr = 0x..., ccsidr = [0x..., ...] } with
 //!                           #   one CCSIDR per cache CLIDR describes (data before
 //!                           #   instruction at a level with separate caches)
+//! sve_vl = 256              # SVE vector-length cap in bits: a multiple of 128, <= 2048,
+//!                           #   one the host implements (default: the longest every
+//!                           #   core implements alike; a host without SVE: none)
 //! # Not implemented yet, so refused with an error saying so ([`NOT_IMPLEMENTED`]); the
 //! # values are checked first:
 //! # breakpoints = 4         # 2..=16 (default: as the host)
 //! # watchpoints = 2         # 2..=16 (default: as the host)
-//! # sve_vl = 256            # SVE vector length in bits: a multiple of 128, <= 2048
 //! # sme_vl = 256            # SME streaming vector length: a power of two, 128..=2048
 //! # spe = true              # Statistical Profiling Extension (false, the default, is
 //! #                         #   accepted: SPE is hidden from guests)

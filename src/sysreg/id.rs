@@ -11,11 +11,13 @@
 //!    Fields this file does not describe are 0 in the result, so a feature
 //!    nobody has reviewed never reaches a guest.
 //! 2. The guest limits in [`ID_FIELDS`] (`Guest::AtMost`): hide PMU, SPE,
-//!    TRBE/trace, AMU, MTE, nested virtualization (EL2), RAS, MPAM, SVE, SME,
+//!    TRBE/trace, AMU, MTE, nested virtualization (EL2), RAS, MPAM, SME,
 //!    pointer authentication, and features that need EL2 state we do not
 //!    switch yet; EL0/EL1 are AArch64-only.
 //! 3. [`VmCpuModel::lower`]: per-VM lowering from the config; raising a field
-//!    above step 2 is an error naming the field.
+//!    above step 2 is an error naming the field. SVE (ID_AA64PFR0_EL1.SVE,
+//!    ID_AA64ZFR0_EL1) shows only in a VM given a vector-length cap
+//!    ([`VmCpuModel::set_sve`], [`sve_cap`]).
 
 use super::SysReg;
 use super::cache::{
@@ -653,8 +655,8 @@ pub struct VmCpuModel {
     cpacr_el1_forced: u64,
 }
 
-/// CPACR_EL1.FPEN (21:20): the one CPACR_EL1 control a guest of this CPU model
-/// has (ZEN and SMEN are RES0 while SVE and SME are hidden, TTA while trace is).
+/// CPACR_EL1.FPEN (21:20): a CPACR_EL1 control every guest of this CPU model has
+/// (with ZEN for a VM with SVE; SMEN is RES0 while SME is hidden, TTA while trace is).
 pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 /// CPACR_EL1.ZEN (17:16) and SMEN (25:24).
 const CPACR_EL1_ZEN: u64 = 0b11 << 16;
