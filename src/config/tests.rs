@@ -1120,7 +1120,13 @@ fn sve_vl_is_checked_against_the_hosts_vector_lengths() {
     c.check_against(&with(Some(0xffff)), &any_file).unwrap();
     c.check_against(&with(Some(0b1111)), &any_file).unwrap();
     let e = c.check_against(&with(Some(0b11)), &any_file).unwrap_err();
-    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "above the longest SVE vector length");
+    assert_error(
+        &e,
+        7,
+        10,
+        "vm.demo.cpu.sve_vl",
+        "above the longest SVE vector length",
+    );
     assert!(e.reason.contains("256 bits"), "{e}");
     let e = c.check_against(&with(Some(0)), &any_file).unwrap_err();
     assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "no SVE");

@@ -543,7 +543,8 @@ pub fn virtualisable_sve_vqs(cpus: &[HostCpu]) -> u16 {
     let common = cpus.iter().fold(0xffffu16, |m, c| m & c.sve_vqs);
     let agree = |vq: usize| {
         let below: u16 = ((1u32 << vq) - 1) as u16;
-        cpus.iter().all(|c| c.sve_vqs & below == first.sve_vqs & below)
+        cpus.iter()
+            .all(|c| c.sve_vqs & below == first.sve_vqs & below)
     };
     let max = (1..=16)
         .rev()
@@ -1054,7 +1055,10 @@ pub(crate) mod tests {
         assert_eq!(get(fresh.id_regs(), "ID_AA64PFR0_EL1.SVE"), 1);
         assert_eq!(fresh.id_reg(ID_AA64ZFR0_EL1), Some(0x0110_1101_0021_0021));
         assert_eq!(fresh.cpacr_el1_hw(0) & CPACR_EL1_ZEN, 0);
-        assert_eq!(fresh.cpacr_el1_hw(CPACR_EL1_ZEN), CPACR_EL1_ZEN | (m.cpacr_el1_forced & CPACR_EL1_SMEN));
+        assert_eq!(
+            fresh.cpacr_el1_hw(CPACR_EL1_ZEN),
+            CPACR_EL1_ZEN | (m.cpacr_el1_forced & CPACR_EL1_SMEN)
+        );
         // The config lowering ID_AA64PFR0_EL1.SVE to 0 wins over a cap.
         m.lower(field("ID_AA64PFR0_EL1.SVE"), 0).unwrap();
         m.set_sve(4);
@@ -1076,21 +1080,33 @@ pub(crate) mod tests {
         assert_eq!(sve_cap(&[pow2], None), Ok(4));
         assert_eq!(
             sve_cap(&[pow2], Some(384)),
-            Err(SveError::Unsupported { requested: 384, max: 512 })
+            Err(SveError::Unsupported {
+                requested: 384,
+                max: 512
+            })
         );
         assert_eq!(
             sve_cap(&[pow2], Some(1024)),
-            Err(SveError::AboveMax { requested: 1024, max: 512 })
+            Err(SveError::AboveMax {
+                requested: 1024,
+                max: 512
+            })
         );
         // Cores that disagree below a common length: the cap stops below.
         assert_eq!(sve_cap(&[with(0b1011), with(0b1111)], None), Ok(2));
         assert_eq!(
             sve_cap(&[with(0b1011), with(0b1111)], Some(512)),
-            Err(SveError::AboveMax { requested: 512, max: 256 })
+            Err(SveError::AboveMax {
+                requested: 512,
+                max: 256
+            })
         );
         // No SVE: none by default, refused when asked for.
         assert_eq!(sve_cap(&[qemu_a57()], None), Ok(0));
-        assert_eq!(sve_cap(&[qemu_max(), qemu_a57()], Some(256)), Err(SveError::NoSve));
+        assert_eq!(
+            sve_cap(&[qemu_max(), qemu_a57()], Some(256)),
+            Err(SveError::NoSve)
+        );
         assert!(SveError::NoSve.to_string().contains("no SVE"));
     }
 

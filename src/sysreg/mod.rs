@@ -128,7 +128,8 @@ pub mod setway;
 pub mod table;
 
 pub use cache::{CachePolicy, CacheTopology, CacheTrap, ExplicitCaches, cache_trap};
-pub use id::{HostCpu, IdField, IdRegs, ModelError, SveError, SystemCpuInfo, VmCpuModel, sve_cap, sve_cap_in,
+pub use id::{
+    HostCpu, IdField, IdRegs, ModelError, SveError, SystemCpuInfo, VmCpuModel, sve_cap, sve_cap_in,
     virtualisable_sve_vqs,
 };
 pub use mpidr::Mpidr;

@@ -157,8 +157,16 @@ impl FakeHw {
     /// What the SVE save and restore need: FP/SIMD and SVE untrapped at EL2
     /// (CPTR_EL2.TFP, TZ) and EL2's vector length the buffer's.
     fn check_sve(&self, s: &SveRegs) {
-        assert_eq!(self.cptr & (1 << 10), 0, "SVE used at EL2 with CPTR_EL2.TFP set");
-        assert_eq!(self.cptr & (1 << 8), 0, "SVE used at EL2 with CPTR_EL2.TZ set");
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "SVE used at EL2 with CPTR_EL2.TFP set"
+        );
+        assert_eq!(
+            self.cptr & (1 << 8),
+            0,
+            "SVE used at EL2 with CPTR_EL2.TZ set"
+        );
         assert!(s.vq != 0 && s.buf.len() == SveRegs::bytes(s.vq));
         assert_eq!(
             (self.zcr_el2 & 0xf) as usize + 1,
@@ -303,7 +311,11 @@ impl Hw for FakeHw {
     }
     fn write_zcr_el2(&mut self, value: u64) {
         // CPTR_EL2.TZ traps EL2's own ZCR_EL2 accesses (Arm ARM, ZCR_EL2).
-        assert_eq!(self.cptr & (1 << 8), 0, "ZCR_EL2 written with CPTR_EL2.TZ set");
+        assert_eq!(
+            self.cptr & (1 << 8),
+            0,
+            "ZCR_EL2 written with CPTR_EL2.TZ set"
+        );
         self.zcr_el2 = value;
     }
     fn save_sve(&mut self, s: &mut SveRegs) {

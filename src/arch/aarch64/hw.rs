@@ -12,9 +12,7 @@ use crate::vgic::ListRegisters;
 use crate::vgic::host::{self, Completion, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID};
 use crate::vm::exit::GuestHw;
 use crate::vm::hw::{El2State, Hw};
-use crate::vm::vcpu::{
-    DebugRegs, El1Regs, FP_REGS_FPSR, FpRegs, GicCpuRegs, SveRegs, TimerRegs,
-};
+use crate::vm::vcpu::{DebugRegs, El1Regs, FP_REGS_FPSR, FpRegs, GicCpuRegs, SveRegs, TimerRegs};
 
 /// How the firmware is reached (PSCI), for powering the machine off.
 static CONDUIT: AtomicU8 = AtomicU8::new(0);
@@ -399,7 +397,10 @@ impl Hw for ArchHw {
 
     fn save_sve(&mut self, s: &mut SveRegs) {
         if !sve_layout_ok(s) {
-            log::error!("SVE save skipped: buffer for {} quadwords, EL2 VL differs", s.vq);
+            log::error!(
+                "SVE save skipped: buffer for {} quadwords, EL2 VL differs",
+                s.vq
+            );
             return;
         }
         // SAFETY: `buf` holds exactly Z0-Z31, P0-P15, FFR at EL2's current
@@ -410,7 +411,10 @@ impl Hw for ArchHw {
 
     fn restore_sve(&mut self, s: &SveRegs) {
         if !sve_layout_ok(s) {
-            log::error!("SVE restore skipped: buffer for {} quadwords, EL2 VL differs", s.vq);
+            log::error!(
+                "SVE restore skipped: buffer for {} quadwords, EL2 VL differs",
+                s.vq
+            );
             return;
         }
         // SAFETY: as for `save_sve`; it reads `s` and writes the SVE and FP

@@ -740,7 +740,10 @@ fn p(hw: &FakeHw, n: usize, b: usize) -> u8 {
 #[test]
 fn sve_state_is_loaded_at_first_sve_use_and_saved_natively_only_when_taken() {
     // VM 0 capped at 512 bits, VM 1 at 256, sharing CPU 0.
-    let mut s = system(1, vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])]);
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])],
+    );
     s.start(0);
     let a = s.loaded(0).unwrap();
     assert!(s.hw(0).cptr & CPTR_TFP != 0 && s.hw(0).cptr & CPTR_TZ != 0);
@@ -806,7 +809,10 @@ fn sve_state_is_loaded_at_first_sve_use_and_saved_natively_only_when_taken() {
 
 #[test]
 fn vcpus_that_only_use_fp_simd_never_pay_for_sve_state() {
-    let mut s = system(1, vec![(spec_sve(0, 1, 16), vec![0]), (spec_sve(1, 1, 16), vec![0])]);
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 16), vec![0]), (spec_sve(1, 1, 16), vec![0])],
+    );
     s.start(0);
     for _ in 0..10 {
         s.exit(0, ESR_FP, 0, 0);
@@ -829,7 +835,10 @@ fn sve_of_a_vm_without_it_is_undefined() {
 
 #[test]
 fn sve_state_of_a_stopped_vm_is_scrubbed_to_its_cap() {
-    let mut s = system(1, vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])]);
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])],
+    );
     s.start(0);
     let first = s.loaded(0).unwrap();
     s.exit(0, ESR_SVE, 0, 0);
@@ -844,7 +853,10 @@ fn sve_state_of_a_stopped_vm_is_scrubbed_to_its_cap() {
     s.board.borrow_mut().raise(0, 26);
     s.irq(0);
     assert_eq!(s.loaded(0), Some(second));
-    assert!((0..64).all(|b| z(s.hw(0), 0, b) == 0), "nothing of the stopped VM");
+    assert!(
+        (0..64).all(|b| z(s.hw(0), 0, b) == 0),
+        "nothing of the stopped VM"
+    );
     assert_eq!(p(s.hw(0), 0, 3), 0);
     assert_eq!(s.hw(0).fp, FpRegs::default());
 }

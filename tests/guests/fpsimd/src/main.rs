@@ -221,16 +221,12 @@ fn sve_sme_hidden() {
     let undef = |e: Option<guest_rt::exception::ExceptionInfo>| e.is_some_and(|e| e.ec() == 0);
     let rdvl = expect_exception(|| {
         // SAFETY: RDVL only reads the vector length; UNDEFINED here, caught.
-        unsafe {
-            asm!(".arch_extension sve", "rdvl {}, #1", out(reg) _, options(nomem, nostack))
-        };
+        unsafe { asm!(".arch_extension sve", "rdvl {}, #1", out(reg) _, options(nomem, nostack)) };
     });
     check!("fpsimd: RDVL is UNDEFINED", undef(rdvl), "{rdvl:?}");
     let rdsvl = expect_exception(|| {
         // SAFETY: as RDVL.
-        unsafe {
-            asm!(".arch_extension sme", "rdsvl {}, #1", out(reg) _, options(nomem, nostack))
-        };
+        unsafe { asm!(".arch_extension sme", "rdsvl {}, #1", out(reg) _, options(nomem, nostack)) };
     });
     check!("fpsimd: RDSVL is UNDEFINED", undef(rdsvl), "{rdsvl:?}");
     let zcr = expect_exception(|| {

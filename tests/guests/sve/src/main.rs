@@ -233,7 +233,11 @@ fn main(dtb: u64) -> ! {
         "{zcr:#x}"
     );
     let vl = rdvl();
-    check!("sve: RDVL = the VM's cap", vl == cap && cap != 0, "RDVL {vl} bytes, cap {cap}");
+    check!(
+        "sve: RDVL = the VM's cap",
+        vl == cap && cap != 0,
+        "RDVL {vl} bytes, cap {cap}"
+    );
     let vl = vl.clamp(16, 256);
     let len = state_len(vl);
 
@@ -245,9 +249,7 @@ fn main(dtb: u64) -> ! {
         &dst[..len]
     };
     let above_v = (0..32).flat_map(|n| n * vl + 16..(n + 1) * vl);
-    let stale = above_v
-        .chain(32 * vl..len)
-        .find(|&b| found[b] != 0);
+    let stale = above_v.chain(32 * vl..len).find(|&b| found[b] != 0);
     let leaked = found
         .chunks_exact(8)
         .position(|w| u64::from_le_bytes(w.try_into().unwrap()) >> 48 == tag(other));
