@@ -22,6 +22,10 @@ use smccc::{CallType, Convention, FunctionId, Owner};
 
 /// The PSCI version offered to guests: 1.1 (DEN0022 §5.1.1 PSCI_VERSION).
 pub const PSCI_VERSION_1_1: u32 = 0x0001_0001;
+/// PSCI_VERSION's function identifier (DEN0022 Table 6).
+const PSCI_VERSION_ID: u32 = 0x8400_0000;
+/// MIGRATE_INFO_TYPE's function identifier (DEN0022 Table 6).
+const MIGRATE_INFO_TYPE_ID: u32 = 0x8400_0006;
 
 /// What a vCPU is doing, as PSCI's AFFINITY_INFO reports it (DEN0022 §5.1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +176,16 @@ fn is_smc64(fid: PsciFunctionId) -> bool {
 
 /// DEN0022 §5: the PSCI functions.
 fn psci_call(fid: u32, call: &[u64; 8], vm: &mut impl PsciVm) -> PsciOutcome {
+    // The calls that take no argument are answered before the decoder, which
+    // costs more than the answer: PSCI_VERSION is the one a guest's PSCI probe
+    // makes (DEN0022 §5.1.1; Table 6 gives the identifiers).
+    match fid {
+        PSCI_VERSION_ID => return value(PSCI_VERSION_1_1.into()),
+        MIGRATE_INFO_TYPE_ID => {
+            return value(u32::from(MigrateInfoType::MigrationNotRequired).into());
+        }
+        _ => {}
+    }
     // Unknown numbers and the optional functions not offered (MIGRATE — there is no
     // Trusted OS to migrate — MIGRATE_INFO_UP_CPU, CPU_FREEZE, SYSTEM_SUSPEND,
     // MEM_PROTECT, ...) are NOT_SUPPORTED before their arguments are looked at.

@@ -126,6 +126,15 @@ fn psci_version_is_1_1() {
     );
     // There is no SMC64 PSCI_VERSION.
     assert_eq!(call(&[0xc400_0000]), ret(NOT_SUPPORTED));
+    // The identifiers answered before the decoder are the decoder's own.
+    assert_eq!(
+        super::PSCI_VERSION_ID,
+        u32::from(arm_psci::FunctionId::PsciVersion)
+    );
+    assert_eq!(
+        super::MIGRATE_INFO_TYPE_ID,
+        u32::from(arm_psci::FunctionId::MigrateInfoType)
+    );
 }
 
 #[test]

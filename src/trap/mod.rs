@@ -204,7 +204,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> Exit {
 
 /// ESR_EL2.EC values (Arm ARM D24.2.40, the EC table) of the exceptions a
 /// lower Exception level takes to EL2 that [`decode`] tells apart.
-mod ec {
+pub mod ec {
     pub const WFX: u64 = 0x01;
     pub const FP: u64 = 0x07;
     pub const ILLEGAL_STATE: u64 = 0x0e;
@@ -234,7 +234,7 @@ fn imm16(esr: u64) -> u16 {
     LocalRegisterCopy::<u64, ISS_IMM16::Register>::new(esr).read(ISS_IMM16::IMM16) as u16
 }
 
-fn sysreg_access(esr: u64) -> SysRegAccess {
+pub fn sysreg_access(esr: u64) -> SysRegAccess {
     let iss = LocalRegisterCopy::<u64, ISS_SYSREG::Register>::new(esr);
     SysRegAccess {
         reg: SysReg::new(
@@ -271,7 +271,7 @@ fn fault_ipa(far: u64, hpfar: u64) -> u64 {
     (hpfar.read(HPFAR_EL2::FIPA) << 12) | (far & 0xfff)
 }
 
-fn data_abort(esr: u64, far: u64, hpfar: u64) -> DataAbort {
+pub fn data_abort(esr: u64, far: u64, hpfar: u64) -> DataAbort {
     use ISS_DABT::SAS::Value as Sas;
 
     let iss = LocalRegisterCopy::<u64, ISS_DABT::Register>::new(esr);

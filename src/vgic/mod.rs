@@ -85,9 +85,10 @@
 //!   (underflow), and a level interrupt whose EOI maintenance fired is loaded
 //!   again if its device still asserts it. `gic::read_ich_misr()` says why, for
 //!   logs ([`host::misr_reasons`]); read it before `save` clears the cause.
-//! - 26, the EL2 physical timer backing the emulated CNTP: drop and deactivate,
-//!   then `EmulatedPhysTimer::sync`, and reprogram CNTHP from
-//!   `hyp_timer_setting` before entry.
+//! - 26, the EL2 physical timer (CNTHP): the run loop's own (a turn's end, a
+//!   waiting vCPU's timer deadline, the console's wake-up): drop and deactivate,
+//!   then the run loop looks at its vCPUs again. The guest's EL1 physical timer
+//!   (CNTP, PPI 30) is its own, hardware-linked like the virtual one.
 //! - the kick SGI: drop and deactivate; nothing else (the exit was the point).
 //! - the hypervisor's own (its UART, SPI 33 on `virt`) and anything else: drop,
 //!   deactivate, and hand it to its driver.

@@ -124,18 +124,7 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
                 self.inject(SyncException::InstructionAbort { far: ia.far });
                 Next::Resume
             }
-            Exit::SysReg(acc) => {
-                let value = if acc.write { self.gprs.x(acc.rt) } else { 0 };
-                match self.env.sysreg(acc, value) {
-                    SysRegResult::Read(v) => {
-                        self.gprs.set_x(acc.rt, v);
-                        self.skip();
-                    }
-                    SysRegResult::Done => self.skip(),
-                    SysRegResult::Undefined => self.inject(SyncException::Undefined),
-                }
-                Next::Resume
-            }
+            Exit::SysReg(acc) => self.sysreg(acc),
             Exit::Wfx { kind, .. } => {
                 self.skip();
                 match kind {
@@ -164,13 +153,32 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
         }
     }
 
+    /// A trapped MSR/MRS or system instruction (ESR_EL2.EC 0x18), answered by
+    /// the system-register core. The run loop calls this directly for that
+    /// class, without the rest of the decoder.
+    pub fn sysreg(&mut self, acc: SysRegAccess) -> Next {
+        let value = if acc.write { self.gprs.x(acc.rt) } else { 0 };
+        match self.env.sysreg(acc, value) {
+            SysRegResult::Read(v) => {
+                self.gprs.set_x(acc.rt, v);
+                self.skip();
+            }
+            SysRegResult::Done => self.skip(),
+            SysRegResult::Undefined => self.inject(SyncException::Undefined),
+        }
+        Next::Resume
+    }
+
     /// Steps the guest PC over the trapped instruction.
     fn skip(&mut self) {
         self.gprs
             .set_pc(self.gprs.pc().wrapping_add(self.instr_len));
     }
 
-    fn smccc(&mut self) -> Next {
+    /// An HVC (or a stepped-over SMC): an SMCCC call, answered by PSCI or the
+    /// Arm architecture calls. The run loop calls this directly for an HVC, the
+    /// hottest exit, without decoding the rest of the syndrome.
+    pub fn smccc(&mut self) -> Next {
         let mut args = [0u64; 8];
         for (i, a) in args.iter_mut().enumerate() {
             *a = self.gprs.x(i as u8);
@@ -206,7 +214,10 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
         }
     }
 
-    fn data_abort(&mut self, da: &DataAbort) -> Next {
+    /// A data abort from the guest (ESR_EL2.EC 0x24): RAM mapped on first
+    /// touch, an emulated device access, or an abort for the guest. The run
+    /// loop calls this directly for that class.
+    pub fn data_abort(&mut self, da: &DataAbort) -> Next {
         // RAM is mapped on first touch: retry the access once it is.
         if da.ipa_valid
             && matches!(da.dfsc, FaultStatus::Translation { .. })

@@ -38,6 +38,11 @@ pub trait Hw: GuestHw + ListRegisters {
 
     /// ESR_EL2, FAR_EL2, HPFAR_EL2 of the exception just taken from the guest.
     fn syndrome(&self) -> (u64, u64, u64);
+    /// ESR_EL2 alone: what the exit path reads first (a hypervisor call needs
+    /// nothing else).
+    fn esr(&self) -> u64 {
+        self.syndrome().0
+    }
 
     // ---- EL2 controls ----
 

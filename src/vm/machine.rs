@@ -823,14 +823,37 @@ impl Vm {
         self.ram.lock().frames().bytes_mut()[(ipa - self.spec.ram_base) as usize]
     }
 
-    /// Cleans and invalidates all of the VM's RAM to the point of coherency
-    /// (set/way emulation, caches switched on or off).
-    pub fn clean_invalidate_ram(&self, hw: &mut impl Hw) {
-        // RAM not mapped yet has no line of the guest's in any cache.
+    /// Cleans and invalidates the VM's RAM to the point of coherency (set/way
+    /// emulation, caches switched on or off), from offset `from` on, at most
+    /// `budget` bytes of mapped RAM: returns where to go on from, or `None`
+    /// when all of it is done.
+    pub fn clean_invalidate_ram_step(
+        &self,
+        hw: &mut impl Hw,
+        from: u64,
+        budget: u64,
+    ) -> Option<u64> {
+        // RAM not mapped yet has no line of the guest's in any cache. A chunk
+        // mapped while the flush goes on was zeroed to the point of coherency
+        // when it was mapped: it holds nothing older to clean.
         let ram = self.ram.lock();
+        let mut left = budget;
         for r in ram.mapped() {
-            hw.clean_invalidate(self.ram_pa + r.start, r.end - r.start);
+            let start = r.start.max(from);
+            if start >= r.end {
+                continue;
+            }
+            if left == 0 {
+                return Some(start);
+            }
+            let len = (r.end - start).min(left);
+            hw.clean_invalidate(self.ram_pa + start, len);
+            left -= len;
+            if start + len < r.end {
+                return Some(start + len);
+            }
         }
+        None
     }
 
     /// A stage-2 Translation fault at `ipa`: if it is RAM mapped on first

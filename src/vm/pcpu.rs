@@ -89,6 +89,10 @@ const HCR_TWI: u64 = 1 << 13;
 const HCR_TWE: u64 = 1 << 14;
 /// HCR_EL2.TVM (bit 26): writes to the VM control registers trap.
 const HCR_TVM: u64 = 1 << 26;
+/// How much of a VM's mapped RAM one step of a set/way flush cleans and
+/// invalidates before the CPU's interrupts are looked at: one 2 MiB chunk,
+/// 32 Ki cache lines of 64 bytes.
+const FLUSH_STEP: u64 = 2 << 20;
 /// HCR_EL2.VSE (bit 8): a virtual SError is pending.
 const HCR_VSE: u64 = 1 << 8;
 /// CPTR_EL2.TFP (bit 10, E2H = 0): FP/SIMD accesses from EL0/EL1 trap to EL2
@@ -125,6 +129,13 @@ pub struct Vcpu {
     /// its first SVE access, until it powers off or resets. A vCPU that only
     /// ever used FP/SIMD never has its SVE state saved or restored.
     sve_format: bool,
+    /// A clean+invalidate of the VM's RAM that a set/way operation or a
+    /// cache toggle of this vCPU asked for and that has not finished: the
+    /// offset into the VM's RAM to go on from. The vCPU does not run until
+    /// it is done (the operation completes before its next instruction), but
+    /// it is done a step at a time with this CPU's interrupts taken between
+    /// steps, so other vCPUs here are not held up ([`Pcpu::flush_step`]).
+    flush: Option<u64>,
 }
 
 impl Vcpu {
@@ -141,6 +152,7 @@ impl Vcpu {
             vsesr: None,
             sve: SveRegs::new(vm.model().sve_vq()),
             sve_format: false,
+            flush: None,
         }
         .with_hw_cpacr()
     }
@@ -165,6 +177,7 @@ impl Vcpu {
         self.hcr = self.vm.hcr_el2();
         self.timer_in_lrs = false;
         self.vsesr = None;
+        self.flush = None;
         self.ctx.el1.cpacr = self.vm.model().cpacr_el1_hw(0);
     }
 
@@ -306,7 +319,8 @@ impl Pcpu {
     /// nothing else done: it is still ready and its VM is not stopping, no
     /// kick, timer or console wants this CPU, its list registers are current
     /// (no vGIC change, no timer interrupt in them to watch) and no keyboard
-    /// input waits for its VM's devices. Each test is a load: this is the path
+    /// input waits for its VM's devices, no cache flush of its is unfinished.
+    /// Each test is a load: this is the path
     /// every `hyp_call`, trapped register and emulated device access takes.
     #[inline(always)]
     fn quiet(&self, i: usize) -> bool {
@@ -314,6 +328,7 @@ impl Pcpu {
         !self.rescan
             && v.run == Run::Ready
             && !v.timer_in_lrs
+            && v.flush.is_none()
             && self.console_due.is_none()
             && !v.vm.is_stopping()
             && !v.vm.gic.is_stale(v.id)
@@ -350,6 +365,10 @@ impl Pcpu {
             if let Some(i) = self.loaded {
                 let v = &self.vcpus[i];
                 if !self.rescan && v.run == Run::Ready && !v.vm.is_stopping() {
+                    if v.flush.is_some() {
+                        self.flush_step(hw, i);
+                        continue;
+                    }
                     self.prepare_entry(hw, i);
                     return &mut self.vcpus[i].regs;
                 }
@@ -378,45 +397,81 @@ impl Pcpu {
 
     // ---- the exit ----
 
-    fn sync_exit<H: Hw>(&mut self, hw: &mut H, i: usize) {
-        let (esr, far, hpfar) = hw.syndrome();
-        let exit = trap::decode(esr, far, hpfar);
-        if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
-            // The lazy switch's trap: the instruction runs again once the
-            // registers are its own (ELR_EL2 points at it).
-            self.take_fp(hw, i, false);
-            return;
-        }
-        if exit == trap::Exit::Sve
-            && self.sve_vq(i) != 0
-            && !(self.fp_owner == Some(i) && self.fp_sve)
-        {
-            // Its first SVE access (or ZCR_EL1 access) since it took the
-            // registers, or since it was loaded: its SVE state comes in and the
-            // instruction runs again. A VM without SVE falls through: UNDEFINED.
-            self.take_fp(hw, i, true);
-            return;
-        }
+    /// Runs `f` on the exit context of loaded vCPU `i` (its registers, the
+    /// hardware and its VM) and returns what happens next and which of the
+    /// VM's vCPUs must be kicked.
+    #[inline(always)]
+    fn handle_exit<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        i: usize,
+        esr: u64,
+        f: impl FnOnce(&mut ExitContext<'_, GuestRegs, Env<'_, H>, PsciView>) -> Next,
+    ) -> (Next, u64) {
         let v = &mut self.vcpus[i];
         let vm = v.vm;
         let mut env = Env {
-            hw: &mut *hw,
+            hw,
             vm,
             id: v.id,
             sys: &mut v.sys,
             hcr: &mut v.hcr,
+            flush: &mut v.flush,
             kick: 0,
         };
         let mut psci = PsciView(vm);
-        let next = ExitContext {
+        let next = f(&mut ExitContext {
             gprs: &mut v.regs,
             env: &mut env,
             psci: &mut psci,
             features: vm.pstate(),
             instr_len: trap::instruction_length(esr),
-        }
-        .handle(exit);
-        let kick = env.kick;
+        });
+        (next, env.kick)
+    }
+
+    fn sync_exit<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let esr = hw.esr();
+        // The hottest classes go straight to their handler, without decoding
+        // the whole syndrome into an `Exit` first: an HVC (its immediate is
+        // not used: SMCCC passes everything in registers, DEN0028 §2.5), a
+        // trapped system register (all it needs is in the ISS) and a data
+        // abort (an emulated device or RAM touched the first time).
+        let (next, kick) = match (esr >> 26) & 0x3f {
+            trap::ec::HVC64 => self.handle_exit(hw, i, esr, |c| c.smccc()),
+            trap::ec::SYSREG => {
+                let acc = trap::sysreg_access(esr);
+                self.handle_exit(hw, i, esr, |c| c.sysreg(acc))
+            }
+            trap::ec::DABT_LOWER => {
+                let (_, far, hpfar) = hw.syndrome();
+                let da = trap::data_abort(esr, far, hpfar);
+                self.handle_exit(hw, i, esr, |c| c.data_abort(&da))
+            }
+            _ => {
+                let (_, far, hpfar) = hw.syndrome();
+                let exit = trap::decode(esr, far, hpfar);
+                if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
+                    // The lazy switch's trap: the instruction runs again once
+                    // the registers are its own (ELR_EL2 points at it).
+                    self.take_fp(hw, i, false);
+                    return;
+                }
+                if exit == trap::Exit::Sve
+                    && self.sve_vq(i) != 0
+                    && !(self.fp_owner == Some(i) && self.fp_sve)
+                {
+                    // Its first SVE access (or ZCR_EL1 access) since it took
+                    // the registers, or since it was loaded: its SVE state
+                    // comes in and the instruction runs again. A VM without
+                    // SVE falls through: UNDEFINED.
+                    self.take_fp(hw, i, true);
+                    return;
+                }
+                self.handle_exit(hw, i, esr, |c| c.handle(exit))
+            }
+        };
+        let vm = self.vcpus[i].vm;
         if kick != 0 {
             self.kick_vcpus(hw, vm, kick);
         }
@@ -826,6 +881,18 @@ impl Pcpu {
         self.rescan = true;
     }
 
+    /// One step of vCPU `i`'s unfinished RAM flush ([`Vcpu::flush`]), then
+    /// this CPU's pending interrupts: a turn that ended, a kick or a wake-up
+    /// for another vCPU here is seen between steps, so a large VM's flush
+    /// never holds up the other vCPUs of this CPU for longer than a step.
+    fn flush_step<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let v = &mut self.vcpus[i];
+        if let Some(from) = v.flush {
+            v.flush = v.vm.clean_invalidate_ram_step(hw, from, FLUSH_STEP);
+        }
+        self.take_interrupts(hw);
+    }
+
     // ---- FP/SIMD ownership ----
 
     /// vCPU `i`'s SVE vector-length cap in quadwords (0: its VM has no SVE).
@@ -1054,6 +1121,8 @@ struct Env<'a, H: Hw> {
     id: usize,
     sys: &'a mut VcpuSysRegs,
     hcr: &'a mut u64,
+    /// The vCPU's unfinished RAM flush ([`Vcpu::flush`]).
+    flush: &'a mut Option<u64>,
     /// vCPUs of the VM (bit n: vCPU n) whose CPUs must look again.
     kick: u64,
 }
@@ -1150,7 +1219,9 @@ impl<H: Hw> ExitEnv for Env<'_, H> {
                                 "VM '{}': set/way or cache toggle: flushing its RAM",
                                 self.vm.name()
                             );
-                            self.vm.clean_invalidate_ram(self.hw);
+                            // Done by the run loop before the vCPU's next
+                            // instruction, a step at a time (`Pcpu::flush_step`).
+                            *self.flush = Some(0);
                         }
                         HwAction::SetTrapVm(on) => {
                             *self.hcr = if on {

@@ -251,6 +251,10 @@ impl Hw for ArchHw {
         )
     }
 
+    fn esr(&self) -> u64 {
+        regs::read_esr_el2()
+    }
+
     fn load_el2(&mut self, s: &El2State) {
         regs::write_vtcr_el2(s.vtcr);
         regs::write_vttbr_el2(s.vttbr);

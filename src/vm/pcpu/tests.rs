@@ -860,3 +860,54 @@ fn sve_state_of_a_stopped_vm_is_scrubbed_to_its_cap() {
     assert_eq!(p(s.hw(0), 0, 3), 0);
     assert_eq!(s.hw(0).fp, FpRegs::default());
 }
+
+// ---- set/way flushes ----
+
+/// DC CISW (op0 1, op1 0, CRn 7, CRm 14, op2 2), trapped by HCR_EL2.TSW.
+fn esr_dc_cisw() -> u64 {
+    esr_sysreg((1, 0, 7, 14, 2), 0, false)
+}
+
+/// A first touch of guest RAM at `ipa` (a stage-2 translation fault).
+fn touch(s: &mut System, c: usize, ipa: u64) {
+    s.exit(c, esr_mmio(false, 0), ipa, (ipa >> 12) << 4);
+}
+
+#[test]
+fn a_set_way_flush_cleans_all_mapped_ram_before_the_vcpu_goes_on() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    // The kernel's chunk is mapped at load; the guest touches the second.
+    touch(&mut s, 0, RAM + (3 << 20));
+    s.board.borrow_mut().cleaned = 0;
+    let pc = s.regs(0).pc;
+    s.exit(0, esr_dc_cisw(), 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.regs(0).pc, pc + 4, "the DC CISW completed");
+    assert_eq!(s.board.borrow().cleaned, 4 << 20, "every mapped chunk");
+}
+
+#[test]
+fn a_set_way_flush_lets_another_vcpu_in_between_steps() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![0])]);
+    s.start(0);
+    let first = s.loaded(0).unwrap().0;
+    touch(&mut s, 0, RAM + (3 << 20));
+    s.board.borrow_mut().cleaned = 0;
+    let pc = s.regs(0).pc;
+    // The turn's end is due while the flush runs: the other VM gets the CPU
+    // after the first step, the flush goes on when this one is back.
+    let deadline = s
+        .hw(0)
+        .hyp_timer
+        .expect("two VMs share the CPU: a turn ends");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.exit(0, esr_dc_cisw(), 0, 0);
+    assert_eq!(s.loaded(0), Some((1 - first, 0)), "the other VM runs");
+    assert_eq!(s.board.borrow().cleaned, 2 << 20, "one step done");
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((first, 0)));
+    assert_eq!(s.board.borrow().cleaned, 4 << 20, "finished before it ran");
+    assert_eq!(s.regs(0).pc, pc + 4);
+}

@@ -791,7 +791,7 @@ fn main(_dtb: u64) -> ! {
     interrupt_rows(pmu, vcpu1);
     not_available(
         "fp_first_use",
-        "needs lazy FP switching: FP/SIMD is not trapped yet",
+        "not measured here: each vCPU of this VM has a CPU of its own and owns the FP/SIMD registers from its first instruction on, so it never traps again",
     );
     // Last: under Ferrovisor the first set/way operation arms HCR_EL2.TVM, which
     // then traps this guest's writes to its translation controls.
