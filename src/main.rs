@@ -34,6 +34,7 @@ mod hyp {
         CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel, sve_cap,
         virtualisable_sve_vqs,
     };
+    use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::vm::controls::HostFeatures;
     use ferrovisor::vm::machine::{Host, PassthroughDevice, RunningCount, Vm, VmSpec};
     use ferrovisor::vm::pcpu::{Pcpu, PcpuConfig};
@@ -106,7 +107,13 @@ mod hyp {
         );
         let cpus = bring_up_cpus(&platform, firmware);
         let (bundle, config) = read_bundle(&platform);
-        check_config(&platform, &config, &bundle, cpus.count);
+        check_config(
+            &platform,
+            &config,
+            &bundle,
+            cpus.count,
+            HostFeatures::system(&cpus.host).unwrap_or(features),
+        );
         // The EL2 controls of every VM follow the features of all CPUs.
         let host = Host {
             features: HostFeatures::system(&cpus.host).unwrap_or(features),
@@ -114,6 +121,7 @@ mod hyp {
             nr_lrs: gic::nr_list_registers(),
             priority_bits: gic::virtual_priority_bits(),
             vmcr_reset: ferrovisor::vgic::host::ich_vmcr_reset(gic::read_ich_vtr()),
+            gicv: host_gicv(&platform),
             now_ms: regs::now_ms,
         };
         let vms = build_vms(&platform, &config, &bundle, &cpus, host);
@@ -254,8 +262,19 @@ mod hyp {
     /// (not the UART or GIC, which the hypervisor keeps; none that can do DMA;
     /// only interrupts their nodes list), and the files it names (present in
     /// the bundle, each image fitting its VM).
-    fn check_config(platform: &Platform, config: &SystemConfig, bundle: &Bundle, cpus: usize) {
+    fn check_config(
+        platform: &Platform,
+        config: &SystemConfig,
+        bundle: &Bundle,
+        cpus: usize,
+        features: HostFeatures,
+    ) {
         let mut facts = HostFacts::from_platform(platform, cpus, memory::free_bytes());
+        facts.pmu_counters = Some(if features.pmu_version != 0 {
+            features.pmu_counters
+        } else {
+            0
+        });
         let infos: Vec<HostCpu> = (0..cpus)
             .filter_map(|l| CPU_INFO[l].get().copied())
             .collect();
@@ -409,22 +428,50 @@ mod hyp {
     /// VMs still running; the machine powers off when this reaches zero.
     static RUNNING_VMS: RunningCount = RunningCount::new(0);
 
-    /// Brings the physical GIC up (boot CPU, before the others start). Only a
-    /// GICv3 host is supported so far.
+    /// The GICV frame's two pages guests get as their CPU interface on a
+    /// GICv2 host.
+    fn host_gicv(p: &Platform) -> Option<[u64; 2]> {
+        p.gic
+            .as_ref()
+            .filter(|g| g.version == platform::GicVersion::V2)
+            .and_then(|g| g.gicv.as_ref())
+            .map(|r| [r.base, cpu_interface_second_page(r.base, r.size)])
+    }
+
+    /// Brings the physical GIC up (boot CPU, before the others start): a
+    /// GICv3, or a GICv2 with the virtualization extensions (GIC-400).
     fn init_gic(p: &Platform) {
         let Some(g) = &p.gic else {
             halt(format_args!(
                 "the device tree describes no interrupt controller"
             ))
         };
-        if g.version != platform::GicVersion::V3 {
-            halt(format_args!(
-                "the host's interrupt controller is a GICv2 (GIC-400); this build drives GICv3 only (QEMU: -M virt,gic-version=3)"
-            ));
+        let uart_intid = p.uart.as_ref().and_then(|u| u.irq);
+        if g.version == platform::GicVersion::V2 {
+            let (Some(gicc), Some(gich), Some(gicv)) = (&g.gicc, &g.gich, &g.gicv) else {
+                halt(format_args!(
+                    "the host's GICv2 has no virtualization extensions in the device tree (GICH and GICV frames; QEMU: -M virt,virtualization=on)"
+                ))
+            };
+            hostgic::init_boot_v2(
+                g.gicd.base,
+                [gicc.base, cpu_interface_second_page(gicc.base, gicc.size)],
+                gich.base,
+                uart_intid,
+            );
+            info!(
+                "GICv2: GICD {:#x}, GICC {:#x}, GICH {:#x}, GICV {:#x}; {} list registers, {} virtual priority bits",
+                g.gicd.base,
+                gicc.base,
+                gich.base,
+                gicv.base,
+                ferrovisor::arch::gic::nr_list_registers(),
+                ferrovisor::arch::gic::virtual_priority_bits()
+            );
+            return;
         }
         let gicr: Vec<(u64, u64)> = g.gicr.iter().map(|r| (r.base, r.size)).collect();
         // The console UART's interrupt brings keyboard input in.
-        let uart_intid = p.uart.as_ref().and_then(|u| u.irq);
         hostgic::init_boot(g.gicd.base, &gicr, uart_intid);
         info!(
             "GICv3: {} list registers, {} virtual priority bits",
@@ -480,6 +527,13 @@ mod hyp {
     ) -> Result<VmCpuModel, String> {
         let mut model = VmCpuModel::new(system, vm_cpus, &cache_policy(&vmc.cpu.cache), ipa_bits)
             .map_err(|e| alloc::format!("vm.{}.cpu: {e}", vmc.name))?;
+        // A PMU unless the config says no (or the cores have none, and the
+        // config did not ask: `check_config` refused asking for one there).
+        if vmc.cpu.pmu.unwrap_or_else(|| model.host_pmu().is_some()) {
+            model
+                .enable_pmu(vmc.cpu.pmu_counters)
+                .map_err(|e| alloc::format!("vm.{}.cpu.{e}", vmc.name))?;
+        }
         for (name, value) in &vmc.cpu.id {
             let field = IdField::by_name(name)
                 .ok_or_else(|| alloc::format!("vm.{}.cpu.id.{name}: unknown field", vmc.name))?;

@@ -18,18 +18,21 @@
 #      out of the guest's clock; dtb-randomness=off keeps random seeds out of the
 #      device tree). -smp 2 and not more: a physical CPU with no vCPU parks in a
 #      WFE loop, which QEMU's TCG runs as a YIELD that never sleeps;
-#   3. runs Ferrovisor with one CPU and a one-vCPU VM of 64 MiB, 128 MiB and 1 GiB,
+#   3. runs the same VM with both vCPUs on one physical CPU (`cpus = [0, 0]`,
+#      -smp 1, `bench=shared`: the guest runs only the shared-CPU rows
+#      vcpu_switch, wake_ipi and timer_10ms_shared), twice, on the first CPU model;
+#   4. runs Ferrovisor with one CPU and a one-vCPU VM of 64 MiB, 128 MiB and 1 GiB,
 #      each stopped at the guest's first line, twice: the hypervisor's boot count
 #      (the 1 GiB one is the hyp_boot_1gib row), how much of it grows with the
 #      VM's RAM, and the boot log of a 1 GiB guest;
-#   4. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
+#   5. if the Linux guest is there (BUILD_DIR/linux/Image and initramfs.cpio.gz,
 #      from `make linux`), boots it under Ferrovisor and directly, A/B, once for
 #      each of three `-seed` values (the guest's random numbers: each seed's boot
 #      repeats exactly, the seeds show how much they move it), the first seed
 #      again to check it repeats, then once more under Ferrovisor counting its
 #      exits (tests/bench/linux_boot.py), one boot at a time (wall clock is
 #      measured);
-#   5. prints the table, writes BUILD_DIR/bench.json and rewrites the README's
+#   6. prints the table, writes BUILD_DIR/bench.json and rewrites the README's
 #      section between `<!-- bench:begin -->` and `<!-- bench:end -->`
 #      (tests/bench/report.py; not when a benchmark run failed).
 # Logs of every run are in BUILD_DIR/bench/.
@@ -138,6 +141,25 @@ for cpu in "${cpus[@]}"; do
 done
 finished "${names[@]}" || failed=1
 
+# The shared-CPU rows (vcpu_switch, wake_ipi, timer_10ms_shared): the bench VM
+# with both vCPUs on one physical CPU (cpus = [0, 0], -smp 1) and
+# `bench=shared` in its bootargs, which runs only those rows; twice, at once.
+shared_arg=()
+sed 's/^vcpus = 2$/cpus = [0, 0]/; s|^kernel = "guests/bench.bin"$|&\nbootargs = "bench=shared"|' \
+  boards/qemu-virt/bench.toml >"$logs/bench-shared.toml"
+if pack "$logs/bench-shared.toml" "$logs/bench-shared.cpio" >/dev/null; then
+  for i in 1 2; do
+    hyp_args "${cpus[0]}" 1 "$logs/bench-shared.cpio"
+    run "ferrovisor-shared-${cpus[0]}-$i" "${args[@]}"
+  done
+  wait
+  finished "ferrovisor-shared-${cpus[0]}-1" "ferrovisor-shared-${cpus[0]}-2" || failed=1
+  shared_arg=(--shared "${cpus[0]}" "$logs/ferrovisor-shared-${cpus[0]}-1.log"
+    "$logs/ferrovisor-shared-${cpus[0]}-2.log")
+else
+  failed=1
+fi
+
 # The hypervisor's boot on one CPU: the same guest as a one-vCPU VM of 64 MiB,
 # 128 MiB (as bench.toml) and 1 GiB (the hyp_boot_1gib row; QEMU -m 2G), three
 # at a time and each twice, each QEMU stopped once the guest's first line
@@ -215,7 +237,7 @@ readme_arg=()
 if [ -n "$readme" ]; then
   readme_arg=(--readme "$readme")
 fi
-python3 "$here/bench/report.py" "${report_runs[@]}" --smp "$smp" "${boot_args[@]}" \
+python3 "$here/bench/report.py" "${report_runs[@]}" --smp "$smp" "${boot_args[@]}" "${shared_arg[@]}" \
   --image "$hyp" "${linux_arg[@]}" "${readme_arg[@]}" \
   --qemu-version "$("$qemu" --version | head -1)" \
   --out "$build/bench.json" || status=$?

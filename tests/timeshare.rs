@@ -11,6 +11,13 @@
 //!   which no guest can mask. Measured against the same victim alone on the CPU
 //!   (`isolation-solo.toml`), under `-icount shift=0` so that the figures are
 //!   instruction counts that repeat from run to run.
+//! - The register-pattern guest (`regpattern.toml`, tests/guests/regpattern):
+//!   two VMs, one with two vCPUs, all on one CPU with 100 µs turns; each vCPU
+//!   fills every EL1 system register it can write, x9-x28, V0-V31, FPSR and
+//!   FPCR with a pattern of its own, 2000 times, and checks all of it after
+//!   every switch; a fresh vCPU (vCPU 1, started after the others' patterns
+//!   were on the CPU) finds reset values. DISR_EL1 (VDISR_EL2) is in the
+//!   pattern on `-cpu max` (FEAT_RAS) and UNDEFINED on cortex-a57.
 //!
 //! Artifacts: `build/ferrovisor.bin`, `build/<config>.cpio` (`tests/bundles.sh`).
 
@@ -133,4 +140,58 @@ fn victim_keeps_its_share_beside_a_masked_spinner_on_cpu_max() {
 #[test]
 fn victim_keeps_its_share_beside_a_masked_spinner_on_cortex_a57() {
     hostile_spinner_shares_cpu("cortex-a57");
+}
+
+/// The register-pattern guest's checks: VM a reports for its two vCPUs and
+/// that vCPU 1 started, VM b for its one (tests/guests/regpattern).
+const REGPATTERN_CHECKS: [(&str, usize); 2] = [("a", 9), ("b", 4)];
+
+fn register_patterns_survive_switches(cpu: &str) {
+    let run = run_qemu(&hypervisor_args(cpu, 1, "regpattern.cpio"), BOOT_TIMEOUT);
+    let report = run.report();
+    assert!(
+        !run.timed_out,
+        "-cpu {cpu}: the VMs never powered off\n{report}"
+    );
+    for (vm, checks) in REGPATTERN_CHECKS {
+        let tag = format!("({vm}) ");
+        let lines: Vec<&str> = run
+            .output
+            .lines()
+            .filter_map(|l| l.strip_prefix(tag.as_str()))
+            .collect();
+        let passes = lines.iter().filter(|l| l.starts_with("PASS: ")).count();
+        let fails: Vec<_> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+        let summary = format!("{checks} passed, 0 failed");
+        assert!(
+            passes == checks && fails.is_empty() && lines.contains(&summary.as_str()),
+            "-cpu {cpu}: VM '{vm}' should pass all {checks} checks: {passes} PASS, \
+             failures {fails:?}\n{report}"
+        );
+        // DISR_EL1 is part of the pattern exactly where FEAT_RAS exists.
+        let disr = if cpu == "max" {
+            "regpattern: DISR_EL1 switched (FEAT_RAS)"
+        } else {
+            "regpattern: DISR_EL1 UNDEFINED (no FEAT_RAS)"
+        };
+        assert!(
+            lines.contains(&disr),
+            "-cpu {cpu}: VM '{vm}' should say '{disr}'\n{report}"
+        );
+    }
+    assert_eq!(
+        run.status,
+        Some(0),
+        "-cpu {cpu}: QEMU's exit status\n{report}"
+    );
+}
+
+#[test]
+fn every_register_survives_thousands_of_switches_on_cpu_max() {
+    register_patterns_survive_switches("max");
+}
+
+#[test]
+fn every_register_survives_thousands_of_switches_on_cortex_a57() {
+    register_patterns_survive_switches("cortex-a57");
 }

@@ -2,8 +2,8 @@
 # extensions), RAM from 0 (with a hole below 1 GiB for the GPU), the console on the
 # mini UART (stdout-path serial1). QEMU's model (`raspi4b`) starts the hypervisor at
 # EL2 with the board's device tree (Debian's build of Linux's, fetched with the kernel
-# by `make linux`); it has no PSCI firmware (spin-table CPUs). This build does not
-# drive a GICv2 host yet: the hypervisor stops there with a message. See README.md.
+# by `make linux`); it has no PSCI firmware (spin-table CPUs): one CPU runs. Its
+# guests see a GICv2. See README.md.
 QEMU          ?= qemu-system-aarch64
 BOARD_DTB      = $(BUILD)/linux/dtbs/raspi4b.dtb
 BOARD_DEPS     = linux

@@ -2,8 +2,8 @@
 # extensions), RAM at 0 and at 32 GiB, the console on a Cadence UART. QEMU's model
 # (`xlnx-zcu102,virtualization=on`) starts the hypervisor at EL2 with QEMU's own
 # PSCI over SMC; it needs the board's device tree (Debian's build of Linux's, fetched
-# with the kernel by `make linux`). This build does not drive a GICv2 host yet: the
-# hypervisor stops there with a message. See README.md beside this file.
+# with the kernel by `make linux`). Its guests see a GICv2. See README.md beside
+# this file.
 QEMU          ?= qemu-system-aarch64
 QEMU_MEM      ?= 2G
 BOARD_DTB      = $(BUILD)/linux/dtbs/zcu102.dtb

@@ -15,6 +15,8 @@
 //!        --sve-vl-max BITS   the host implements every SVE vector length up to BITS
 //!                            (QEMU -cpu max: 2048); `none`: no SVE. Checks each
 //!                            VM's sve_vl against it (default: unknown, checked at boot)
+//!        --pmu-counters N    the event counters of the host's PMU, PMCR_EL0.N (0: none;
+//!                            default: QEMU's 6 for qemu-virt, else checked at boot)
 //! ```
 //!
 //! The board's devices are read from its device tree with the hypervisor's own parser,
@@ -45,7 +47,7 @@ use ferrovisor::config::bundle::{CONFIG_NAME, write_bundle};
 use ferrovisor::config::{HostFacts, SystemConfig};
 use ferrovisor::platform::Platform;
 
-const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--sve-vl-max BITS|none]
+const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--pmu-counters N] [--sve-vl-max BITS|none]
        fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--sve-vl-max BITS|none]
        fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
                 [--device \"IFACE DEV:PART\"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]";
@@ -86,6 +88,7 @@ struct Args {
     ram: Option<u64>,
     /// `--sve-vl-max`: the SVE lengths the host implements (mask, 0: none).
     sve_vqs: Option<u16>,
+    pmu_counters: Option<u8>,
 }
 
 fn parse_size(text: &str) -> Option<u64> {
@@ -116,6 +119,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut cpus = None;
     let mut ram = None;
     let mut sve_vqs = None;
+    let mut pmu_counters = None;
     // `uboot` only.
     let mut text = false;
     let mut bundle = None;
@@ -162,6 +166,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                         }
                     },
                 });
+            }
+            "--pmu-counters" => {
+                let n = value("a number")?;
+                pmu_counters = Some(
+                    n.parse::<u8>()
+                        .ok()
+                        .filter(|&n| n <= 31)
+                        .ok_or_else(|| format!("--pmu-counters: `{n}` is not a number 0..=31"))?,
+                );
             }
             "--text" => text = true,
             "--bundle" => bundle = Some(file_name("--bundle", value("a file name")?)?),
@@ -228,6 +241,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         cpus,
         ram,
         sve_vqs,
+        pmu_counters,
     })
 }
 
@@ -488,9 +502,11 @@ fn host_from_dtb(blob: &[u8]) -> Result<HostFacts, String> {
 
 fn host_facts(args: &Args, config: &SystemConfig) -> Result<HostFacts, String> {
     let mut facts = match &args.board {
+        // QEMU's Arm CPUs all reset PMCR_EL0 to 0x41013000: N = 6.
         Board::QemuVirt => HostFacts {
             cpus: 0,
             ram_bytes: 0,
+            pmu_counters: Some(6),
             ..host_from_dtb(QEMU_VIRT_DTB).map_err(|e| format!("the qemu-virt board: {e}"))?
         },
         Board::Dtb(path) => {
@@ -515,6 +531,9 @@ fn host_facts(args: &Args, config: &SystemConfig) -> Result<HostFacts, String> {
         facts.cpus
     });
     facts.sve_vqs = args.sve_vqs;
+    if args.pmu_counters.is_some() {
+        facts.pmu_counters = args.pmu_counters;
+    }
     facts.ram_bytes = args.ram.unwrap_or(if facts.ram_bytes == 0 {
         u64::MAX
     } else {
@@ -694,6 +713,7 @@ mod tests {
             cpus: None,
             ram: None,
             sve_vqs: None,
+            pmu_counters: None,
         }
     }
 
@@ -729,6 +749,7 @@ mod tests {
                 cpus: Some(4),
                 ram: Some(2 << 30),
                 sve_vqs: None,
+                pmu_counters: None,
             }
         );
         assert_eq!(
@@ -813,16 +834,39 @@ mod tests {
         write(&config, DEMO.replace("128M", "127M").as_bytes());
         let e = run(&args(Command::Check, &config, &[&build])).unwrap_err();
         assert!(e.contains(":3:10: vm.demo.memory: 127M is not"), "{e}");
-        // Host facts: too few CPUs.
+        // Host facts: too few CPUs (vCPUs may share a CPU, but not an
+        // exclusive VM's).
         write(
             &config,
-            DEMO.replace("memory", "vcpus = 2\nmemory").as_bytes(),
+            DEMO.replace("memory", "vcpus = 2\nexclusive = true\nmemory")
+                .as_bytes(),
         );
         write(&build.join("guests/demo.bin"), &arm64_image(4096, 8192));
         let mut a = args(Command::Check, &config, &[&build]);
         a.cpus = Some(1);
         let e = run(&a).unwrap_err();
-        assert!(e.contains("vm.demo.vcpus: not enough physical CPUs"), "{e}");
+        assert!(
+            e.contains("vm.demo.exclusive: not enough physical CPUs"),
+            "{e}"
+        );
+        // The host's PMU: more counters than QEMU's 6, or than --pmu-counters.
+        write(
+            &config,
+            format!("{DEMO}[vm.cpu]\npmu_counters = 7\n").as_bytes(),
+        );
+        let mut p = args(Command::Check, &config, &[&build]);
+        let e = run(&p).unwrap_err();
+        assert!(
+            e.contains(":6:16: vm.demo.cpu.pmu_counters: 7 counters asked for"),
+            "{e}"
+        );
+        p.pmu_counters = Some(8);
+        run(&p).unwrap();
+        write(
+            &config,
+            DEMO.replace("memory", "vcpus = 2\nexclusive = true\nmemory")
+                .as_bytes(),
+        );
         a.cpus = None;
         run(&a).unwrap();
     }

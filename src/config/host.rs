@@ -32,6 +32,11 @@ pub struct HostFacts {
     /// bit vq - 1 for 128 * vq bits, 0 without SVE); `None` when not known (a
     /// device tree does not say), and then `sve_vl` is checked at boot only.
     pub sve_vqs: Option<u16>,
+    /// The event counters of the host's PMUv3 (PMCR_EL0.N of the core with the
+    /// fewest; `Some(0)`: no PMUv3), when known: the hypervisor reads it from the
+    /// hardware, `fvconfig` knows QEMU virt's (6) or takes `--pmu-counters`; `None`
+    /// leaves the check to the boot.
+    pub pmu_counters: Option<u8>,
 }
 
 /// One device-tree node with MMIO registers.
@@ -105,6 +110,7 @@ impl HostFacts {
             kept_irqs,
             ram_bytes,
             sve_vqs: None,
+            pmu_counters: None,
         }
     }
 }
@@ -246,12 +252,47 @@ impl SystemConfig {
         }
 
         for vm in &self.vms {
+            self.check_pmu(vm, host)?;
             for i in 0..vm.passthrough.len() {
                 self.check_passthrough(vm, i, host)?;
             }
             self.check_files(vm, file_size)?;
         }
         Ok(())
+    }
+
+    /// `[vm.cpu] pmu`/`pmu_counters` against the host's PMU: a PMU asked for needs
+    /// one, and a guest cannot have more event counters than the hardware (its
+    /// counters are the hardware's, partitioned by MDCR_EL2.HPMN).
+    fn check_pmu(&self, vm: &VmConfig, host: &HostFacts) -> Result<(), ConfigError> {
+        let Some(have) = host.pmu_counters else {
+            return Ok(());
+        };
+        if have == 0 && vm.cpu.pmu == Some(true) {
+            return Err(self.error(
+                vm.sites.pmu,
+                format!("vm.{}.cpu.pmu", vm.name),
+                "the host has no PMUv3 (ID_AA64DFR0_EL1.PMUVer), so there is none to give: \
+                 remove the key or set pmu = false"
+                    .into(),
+            ));
+        }
+        match vm.cpu.pmu_counters {
+            Some(n) if have == 0 && vm.cpu.pmu != Some(false) => Err(self.error(
+                vm.sites.pmu_counters,
+                format!("vm.{}.cpu.pmu_counters", vm.name),
+                format!("{n} counters asked for, but the host has no PMUv3"),
+            )),
+            Some(n) if n > have => Err(self.error(
+                vm.sites.pmu_counters,
+                format!("vm.{}.cpu.pmu_counters", vm.name),
+                format!(
+                    "{n} counters asked for, but the host's PMU has {have} (PMCR_EL0.N): a \
+                     guest's counters are the hardware's own"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `vm.passthrough[i]` against the board: every page of the window is a device the

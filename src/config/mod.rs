@@ -75,6 +75,10 @@
 //! sve_vl = 256              # SVE vector-length cap in bits: a multiple of 128, <= 2048,
 //!                           #   one the host implements (default: the longest every
 //!                           #   core implements alike; a host without SVE: none)
+//! pmu = true               # a PMUv3 for the guest (default: as the host; `true` on a
+//!                           #   host without one is refused at boot)
+//! pmu_counters = 4          # 1..=31: its event counters (PMCR_EL0.N; default: all of
+//!                           #   the host's); more than the host has is refused
 //! # Not implemented yet, so refused with an error saying so ([`NOT_IMPLEMENTED`]); the
 //! # values are checked first:
 //! # breakpoints = 4         # 2..=16 (default: as the host)
@@ -268,6 +272,8 @@ struct VmSites {
     initrd: Option<Position>,
     dtb: Option<Position>,
     sve_vl: Option<Position>,
+    pmu: Option<Position>,
+    pmu_counters: Option<Position>,
     passthrough: Vec<PassthroughSites>,
 }
 
@@ -314,6 +320,10 @@ pub struct CpuModel {
     /// SME streaming vector length in bits.
     pub sme_vl: Option<u16>,
     pub spe: bool,
+    /// A PMUv3 for the guest: `None` as the host (on where the host has one).
+    pub pmu: Option<bool>,
+    /// The guest's event counters (PMCR_EL0.N, MDCR_EL2.HPMN): `None` as the host.
+    pub pmu_counters: Option<u8>,
     /// ID register fields lowered for this VM: ("REGISTER.FIELD", value).
     pub id: Vec<(String, u8)>,
 }
@@ -327,6 +337,8 @@ impl Default for CpuModel {
             sve_vl: None,
             sme_vl: None,
             spe: false,
+            pmu: None,
+            pmu_counters: None,
             id: Vec::new(),
         }
     }

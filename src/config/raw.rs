@@ -64,6 +64,8 @@ pub(crate) struct RawCpu {
     pub(crate) sve_vl: Option<Spanned<i64>>,
     pub(crate) sme_vl: Option<Spanned<i64>>,
     pub(crate) spe: Option<Spanned<bool>>,
+    pub(crate) pmu: Option<Spanned<bool>>,
+    pub(crate) pmu_counters: Option<Spanned<i64>>,
     /// `[vm.cpu.id]`: ID register fields to lower, "REGISTER.FIELD" = value.
     pub(crate) id: Option<alloc::collections::BTreeMap<String, Spanned<i64>>>,
 }

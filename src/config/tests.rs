@@ -175,6 +175,8 @@ fn full_config_reads_every_key() {
             sve_vl: Some(384),
             sme_vl: Some(512),
             spe: true,
+            pmu: None,
+            pmu_counters: None,
             id: vec![],
         }
     );
@@ -1375,4 +1377,53 @@ fn deep_nesting_is_a_clean_error() {
     }
     // Every shipped config passes the check unchanged (their parse is tested elsewhere).
     parse(MINIMAL);
+}
+
+#[test]
+fn pmu_knobs_are_checked_then_fit_the_hosts_pmu() {
+    let cpu = |body: &str| alloc::format!("{MINIMAL}[vm.cpu]\n{body}\n");
+    let c = parse(&cpu("pmu = true\npmu_counters = 4"));
+    assert_eq!(c.vms[0].cpu.pmu, Some(true));
+    assert_eq!(c.vms[0].cpu.pmu_counters, Some(4));
+    assert_eq!(parse(MINIMAL).vms[0].cpu.pmu, None, "as the host");
+    let e = refuse(&cpu("pmu_counters = 0"));
+    assert_error(&e, 7, 16, "vm.demo.cpu.pmu_counters", "1..=31");
+    let e = refuse(&cpu("pmu_counters = 32"));
+    assert_error(&e, 7, 16, "vm.demo.cpu.pmu_counters", "1..=31");
+    let e = refuse(&cpu("pmu = false\npmu_counters = 2"));
+    assert_error(&e, 8, 16, "vm.demo.cpu.pmu_counters", "no PMU");
+    let e = refuse(&cpu("pmu = 1"));
+    assert_error(&e, 7, 7, "vm.demo.cpu.pmu", "invalid type");
+
+    let sizes = [("guests/demo.bin", 1)];
+    let host = |n| HostFacts {
+        pmu_counters: n,
+        ..virt(1)
+    };
+    // Unknown (fvconfig with a --dtb): left to the boot.
+    parse(&cpu("pmu_counters = 31"))
+        .check_against(&host(None), &files(&sizes))
+        .unwrap();
+    parse(&cpu("pmu_counters = 6"))
+        .check_against(&host(Some(6)), &files(&sizes))
+        .unwrap();
+    let e = parse(&cpu("pmu_counters = 7"))
+        .check_against(&host(Some(6)), &files(&sizes))
+        .unwrap_err();
+    assert_error(&e, 7, 16, "vm.demo.cpu.pmu_counters", "host's PMU has 6");
+    let e = parse(&cpu("pmu = true"))
+        .check_against(&host(Some(0)), &files(&sizes))
+        .unwrap_err();
+    assert_error(&e, 7, 7, "vm.demo.cpu.pmu", "no PMUv3");
+    let e = parse(&cpu("pmu_counters = 2"))
+        .check_against(&host(Some(0)), &files(&sizes))
+        .unwrap_err();
+    assert_error(&e, 7, 16, "vm.demo.cpu.pmu_counters", "no PMUv3");
+    // As the host, on a host without a PMU: no PMU, no error.
+    parse(MINIMAL)
+        .check_against(&host(Some(0)), &files(&sizes))
+        .unwrap();
+    parse(&cpu("pmu = false"))
+        .check_against(&host(Some(0)), &files(&sizes))
+        .unwrap();
 }

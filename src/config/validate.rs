@@ -691,6 +691,14 @@ impl Builder<'_> {
             Some(c) => self.cpu_model(c.get_ref(), &f("cpu"))?,
             None => CpuModel::default(),
         };
+        if let Some(c) = &raw.cpu {
+            sites.pmu = c.get_ref().pmu.as_ref().and_then(|p| self.pos(p.span()));
+            sites.pmu_counters = c
+                .get_ref()
+                .pmu_counters
+                .as_ref()
+                .and_then(|p| self.pos(p.span()));
+        }
 
         Ok(VmConfig {
             name: name.clone(),
@@ -911,6 +919,22 @@ impl Builder<'_> {
         }
         if let Some(spe) = &raw.spe {
             model.spe = *spe.get_ref();
+        }
+        if let Some(pmu) = &raw.pmu {
+            model.pmu = Some(*pmu.get_ref());
+        }
+        // PMCR_EL0.N is 5 bits; a guest with no event counter would need MDCR_EL2.HPMN
+        // = 0, which is CONSTRAINED UNPREDICTABLE without FEAT_HPMN0 (Arm ARM, MDCR_EL2).
+        if let Some(n) = &raw.pmu_counters {
+            let v = self.int(n, &f("pmu_counters"), 1..=31)?;
+            if model.pmu == Some(false) {
+                return Err(self.err(
+                    n.span(),
+                    &f("pmu_counters"),
+                    "the VM has no PMU (pmu = false): remove one of the two keys",
+                ));
+            }
+            model.pmu_counters = Some(v as u8);
         }
         // Knobs whose feature is not implemented yet: checked above, so a config stays
         // valid when the feature lands, but refused rather than silently ignored.

@@ -24,6 +24,7 @@ use super::cache::{
     CSSELR_SLOTS, CachePolicy, CacheTopology, CoreCaches, effective_ctr, sanitize_ctr,
 };
 use super::cache::{CacheTrap, cache_trap};
+use super::pmu::PmuModel;
 use aarch64_cpu::registers::ID_AA64MMFR2_EL1 as MMFR2_FIELDS;
 use core::fmt;
 
@@ -614,6 +615,10 @@ pub enum ModelError {
     Cache(super::cache::CacheError),
     /// No physical CPU was given.
     NoCpus,
+    /// A PMU was asked for on cores without a PMUv3.
+    NoPmu,
+    /// More PMU event counters were asked for than the cores have.
+    PmuCounters { requested: u8, limit: u8 },
 }
 
 impl fmt::Display for ModelError {
@@ -632,6 +637,11 @@ impl fmt::Display for ModelError {
             }
             ModelError::Cache(e) => write!(f, "cache topology: {e}"),
             ModelError::NoCpus => write!(f, "no physical CPU to build a CPU model from"),
+            ModelError::NoPmu => write!(f, "pmu: the cores this VM runs on have no PMUv3"),
+            ModelError::PmuCounters { requested, limit } => write!(
+                f,
+                "pmu_counters: {requested} counters asked for, but the cores this VM runs on have {limit} (PMCR_EL0.N)"
+            ),
         }
     }
 }
@@ -654,7 +664,15 @@ pub struct VmCpuModel {
     /// CPACR_EL1 bits kept set in hardware whatever the guest writes (see
     /// [`VmCpuModel::cpacr_el1_hw`]).
     cpacr_el1_forced: u64,
+    /// The PMUv3 the cores could give this VM (the common PMUVer capped at
+    /// [`super::pmu::MAX_VERSION`], the fewest event counters), if any.
+    host_pmu: Option<PmuModel>,
+    /// The guest's PMU ([`VmCpuModel::enable_pmu`]); `None`: hidden.
+    pmu: Option<PmuModel>,
 }
+
+/// ID_AA64DFR0_EL1.PMUVer (11:8).
+const PMUVER: IdField = u(DFR0, "PMUVer", 8, Lower, HIDE);
 
 /// CPACR_EL1.FPEN (21:20): a CPACR_EL1 control every guest of this CPU model has
 /// (with ZEN for a VM with SVE; SMEN is RES0 while SME is hidden, TTA while trace is).
@@ -689,11 +707,19 @@ impl VmCpuModel {
         if id.field(&PARANGE) > limit {
             id.set_field(&PARANGE, limit);
         }
+        let pmu_version = system.id.field(&PMUVER);
+        let pmu_counters = vm_cpus.iter().map(|c| c.pmu_counters).min().unwrap_or(0);
+        let host_pmu = ((1..0xf).contains(&pmu_version) && pmu_counters > 0).then(|| PmuModel {
+            counters: pmu_counters.min(31),
+            version: pmu_version.min(super::pmu::MAX_VERSION),
+        });
         let sve_offer = Some((id.field(&SVE), id.get(ID_AA64ZFR0_EL1).unwrap_or(0)));
         let mut model = VmCpuModel {
             sve_vq: 0,
             sve_offer,
             ccidx: has_ccidx(&id),
+            host_pmu,
+            pmu: None,
             id,
             midr_el1: system.midr_el1,
             ctr_el0,
@@ -759,6 +785,36 @@ impl VmCpuModel {
         (guest & mask) | (self.cpacr_el1_forced & !mask)
     }
 
+    /// The PMUv3 the cores could give this VM, if they have one.
+    pub fn host_pmu(&self) -> Option<&PmuModel> {
+        self.host_pmu.as_ref()
+    }
+
+    /// The guest's PMU, if it has one.
+    pub fn pmu(&self) -> Option<&PmuModel> {
+        self.pmu.as_ref()
+    }
+
+    /// Gives the guest a PMUv3 with `counters` event counters (`None`: as many as
+    /// the cores have), shown in ID_AA64DFR0_EL1.PMUVer at the cores' version
+    /// capped at what the emulation handles ([`super::pmu::MAX_VERSION`]).
+    pub fn enable_pmu(&mut self, counters: Option<u8>) -> Result<(), ModelError> {
+        let host = self.host_pmu.ok_or(ModelError::NoPmu)?;
+        let n = counters.unwrap_or(host.counters);
+        if n > host.counters || n == 0 {
+            return Err(ModelError::PmuCounters {
+                requested: n,
+                limit: host.counters,
+            });
+        }
+        self.id.set_field(&PMUVER, host.version);
+        self.pmu = Some(PmuModel {
+            counters: n,
+            version: host.version,
+        });
+        Ok(())
+    }
+
     /// Lowers one field for this VM (e.g. `ID_AA64PFR0_EL1.GIC = 0` for a
     /// GICv2 VM). Allowed when the requested value is what the field's
     /// combine rule would pick between it and the current value (the check
@@ -782,6 +838,16 @@ impl VmCpuModel {
         self.ccidx = has_ccidx(&self.id);
         if field.reg == SVE.reg && field.shift == SVE.shift && value == 0 {
             self.sve_offer = None;
+        }
+        // A lowered PMUVer is the PMU the guest gets (0: none).
+        if field.reg == PMUVER.reg && field.shift == PMUVER.shift {
+            self.pmu = match self.pmu {
+                Some(p) if value != 0 => Some(PmuModel {
+                    version: value,
+                    ..p
+                }),
+                _ => None,
+            };
         }
         Ok(())
     }
@@ -1263,5 +1329,55 @@ pub(crate) mod tests {
             Err(ModelError::NoCpus)
         );
         assert_eq!(SystemCpuInfo::new(&[]), None);
+    }
+
+    #[test]
+    fn pmu_shown_only_when_enabled_capped_and_sized() {
+        let dfr0 = field("ID_AA64DFR0_EL1.PMUVer");
+        let sys = SystemCpuInfo::new(&[qemu_max()]).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Virtual, IPA_48).unwrap();
+        assert_eq!(m.id_regs().field(dfr0), 0, "hidden until enabled");
+        assert_eq!(m.pmu(), None);
+        assert_eq!(
+            m.host_pmu(),
+            Some(&PmuModel {
+                counters: 6,
+                version: 6
+            })
+        );
+        assert_eq!(
+            m.enable_pmu(Some(7)),
+            Err(ModelError::PmuCounters {
+                requested: 7,
+                limit: 6
+            })
+        );
+        m.enable_pmu(Some(4)).unwrap();
+        assert_eq!(m.id_regs().field(dfr0), 6);
+        assert_eq!(m.pmu().map(|p| p.counters), Some(4));
+        // Lowered by the config: the guest's PMU follows; 0 hides it.
+        m.lower(dfr0, 4).unwrap();
+        assert_eq!(m.pmu().map(|p| p.version), Some(4));
+        m.lower(dfr0, 0).unwrap();
+        assert_eq!(m.pmu(), None);
+        // Cortex-A57: PMUv3 (1), all 6 counters by default.
+        let sys = SystemCpuInfo::new(&[qemu_a57()]).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[qemu_a57()], &CachePolicy::Virtual, IPA_48).unwrap();
+        m.enable_pmu(None).unwrap();
+        assert_eq!(
+            m.pmu(),
+            Some(&PmuModel {
+                counters: 6,
+                version: 1
+            })
+        );
+        assert_eq!(m.id_regs().field(dfr0), 1);
+        // No PMU on the cores: refused.
+        let mut bare = qemu_a57();
+        bare.id = bare.id.with(ID_AA64DFR0_EL1, 0x1030_5006);
+        let sys = SystemCpuInfo::new(&[bare]).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[bare], &CachePolicy::Virtual, IPA_48).unwrap();
+        assert_eq!(m.host_pmu(), None);
+        assert_eq!(m.enable_pmu(None), Err(ModelError::NoPmu));
     }
 }

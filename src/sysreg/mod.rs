@@ -15,6 +15,8 @@
 //! - [`cache`]: cache topology (CLIDR, CCSIDR in both formats, CCSIDR2,
 //!   CSSELR, CTR) and the TID2/TID4 choice.
 //! - [`setway`]: DC ISW/CSW/CISW and the VM-control-register tracking.
+//! - [`pmu`]: the guest's PMUv3 (every access trapped and carried out on the
+//!   hardware's counters, filtered so EL2 is never counted).
 //!
 //! # Wiring (what the arch layer does)
 //! - The EL2 controls come from `vm::controls` (every bit explained there) and
@@ -48,7 +50,8 @@
 //! architecture feature never leaks to guests unreviewed.
 //!
 //! Then each field's guest rule hides what Ferrovisor does not virtualize
-//! yet: PMU (PMUVer), SPE (PMSVer), trace/TRBE/BRBE, AMU, MTE, MPAM, RAS,
+//! yet: PMU (PMUVer, shown for a VM with a PMU by
+//! [`VmCpuModel::enable_pmu`], whose registers [`pmu`] emulates), SPE (PMSVer), trace/TRBE/BRBE, AMU, MTE, MPAM, RAS,
 //! SCXTNUM_ELx (CSV2 and CSV2_frac at most 1),
 //! SVE and SME (ZFR0/SMFR0 read zero), pointer authentication, nested
 //! virtualization (PFR0.EL2 = 0, MMFR2.NV, MMFR1.VH, the stage-2 granule

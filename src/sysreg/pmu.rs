@@ -35,25 +35,17 @@
 //!   to the guest's EL1 first). PMCEID0/1_EL0 and PMMIR_EL1 read the
 //!   hardware's.
 //!
-//! # Status: the rules only
-//! Nothing calls [`access`] yet: the CPU model still hides the PMU (PMUVer =
-//! 0) and MDCR_EL2.TPM/TPMCR make every PMU access UNDEFINED through the
-//! system-register table. Offering it needs, together (none of them is safe
-//! alone — a PMU shown without the switch would leak one vCPU's counts to the
-//! next):
-//! - the run loop's `Env::sysreg` calling [`decode`]/[`access`] and a `Hw`
-//!   method pair reading/writing a [`PmuHw`] (PMEVCNTR/PMEVTYPER<n> through
-//!   the hardware PMSELR, free at EL2 since the guest's is shadowed here);
-//! - `vm::vcpu` PMU registers saved on unload (PMCR, PMCNTENSET, PMINTENSET,
-//!   PMOVSSET, PMUSERENR, PMCCNTR, PMCCFILTR, PMEVCNTR/PMEVTYPER 0..n-1) and
-//!   the counters then disabled (PMCNTENCLR, PMINTENCLR, PMOVSCLR of
-//!   [`PmuModel::mask`], PMCR.E = 0), restored on load, and a reset value;
-//! - the overflow PPI (INTID 23, the SBSA number; the host's `arm,armv8-pmuv3`
-//!   node names it) hardware-linked per vCPU like the timers' PPIs, its
-//!   physical active state switched with the vCPU;
-//! - ID_AA64DFR0_EL1.PMUVer from the system value (capped at PMUv3p5, whose
-//!   PMCR.LP is the newest control allowed above), MDCR_EL2.HPMN = n per VM,
-//!   `[vm.cpu] pmu`, and the guest device tree's `arm,armv8-pmuv3` node.
+//! # Wiring
+//! `vm::pcpu`'s `Env::sysreg` sends every PMU encoding here ([`decode`],
+//! [`access`]) and carries the [`PmuOp`] out on the hardware through
+//! [`PmuAccess`]; a write to PMSWINC_EL0 is emulated ([`software_increment`])
+//! because a write made at EL2 counts for no guest (the SW_INCR event is
+//! counted only where the counter's filter counts, and NSH is 0). When
+//! vCPUs share a CPU, [`save`] takes a vCPU's PMU out of the hardware and
+//! stops its counters, [`restore`] puts it back (a VM without a PMU has none
+//! to move: every access of its guest is UNDEFINED). The overflow interrupt
+//! is the PMU's PPI (INTID 23), hardware-linked per vCPU like the timers'
+//! (`vm::pcpu`), its physical active state moved with the vCPU.
 
 use super::SysReg;
 
@@ -98,8 +90,21 @@ pub enum PmuOp {
     Value(u64),
     /// A write absorbed by the emulated state.
     Done,
+    /// A write to PMSWINC_EL0 of these counter bits (already masked to the
+    /// guest's event counters): see [`software_increment`].
+    SoftwareIncrement(u64),
     Undef,
 }
+
+/// The PMU overflow interrupt, PPI 7 (INTID 23): the number SBSA and QEMU's
+/// `virt` board give it, and the one the guest's device tree names.
+pub const PMU_INTID: u32 = 23;
+
+/// The newest PMU version shown to a guest (ID_AA64DFR0_EL1.PMUVer): PMUv3p5
+/// (6), whose controls (PMCR_EL0.LP, 64-bit event counters, MDCR_EL2.HCCD)
+/// are the newest handled here. PMUv3p7's MDCR_EL2.HPMFZO and PMUv3p8's
+/// threshold fields are not.
+pub const MAX_VERSION: u8 = 6;
 
 /// PMCR_EL0.N (15:11).
 pub const PMCR_N_SHIFT: u32 = 11;
@@ -109,6 +114,10 @@ const PMCR_N: u64 = 0x1f << PMCR_N_SHIFT;
 pub const PMCR_WRITABLE: u64 = 0b1110_1111;
 /// PMCR_EL0.E.
 pub const PMCR_E: u64 = 1;
+/// PMCR_EL0.P (1) and C (2): write-1 resets, read as 0.
+const PMCR_P_C: u64 = 0b110;
+/// PMCR_EL0.LP (7): event counters overflow at 64 bits (PMUv3p5).
+const PMCR_LP: u64 = 1 << 7;
 /// PMEVTYPER<n>_EL0.NSH (27): count at EL2. Never set for a guest.
 pub const FILTER_NSH: u64 = 1 << 27;
 /// P (31), U (30), NSK (29), NSU (28): the filter bits a guest may set.
@@ -247,7 +256,7 @@ fn hw_access(m: &PmuModel, hw: PmuHw, write: Option<u64>) -> PmuOp {
         },
         PmuHw::Swinc => match write {
             None => PmuOp::Undef,
-            Some(x) => write_masked(x, m.mask() & !CYCLE),
+            Some(x) => PmuOp::SoftwareIncrement(x & m.mask() & !CYCLE),
         },
         PmuHw::Ceid0 | PmuHw::Ceid1 => match write {
             None => read(!0),
@@ -275,6 +284,232 @@ fn hw_access(m: &PmuModel, hw: PmuHw, write: Option<u64>) -> PmuOp {
             None => read(PMUSERENR_WRITABLE),
             Some(x) => write_masked(x, PMUSERENR_WRITABLE),
         },
+    }
+}
+
+/// The hardware's PMU registers, as EL2 reads and writes them (the arch
+/// layer with `mrs`/`msr`, host tests with a fake).
+pub trait PmuAccess {
+    fn pmu_read(&mut self, reg: PmuHw) -> u64;
+    fn pmu_write(&mut self, reg: PmuHw, value: u64);
+}
+
+/// Carries out one [`PmuOp`] on the hardware; the guest's result. `el0`: the
+/// access came from the guest's EL0 (for PMSWINC's filtering).
+pub fn perform(hw: &mut impl PmuAccess, m: Option<&PmuModel>, op: PmuOp, el0: bool) -> Performed {
+    match op {
+        PmuOp::Read { reg, mask, or } => Performed::Read((hw.pmu_read(reg) & mask) | or),
+        PmuOp::Write { reg, value } => {
+            hw.pmu_write(reg, value);
+            Performed::Done
+        }
+        PmuOp::Value(v) => Performed::Read(v),
+        PmuOp::Done => Performed::Done,
+        PmuOp::SoftwareIncrement(bits) => {
+            if let Some(m) = m {
+                software_increment(hw, m, bits, el0);
+            }
+            Performed::Done
+        }
+        PmuOp::Undef => Performed::Undef,
+    }
+}
+
+/// What the guest gets for one PMU access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Performed {
+    Read(u64),
+    Done,
+    Undef,
+}
+
+/// A guest's write of `bits` to PMSWINC_EL0, from its EL0 (`el0`) or EL1.
+/// Written by EL2 the hardware would count nothing: the SW_INCR event
+/// increments a counter only when that counter counts at the Exception level
+/// of the write (Arm ARM, PMSWINC_EL0 and the pseudocode of
+/// `PMUCountValue`/`CountPMUEvents`: enabled, and not filtered out), and the
+/// guest's filters never count EL2. So the increment is done here, as the
+/// hardware would have done it at the guest's level: for each counter n in
+/// `bits` that is enabled (PMCR_EL0.E and bit n of PMCNTENSET_EL0), counts event
+/// 0x00 (SW_INCR) and whose filter counts at that level — Non-secure EL1 when
+/// PMEVTYPER<n>.P equals NSK, EL0 when U equals NSU (NSK/NSU read as 0
+/// without EL3, leaving P and U alone: Arm ARM D13.5, "Filtering by
+/// Exception level") — the counter goes up by one, and when it wraps its
+/// overflow flag is set (at 32 bits, or at 64 with PMUv3p5's PMCR_EL0.LP).
+pub fn software_increment(hw: &mut impl PmuAccess, m: &PmuModel, bits: u64, el0: bool) {
+    let pmcr = hw.pmu_read(PmuHw::Pmcr);
+    if pmcr & PMCR_E == 0 {
+        return;
+    }
+    let mut live = bits & hw.pmu_read(PmuHw::Cntenset) & ((1u64 << m.counters) - 1);
+    while live != 0 {
+        let n = live.trailing_zeros() as u8;
+        live &= live - 1;
+        let t = hw.pmu_read(PmuHw::Evtyper(n));
+        if t & EVTCOUNT != 0 {
+            continue;
+        }
+        let bit = |b: u32| (t >> b) & 1;
+        let counts = if el0 {
+            bit(30) == bit(28)
+        } else {
+            bit(31) == bit(29)
+        };
+        if !counts {
+            continue;
+        }
+        let long = m.version >= 6;
+        let old = hw.pmu_read(PmuHw::Evcntr(n));
+        let new = if long {
+            old.wrapping_add(1)
+        } else {
+            old.wrapping_add(1) & 0xffff_ffff
+        };
+        hw.pmu_write(PmuHw::Evcntr(n), new);
+        let wrapped = if long && pmcr & PMCR_LP != 0 {
+            new == 0
+        } else {
+            new & 0xffff_ffff == 0
+        };
+        if wrapped {
+            hw.pmu_write(PmuHw::Ovsset, 1 << n);
+        }
+    }
+}
+
+/// One vCPU's PMU registers while it is off its CPU (only the guest's:
+/// counters 0..n-1 and the cycle counter). The default is the state at reset:
+/// everything disabled and zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmuRegs {
+    /// PMCR_EL0's writable bits (E, D, DP, LC, LP).
+    pub pmcr: u64,
+    pub cnten: u64,
+    pub inten: u64,
+    pub ovs: u64,
+    pub userenr: u64,
+    pub ccntr: u64,
+    pub ccfiltr: u64,
+    pub evcntr: [u64; 31],
+    pub evtyper: [u64; 31],
+    /// The overflow PPI was active at the physical GIC (the guest was handling
+    /// its hardware-linked virtual interrupt) when the vCPU left.
+    pub irq_active: bool,
+}
+
+/// Takes a vCPU's PMU out of the hardware: its counters stopped first (so the
+/// values saved are the ones it ends with), then saved, then everything of it
+/// disabled — counting, interrupt enables, overflow flags (so the overflow
+/// line drops), EL0 access — so nothing of it counts or fires for the next
+/// vCPU. The counter values stay until the next vCPU's [`restore`] writes its
+/// own, and no guest can read a counter it has not restored (every access
+/// traps, and counters at or above its HPMN read as 0).
+pub fn save(hw: &mut impl PmuAccess, m: &PmuModel, r: &mut PmuRegs) {
+    let pmcr = hw.pmu_read(PmuHw::Pmcr) & PMCR_WRITABLE & !PMCR_P_C;
+    hw.pmu_write(PmuHw::Pmcr, pmcr & !PMCR_E);
+    let mask = m.mask();
+    r.pmcr = pmcr;
+    r.cnten = hw.pmu_read(PmuHw::Cntenset) & mask;
+    r.inten = hw.pmu_read(PmuHw::Intenset) & mask;
+    r.ovs = hw.pmu_read(PmuHw::Ovsset) & mask;
+    r.userenr = hw.pmu_read(PmuHw::Userenr) & PMUSERENR_WRITABLE;
+    r.ccntr = hw.pmu_read(PmuHw::Ccntr);
+    r.ccfiltr = hw.pmu_read(PmuHw::Ccfiltr) & FILTER_GUEST;
+    for n in 0..m.counters.min(31) {
+        let i = n as usize;
+        r.evcntr[i] = hw.pmu_read(PmuHw::Evcntr(n));
+        r.evtyper[i] = hw.pmu_read(PmuHw::Evtyper(n)) & (FILTER_GUEST | EVTCOUNT);
+    }
+    hw.pmu_write(PmuHw::Cntenclr, mask);
+    hw.pmu_write(PmuHw::Intenclr, mask);
+    hw.pmu_write(PmuHw::Ovsclr, mask);
+    hw.pmu_write(PmuHw::Userenr, 0);
+}
+
+/// Puts a vCPU's PMU into the hardware: counting stays off until every value
+/// is in place, then PMCR_EL0.E as the vCPU left it. Every register the guest
+/// can reach is written, so nothing of the previous vCPU shows.
+pub fn restore(hw: &mut impl PmuAccess, m: &PmuModel, r: &PmuRegs) {
+    let mask = m.mask();
+    hw.pmu_write(PmuHw::Pmcr, r.pmcr & !PMCR_E & !PMCR_P_C);
+    hw.pmu_write(PmuHw::Cntenclr, mask);
+    hw.pmu_write(PmuHw::Intenclr, mask);
+    hw.pmu_write(PmuHw::Ovsclr, mask);
+    for n in 0..m.counters.min(31) {
+        let i = n as usize;
+        hw.pmu_write(PmuHw::Evtyper(n), r.evtyper[i] & (FILTER_GUEST | EVTCOUNT));
+        hw.pmu_write(PmuHw::Evcntr(n), r.evcntr[i]);
+    }
+    hw.pmu_write(PmuHw::Ccfiltr, r.ccfiltr & FILTER_GUEST);
+    hw.pmu_write(PmuHw::Ccntr, r.ccntr);
+    hw.pmu_write(PmuHw::Userenr, r.userenr & PMUSERENR_WRITABLE);
+    hw.pmu_write(PmuHw::Ovsset, r.ovs & mask);
+    hw.pmu_write(PmuHw::Intenset, r.inten & mask);
+    hw.pmu_write(PmuHw::Cntenset, r.cnten & mask);
+    hw.pmu_write(PmuHw::Pmcr, r.pmcr & PMCR_WRITABLE & !PMCR_P_C);
+}
+
+/// A PMU register file for host tests: the set/clear pairs share one value,
+/// PMCR_EL0.N reads as `n`, PMSWINC_EL0 writes are recorded (hardware at EL2
+/// would count nothing for them).
+#[cfg(test)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FakePmu {
+    pub n: u8,
+    pub pmcr: u64,
+    pub cnten: u64,
+    pub inten: u64,
+    pub ovs: u64,
+    pub userenr: u64,
+    pub ccntr: u64,
+    pub ccfiltr: u64,
+    pub ev: [u64; 31],
+    pub ty: [u64; 31],
+    pub swinc_writes: u32,
+}
+
+#[cfg(test)]
+impl PmuAccess for FakePmu {
+    fn pmu_read(&mut self, reg: PmuHw) -> u64 {
+        match reg {
+            PmuHw::Pmcr => self.pmcr | (self.n as u64) << PMCR_N_SHIFT,
+            PmuHw::Cntenset | PmuHw::Cntenclr => self.cnten,
+            PmuHw::Intenset | PmuHw::Intenclr => self.inten,
+            PmuHw::Ovsset | PmuHw::Ovsclr => self.ovs,
+            PmuHw::Userenr => self.userenr,
+            PmuHw::Ccntr => self.ccntr,
+            PmuHw::Ccfiltr => self.ccfiltr,
+            PmuHw::Evcntr(i) => self.ev[i as usize],
+            PmuHw::Evtyper(i) => self.ty[i as usize],
+            PmuHw::Ceid0 => 0x6000_003f,
+            PmuHw::Ceid1 | PmuHw::Mmir | PmuHw::Swinc => 0,
+        }
+    }
+    fn pmu_write(&mut self, reg: PmuHw, value: u64) {
+        match reg {
+            PmuHw::Pmcr => {
+                if value & 0b10 != 0 {
+                    self.ev = [0; 31];
+                }
+                if value & 0b100 != 0 {
+                    self.ccntr = 0;
+                }
+                self.pmcr = value & PMCR_WRITABLE & !PMCR_P_C;
+            }
+            PmuHw::Cntenset => self.cnten |= value,
+            PmuHw::Cntenclr => self.cnten &= !value,
+            PmuHw::Intenset => self.inten |= value,
+            PmuHw::Intenclr => self.inten &= !value,
+            PmuHw::Ovsset => self.ovs |= value,
+            PmuHw::Ovsclr => self.ovs &= !value,
+            PmuHw::Userenr => self.userenr = value,
+            PmuHw::Ccntr => self.ccntr = value,
+            PmuHw::Ccfiltr => self.ccfiltr = value,
+            PmuHw::Evcntr(i) => self.ev[i as usize] = value,
+            PmuHw::Evtyper(i) => self.ty[i as usize] = value,
+            PmuHw::Swinc => self.swinc_writes += 1,
+            PmuHw::Ceid0 | PmuHw::Ceid1 | PmuHw::Mmir => {}
+        }
     }
 }
 
@@ -373,10 +608,7 @@ mod tests {
         );
         assert_eq!(
             access(Some(&M), &mut v, Reg::Hw(PmuHw::Swinc), Some(!0)),
-            PmuOp::Write {
-                reg: PmuHw::Swinc,
-                value: 0xf
-            }
+            PmuOp::SoftwareIncrement(0xf)
         );
         assert_eq!(
             access(Some(&M), &mut v, Reg::Hw(PmuHw::Ovsclr), None),
@@ -436,5 +668,183 @@ mod tests {
             access(Some(&p5), &mut v, Reg::Hw(PmuHw::Swinc), None),
             PmuOp::Undef
         );
+    }
+
+    fn fake() -> FakePmu {
+        FakePmu {
+            n: 6,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn software_increment_counts_as_the_guests_level_would() {
+        let mut hw = fake();
+        hw.pmcr = PMCR_E;
+        hw.cnten = 0b111;
+        // Counter 0: SW_INCR at EL1 and EL0; 1: SW_INCR with P = 1 (not at
+        // EL1); 2: another event; 3: SW_INCR but not enabled.
+        hw.ty[1] = 1 << 31;
+        hw.ty[2] = 0x11;
+        software_increment(&mut hw, &M, 0b1111, false);
+        assert_eq!(&hw.ev[..4], &[1, 0, 0, 0]);
+        // From EL0: U = 1 filters counter 1? It has U = 0, so it counts.
+        software_increment(&mut hw, &M, 0b11, true);
+        assert_eq!(&hw.ev[..2], &[2, 1]);
+        // P = 1 with NSK = 1 counts at Non-secure EL1 (EL3 present).
+        hw.ty[1] = 1 << 31 | 1 << 29;
+        software_increment(&mut hw, &M, 0b10, false);
+        assert_eq!(hw.ev[1], 2);
+        // Nothing counts with PMCR_EL0.E = 0.
+        hw.pmcr = 0;
+        software_increment(&mut hw, &M, 0b1, false);
+        assert_eq!(hw.ev[0], 2);
+        assert_eq!(hw.swinc_writes, 0, "PMSWINC is never written at EL2");
+    }
+
+    #[test]
+    fn software_increment_overflows_at_32_or_64_bits() {
+        let mut hw = fake();
+        hw.pmcr = PMCR_E;
+        hw.cnten = 1;
+        hw.ev[0] = 0xffff_ffff;
+        software_increment(&mut hw, &M, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (0, 1));
+        // PMUv3p5: 64-bit counters; LP = 0 still overflows at 32 bits.
+        let p5 = PmuModel {
+            counters: 4,
+            version: 6,
+        };
+        hw.ovs = 0;
+        hw.ev[0] = 0xffff_ffff;
+        software_increment(&mut hw, &p5, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (1 << 32, 1));
+        hw.ovs = 0;
+        hw.pmcr |= PMCR_LP;
+        hw.ev[0] = 0xffff_ffff;
+        software_increment(&mut hw, &p5, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (1 << 32, 0));
+        hw.ev[0] = u64::MAX;
+        software_increment(&mut hw, &p5, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (0, 1));
+        // A PMUv3 model over a 64-bit counter at its top (a lowered PMUVer):
+        // wraps at 32 bits, never overflows the arithmetic.
+        hw.ovs = 0;
+        hw.ev[0] = u64::MAX;
+        software_increment(&mut hw, &M, 1, false);
+        assert_eq!((hw.ev[0], hw.ovs), (0, 1));
+    }
+
+    #[test]
+    fn save_stops_and_clears_restore_gives_back() {
+        let mut hw = fake();
+        hw.pmcr = PMCR_E | 1 << 6;
+        hw.cnten = 0x8000_0003;
+        hw.inten = 0x8000_0001;
+        hw.ovs = 0x2;
+        hw.userenr = 0xd;
+        hw.ccntr = 12345;
+        hw.ccfiltr = 1 << 30;
+        hw.ev[0] = 7;
+        hw.ev[3] = 9;
+        hw.ty[3] = 0x8 | 1 << 31;
+        // A counter beyond the guest's (n = 4): not saved, not touched.
+        hw.ev[5] = 55;
+        let mut a = PmuRegs::default();
+        save(&mut hw, &M, &mut a);
+        assert_eq!(a.pmcr, PMCR_E | 1 << 6);
+        assert_eq!((a.cnten, a.inten, a.ovs), (0x8000_0003, 0x8000_0001, 2));
+        assert_eq!((a.userenr, a.ccntr, a.ccfiltr), (0xd, 12345, 1 << 30));
+        assert_eq!(
+            (a.evcntr[0], a.evcntr[3], a.evtyper[3]),
+            (7, 9, 0x8 | 1 << 31)
+        );
+        // Nothing of it counts, fires or is open to EL0 any more.
+        assert_eq!(hw.pmcr & PMCR_E, 0);
+        assert_eq!((hw.cnten, hw.inten, hw.ovs, hw.userenr), (0, 0, 0, 0));
+        // The next vCPU, fresh from reset, sees none of it.
+        restore(&mut hw, &M, &PmuRegs::default());
+        assert_eq!(
+            (hw.ccntr, hw.ccfiltr, hw.ev[0], hw.ev[3], hw.ty[3]),
+            (0, 0, 0, 0, 0)
+        );
+        assert_eq!(hw.pmcr, 0);
+        assert_eq!(hw.ev[5], 55);
+        // Back again: exactly as it left.
+        let mut b = PmuRegs::default();
+        save(&mut hw, &M, &mut b);
+        assert_eq!(b, PmuRegs::default());
+        restore(&mut hw, &M, &a);
+        let mut again = PmuRegs::default();
+        let live = hw.clone();
+        save(&mut hw, &M, &mut again);
+        assert_eq!(again, a);
+        assert_eq!(live.pmcr, PMCR_E | 1 << 6);
+        assert_eq!(
+            (live.cnten, live.inten, live.ovs),
+            (0x8000_0003, 0x8000_0001, 2)
+        );
+    }
+
+    #[test]
+    fn restore_never_sets_el2_filter_bits() {
+        let mut hw = fake();
+        let mut r = PmuRegs::default();
+        r.evtyper[0] = !0;
+        r.ccfiltr = !0;
+        restore(&mut hw, &M, &r);
+        assert_eq!(hw.ty[0] & FILTER_NSH, 0);
+        assert_eq!(hw.ccfiltr & FILTER_NSH, 0);
+    }
+
+    #[test]
+    fn perform_applies_masks_and_swinc() {
+        let mut hw = fake();
+        hw.pmcr = PMCR_E;
+        hw.cnten = 1;
+        let mut v = VcpuPmu::default();
+        let op = access(Some(&M), &mut v, Reg::Hw(PmuHw::Pmcr), None);
+        assert_eq!(
+            perform(&mut hw, Some(&M), op, false),
+            Performed::Read(4 << PMCR_N_SHIFT | PMCR_E)
+        );
+        let op = access(Some(&M), &mut v, Reg::Hw(PmuHw::Swinc), Some(1));
+        assert_eq!(perform(&mut hw, Some(&M), op, false), Performed::Done);
+        assert_eq!(hw.ev[0], 1);
+    }
+
+    #[test]
+    fn every_encoding_and_model_is_answered_without_a_panic() {
+        for counters in [1u8, 4, 6, 31] {
+            for version in [1u8, 4, 5, 6] {
+                let m = PmuModel { counters, version };
+                let mut hw = FakePmu {
+                    n: 31,
+                    ..Default::default()
+                };
+                let mut v = VcpuPmu::default();
+                for op1 in [0u8, 3] {
+                    for crn in [9u8, 14] {
+                        for crm in 0..16u8 {
+                            for op2 in 0..8u8 {
+                                let Some(reg) = decode(SysReg::new(3, op1, crn, crm, op2)) else {
+                                    continue;
+                                };
+                                for w in [None, Some(0), Some(!0), Some(0x1f)] {
+                                    let op = access(Some(&m), &mut v, reg, w);
+                                    let _ = perform(&mut hw, Some(&m), op, w == Some(0));
+                                    // The guest never gets EL2 counting.
+                                    assert_eq!(hw.ccfiltr & FILTER_NSH, 0);
+                                    assert!(hw.ty.iter().all(|t| t & FILTER_NSH == 0));
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut r = PmuRegs::default();
+                save(&mut hw, &m, &mut r);
+                restore(&mut hw, &m, &r);
+            }
+        }
     }
 }

@@ -18,6 +18,8 @@ pub const HYP_TIMER_INTID: u32 = 26;
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
 /// The EL1 physical timer (CNTP, PPI 14): the guest's too, hardware-linked.
 pub const PHYSICAL_TIMER_INTID: u32 = 30;
+/// The PMU overflow interrupt (PPI 7): the guest's PMU's, hardware-linked.
+pub const PMU_INTID: u32 = crate::sysreg::pmu::PMU_INTID;
 /// The SGI the hypervisor sends to make another CPU exit its guest (or leave
 /// WFI). SGIs 0-7 are the Non-secure world's; 8-15 may belong to Secure firmware
 /// (Arm's convention, which Linux also follows).
@@ -207,6 +209,9 @@ pub enum PhysIrq {
     /// One of the guest's timers on this CPU (PPI 27 or 30): inject,
     /// hardware-linked.
     GuestTimer(u32),
+    /// The PMU's overflow interrupt (PPI 23) on this CPU: the loaded vCPU's
+    /// PMU overflowed; inject, hardware-linked.
+    GuestPmu,
     /// The EL2 physical timer: the hypervisor's own deadlines (scheduling,
     /// absent vCPUs' timers, the console).
     HypTimer,
@@ -240,6 +245,7 @@ pub fn classify(intid: u32, passthrough: &[PassthroughSpi]) -> PhysIrq {
         1020..=1023 => PhysIrq::Spurious,
         MAINTENANCE_INTID => PhysIrq::Maintenance,
         VIRTUAL_TIMER_INTID | PHYSICAL_TIMER_INTID => PhysIrq::GuestTimer(intid),
+        PMU_INTID => PhysIrq::GuestPmu,
         HYP_TIMER_INTID => PhysIrq::HypTimer,
         KICK_SGI => PhysIrq::Kick,
         _ => match passthrough.iter().find(|p| p.pintid == intid) {
@@ -256,7 +262,9 @@ impl PhysIrq {
     pub fn completion(self) -> Completion {
         match self {
             PhysIrq::Spurious => Completion::None,
-            PhysIrq::GuestTimer(_) | PhysIrq::Passthrough { .. } => Completion::PriorityDropOnly,
+            PhysIrq::GuestTimer(_) | PhysIrq::GuestPmu | PhysIrq::Passthrough { .. } => {
+                Completion::PriorityDropOnly
+            }
             _ => Completion::DropAndDeactivate,
         }
     }

@@ -183,6 +183,21 @@ pub fn decode_vtr(vtr: u32) -> VtrV2 {
     }
 }
 
+/// Where the second 4 KiB page of a GICv2 CPU interface frame (GICC or GICV:
+/// GICC_DIR / GICV_DIR at offset 0x1000, IHI 0048B.b 4.1.3 and 5.5) is, given
+/// the frame's base and size from the device tree. A GIC-400 frame is 8 KiB;
+/// SoCs that place each 4 KiB page on a 64 KiB boundary (the page repeated
+/// over its 64 KiB, e.g. ZynqMP: 128 KiB regions) describe 128 KiB, and there
+/// the second page starts 64 KiB in (the layout `arm,gic` bindings allow, and
+/// what Linux also assumes for a 128 KiB CPU interface).
+pub fn cpu_interface_second_page(base: u64, size: u64) -> u64 {
+    if size >= 0x2_0000 {
+        base + 0x1_0000
+    } else {
+        base + 0x1000
+    }
+}
+
 /// A GICv2 virtual interface control frame (GICH) as the CPU-interface layer
 /// sees it: 32-bit list registers and GICH_HCR. The arch layer implements it
 /// with MMIO on the GIC-400's GICH frame; tests with an array.
@@ -248,6 +263,22 @@ mod tests {
             eoi_maintenance: eoi,
             priority: 0xa0,
         }
+    }
+
+    #[test]
+    fn second_page_of_a_cpu_interface() {
+        // QEMU virt: 8 KiB frames (64 KiB regions, not aliased: only the
+        // first 8 KiB decode).
+        assert_eq!(cpu_interface_second_page(0x0804_0000, 0x2000), 0x0804_1000);
+        assert_eq!(
+            cpu_interface_second_page(0x0804_0000, 0x1_0000),
+            0x0804_1000
+        );
+        // ZynqMP (xlnx,zynqmp.dtsi): GICV 0xf906_0000, 128 KiB, pages at 64 KiB.
+        assert_eq!(
+            cpu_interface_second_page(0xf906_0000, 0x2_0000),
+            0xf907_0000
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@
 //! EL1PCTEN = 1 (vm::controls), and src/timer saves them with the vCPU.
 
 pub mod dist;
+pub mod dist_v2;
 pub mod host;
 pub mod irq;
 pub mod lr;
@@ -168,6 +169,9 @@ pub struct VgicConfig {
     /// the emulated IPRIORITYR keep as many (IHI 0069, "Interrupt prioritization": unimplemented low-order
     /// priority bits are RAZ/WI).
     pub priority_bits: u8,
+    /// The guest sees a GICv2 ([`dist_v2`]): a GICv2 host's virtual CPU
+    /// interface, every interrupt Group 0.
+    pub v2: bool,
 }
 
 impl VgicConfig {
@@ -179,6 +183,7 @@ impl VgicConfig {
             nr_spis,
             nr_lrs: 4,
             priority_bits: 5,
+            v2: false,
         }
     }
 }
@@ -189,6 +194,8 @@ pub enum VgicError {
     NoVcpus,
     /// More vCPUs than [`MAX_VCPUS`].
     TooManyVcpus(usize),
+    /// More than 8 vCPUs on a vGICv2 (8-bit CPU target lists, IHI 0048B.b 1.4.1).
+    TooManyVcpusForGicV2(usize),
     /// SPIs not a multiple of 32 or beyond INTID 1019.
     BadSpiCount(u32),
     /// Not 1..=16 list registers.
@@ -205,6 +212,10 @@ impl fmt::Display for VgicError {
         match self {
             VgicError::NoVcpus => write!(f, "a vGIC needs at least one vCPU"),
             VgicError::TooManyVcpus(n) => write!(f, "{n} vCPUs: at most {MAX_VCPUS}"),
+            VgicError::TooManyVcpusForGicV2(n) => write!(
+                f,
+                "{n} vCPUs: the host's GIC is a GICv2, whose guests get a GICv2 with at most 8 CPU interfaces"
+            ),
             VgicError::BadSpiCount(n) => {
                 write!(f, "{n} SPIs: must be a multiple of 32, at most 960")
             }
@@ -304,6 +315,10 @@ impl Vgic {
         }
         if n > MAX_VCPUS {
             return Err(VgicError::TooManyVcpus(n));
+        }
+        // A GICv2 has at most 8 CPU interfaces (IHI 0048B.b 1.4.1).
+        if cfg.v2 && n > 8 {
+            return Err(VgicError::TooManyVcpusForGicV2(n));
         }
         if !cfg.nr_spis.is_multiple_of(32) || FIRST_SPI + cfg.nr_spis > MAX_SPI_INTID + 1 {
             return Err(VgicError::BadSpiCount(cfg.nr_spis));
@@ -833,7 +848,14 @@ impl Vgic {
     /// ICH_VMCR_EL2, read on its CPU), or one already in its LRs pending.
     pub fn wake_pending(&self, vcpu: usize, vmcr: u64) -> bool {
         let vmcr = LocalRegisterCopy::<u64, ICH_VMCR_EL2::Register>::new(vmcr);
-        if !vmcr.is_set(ICH_VMCR_EL2::VENG1) || !self.forwarding() {
+        // A vGICv2's interrupts are Group 0: GICH_VMCR.VMGrp0En, at the bit
+        // of ICH_VMCR_EL2.VENG0 (IHI 0048B.b 5.3.4).
+        let group_enable = if self.cfg.v2 {
+            ICH_VMCR_EL2::VENG0
+        } else {
+            ICH_VMCR_EL2::VENG1
+        };
+        if !vmcr.is_set(group_enable) || !self.forwarding() {
             return false;
         }
         let pmr = vmcr.read(ICH_VMCR_EL2::VPMR) as u8;

@@ -543,11 +543,21 @@ pub fn cptr_el2(features: &HostFeatures) -> u64 {
 /// MDCR_EL2 with E2H = 0 (Arm ARM, MDCR_EL2), written whole — never OR-ed onto the
 /// firmware's value, which might route the guest's debug exceptions to EL2 (TDE)
 /// or leave counters counting at EL2.
-/// - HPMN (4:0) = PMCR_EL0.N: every event counter is in the EL1 range, none is
-///   reserved for EL2 (the hypervisor counts nothing). A value above N is
-///   CONSTRAINED UNPREDICTABLE and 0 needs FEAT_HPMN0, so N is the one safe value.
+/// - HPMN (4:0) = the guest's event counters when it has a PMU
+///   ([`mdcr_el2_for`]; `[vm.cpu] pmu_counters`, at most PMCR_EL0.N), else
+///   PMCR_EL0.N: counters below HPMN are the guest's, the rest stay EL2's (the
+///   hypervisor counts nothing with them: HPME = 0). A value above N is
+///   CONSTRAINED UNPREDICTABLE and 0 needs FEAT_HPMN0, so it is never 0.
 ///   0 (RES0) without a PMUv3.
-/// - TPMCR (5), TPM (6) = 1 (PMUv3): every PMU register traps; the PMU is hidden.
+/// - TPMCR (5), TPM (6) = 1 (PMUv3): every PMU register traps. Without a guest
+///   PMU it is hidden (UNDEFINED); with one, every access is emulated against
+///   the hardware by `sysreg::pmu`. Trapping all of them rather than giving
+///   the guest direct access to counters below HPMN is what the architecture
+///   makes safe on every PMU version: a guest that wrote PMEVTYPER<n>_EL0 or
+///   PMCCFILTR_EL0 directly could set NSH and count EL2, the hypervisor's own
+///   work (Arm ARM D13.5, "Filtering by Exception level"); HPMD (PMUv3p1) and
+///   HCCD (PMUv3p5) forbid that only on newer PMUs, and FEAT_FGT's finer traps
+///   (HDFGWTR_EL2.PMEVTYPERn_EL0, PMCCFILTR_EL0) are absent on a Cortex-A57.
 /// - HPME (7) = 0: no EL2 counters to enable.
 /// - TDE (8), TDA (9), TDOSA (10), TDRA (11) = 0: self-hosted debug is the guest's
 ///   (one vCPU per physical CPU); its debug exceptions are taken at its EL1.
@@ -565,12 +575,20 @@ pub fn cptr_el2(features: &HostFeatures) -> u64 {
 ///   self-hosted debug.
 /// - EBWE (43), EnSTEPOP (50) = 0: no extended breakpoints, MDSTEPOP_EL1 traps.
 pub fn mdcr_el2(features: &HostFeatures) -> u64 {
+    mdcr_el2_for(features, None)
+}
+
+/// [`mdcr_el2`] for a VM whose guest has a PMU with `guest_counters` event
+/// counters (`None`: no guest PMU).
+pub fn mdcr_el2_for(features: &HostFeatures, guest_counters: Option<u8>) -> u64 {
     let mut mdcr = LocalRegisterCopy::<u64, MDCR_EL2::Register>::new(0);
     if features.pmu() {
+        let hpmn = match guest_counters {
+            Some(n) if n >= 1 => n.min(features.pmu_counters),
+            _ => features.pmu_counters,
+        };
         mdcr.modify(
-            MDCR_EL2::HPMN.val(features.pmu_counters as u64 & 0x1f)
-                + MDCR_EL2::TPM::SET
-                + MDCR_EL2::TPMCR::SET,
+            MDCR_EL2::HPMN.val(hpmn as u64 & 0x1f) + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET,
         );
         // ID_AA64DFR0_EL1.PMUVer: 4 = PMUv3p1, 6 = PMUv3p5.
         if features.pmu_version >= 4 {
@@ -924,7 +942,7 @@ pub struct VirtualSError {
 
 /// ESR_ELx.ISS for an SError interrupt (Arm ARM, ESR_EL2, "ISS encoding for an
 /// SError exception"): IDS (24), AET (12:10), EA (9), DFSC (5:0).
-const SERROR_IDS: u64 = 1 << 24;
+pub(crate) const SERROR_IDS: u64 = 1 << 24;
 const SERROR_ISS_MASK: u64 = (1 << 25) - 1;
 const SERROR_AET_SHIFT: u32 = 10;
 const SERROR_AET_UC: u64 = 0b000;

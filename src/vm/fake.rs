@@ -92,6 +92,12 @@ pub(crate) struct FakeHw {
     pub syndrome: (u64, u64, u64),
     pub el2: Option<El2State>,
     pub hcr: u64,
+    /// This CPU has FEAT_RAS: VDISR_EL2 and VSESR_EL2 exist (without it,
+    /// touching them panics, as the instruction would be UNDEFINED at EL2).
+    pub ras: bool,
+    /// VDISR_EL2: the loaded guest's DISR_EL1 (HCR_EL2.AMO set).
+    pub vdisr: u64,
+    pub vsesr: u64,
     /// CPTR_EL2 as last written (whole by `load_el2`, or alone).
     pub cptr: u64,
     pub el1: El1Regs,
@@ -121,6 +127,8 @@ pub(crate) struct FakeHw {
     pub fp_restores: usize,
     /// VM control registers written through HCR_EL2.TVM traps.
     pub vm_controls: Vec<(SysReg, u64)>,
+    /// The PMU's registers (PMCR_EL0.N = 6, as QEMU's).
+    pub pmu: crate::sysreg::pmu::FakePmu,
 }
 
 impl FakeHw {
@@ -131,6 +139,9 @@ impl FakeHw {
             syndrome: (0, 0, 0),
             el2: None,
             hcr: 0,
+            ras: false,
+            vdisr: 0,
+            vsesr: 0,
             cptr: 0,
             el1: El1Regs::default(),
             fp: FpRegs::default(),
@@ -151,6 +162,10 @@ impl FakeHw {
             fp_saves: 0,
             fp_restores: 0,
             vm_controls: Vec::new(),
+            pmu: crate::sysreg::pmu::FakePmu {
+                n: 6,
+                ..Default::default()
+            },
         }
     }
 
@@ -242,6 +257,15 @@ impl GuestHw for FakeHw {
     }
 }
 
+impl crate::sysreg::pmu::PmuAccess for FakeHw {
+    fn pmu_read(&mut self, reg: crate::sysreg::pmu::PmuHw) -> u64 {
+        crate::sysreg::pmu::PmuAccess::pmu_read(&mut self.pmu, reg)
+    }
+    fn pmu_write(&mut self, reg: crate::sysreg::pmu::PmuHw, value: u64) {
+        crate::sysreg::pmu::PmuAccess::pmu_write(&mut self.pmu, reg, value)
+    }
+}
+
 impl ListRegisters for FakeHw {
     fn read_lr(&self, n: usize) -> u64 {
         self.lrs[n]
@@ -272,7 +296,21 @@ impl Hw for FakeHw {
     fn read_hcr_el2(&self) -> u64 {
         self.hcr
     }
-    fn write_vsesr_el2(&mut self, _value: u64) {}
+    fn write_vsesr_el2(&mut self, value: u64) {
+        assert!(self.ras, "VSESR_EL2 written on a CPU without FEAT_RAS");
+        self.vsesr = value;
+    }
+    fn has_ras(&self) -> bool {
+        self.ras
+    }
+    fn read_vdisr_el2(&self) -> u64 {
+        assert!(self.ras, "VDISR_EL2 read on a CPU without FEAT_RAS");
+        self.vdisr
+    }
+    fn write_vdisr_el2(&mut self, value: u64) {
+        assert!(self.ras, "VDISR_EL2 written on a CPU without FEAT_RAS");
+        self.vdisr = value;
+    }
     fn tlbi_vmid(&mut self) {}
     fn save_el1(&mut self, r: &mut El1Regs) {
         *r = self.el1.clone();
@@ -436,6 +474,12 @@ impl Hw for FakeHw {
         self.board.borrow_mut().spi_deactivated.push(intid);
     }
     fn route_spi(&mut self, _intid: u32, _cpu: usize) {}
+    fn take_ppi_active(&mut self, intid: u32) -> bool {
+        self.active.remove(&intid)
+    }
+    fn set_ppi_active(&mut self, intid: u32) {
+        self.active.insert(intid);
+    }
     fn clean_invalidate(&mut self, _pa: u64, len: u64) {
         self.board.borrow_mut().cleaned += len;
     }

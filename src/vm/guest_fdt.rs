@@ -119,6 +119,9 @@ pub struct GuestMachine {
     /// The caches every vCPU has, level 1 first: what CLIDR_EL1/CCSIDR_EL1 show
     /// the guest, described again in the tree (empty: not described).
     pub caches: Vec<GuestCacheLevel>,
+    /// The PMU's overflow PPI as a PPI number (INTID - 16) when the guest has a
+    /// PMUv3: an `arm,armv8-pmuv3` node (binding `arm/pmu.yaml`).
+    pub pmu_ppi: Option<u32>,
 }
 
 /// One cache as the device tree describes it.
@@ -212,6 +215,7 @@ impl GuestMachine {
             initrd: None,
             passthrough: Vec::new(),
             caches: Vec::new(),
+            pmu_ppi: None,
         }
     }
 }
@@ -423,6 +427,20 @@ pub fn build_guest_fdt(m: &GuestMachine) -> Result<Vec<u8>, GuestFdtError> {
     }
     w.property_array_u32("interrupts", &cells)?;
     w.end_node(timer)?;
+
+    // arm/pmu.yaml: one PPI for every CPU (level-high, all CPUs on a GICv2).
+    if let Some(ppi) = m.pmu_ppi {
+        if ppi >= 16 {
+            return Err(GuestFdtError::BadInterrupt {
+                node: String::from("pmu"),
+                intid: ppi.saturating_add(16),
+            });
+        }
+        let pmu = w.begin_node("pmu")?;
+        w.property_string("compatible", "arm,armv8-pmuv3")?;
+        w.property_array_u32("interrupts", &gic_specifier("pmu", ppi + 16, ppi_flags)?)?;
+        w.end_node(pmu)?;
+    }
 
     write_gic(&mut w, &m.gic)?;
 
@@ -766,6 +784,24 @@ mod tests {
             ["arm,psci-1.0", "arm,psci-0.2"]
         );
         assert_eq!(strings(prop(&fdt, "/psci", "method")), ["hvc"]);
+    }
+
+    #[test]
+    fn pmu_node_only_with_a_pmu() {
+        let blob = build(&virt(2));
+        assert!(Fdt::new(&blob).unwrap().find_node("/pmu").is_none());
+        let mut m = virt(2);
+        m.pmu_ppi = Some(7);
+        let blob = build(&m);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(
+            strings(prop(&fdt, "/pmu", "compatible")),
+            ["arm,armv8-pmuv3"]
+        );
+        // GIC_PPI 7 (INTID 23), level-high.
+        assert_eq!(u32s(prop(&fdt, "/pmu", "interrupts")), [1, 7, 4]);
+        m.pmu_ppi = Some(16);
+        assert!(build_guest_fdt(&m).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct El2State {
     pub guest_ctr_el0: u64,
 }
 
-pub trait Hw: GuestHw + ListRegisters {
+pub trait Hw: GuestHw + ListRegisters + crate::sysreg::pmu::PmuAccess {
     /// This physical CPU's logical index.
     fn this_cpu(&self) -> usize;
 
@@ -54,6 +54,15 @@ pub trait Hw: GuestHw + ListRegisters {
     /// VSESR_EL2 (FEAT_RAS): the syndrome of the virtual SError HCR_EL2.VSE
     /// raises.
     fn write_vsesr_el2(&mut self, value: u64);
+    /// Whether this CPU has FEAT_RAS, and with it VDISR_EL2 and VSESR_EL2
+    /// (Arm ARM, ID_AA64PFR0_EL1.RAS): per CPU, since the registers exist
+    /// only where the feature does.
+    fn has_ras(&self) -> bool;
+    /// VDISR_EL2 (FEAT_RAS only): what the guest's DISR_EL1 reads and writes
+    /// while HCR_EL2.AMO is set, and where its ESB records a deferred virtual
+    /// SError.
+    fn read_vdisr_el2(&self) -> u64;
+    fn write_vdisr_el2(&mut self, value: u64);
     /// Invalidates the stage-1 and stage-2 TLB entries of the loaded VMID
     /// (inner shareable).
     fn tlbi_vmid(&mut self);
@@ -110,6 +119,11 @@ pub trait Hw: GuestHw + ListRegisters {
     fn kick(&mut self, cpu: usize);
     fn deactivate_ppi_on(&mut self, cpu: usize, intid: u32);
     fn deactivate_spi(&mut self, intid: u32);
+    /// Whether this CPU's PPI `intid` is active at the physical GIC; clears it.
+    fn take_ppi_active(&mut self, intid: u32) -> bool;
+    /// Makes this CPU's PPI `intid` active again (a vCPU that left while its
+    /// hardware-linked interrupt was being handled comes back).
+    fn set_ppi_active(&mut self, intid: u32);
     fn route_spi(&mut self, intid: u32, cpu: usize);
 
     // ---- memory and the CPU ----

@@ -51,6 +51,8 @@ use crate::vm::ram::{self, VmRam};
 const VGIC_SPIS: u32 = 64;
 /// The emulated PL011's interrupt: SPI 1, as on QEMU virt.
 pub const UART_INTID: u32 = 32 + guest_fdt::VIRT_UART_SPI;
+/// The guest's GICv2 CPU interface: the GICV frame's two 4 KiB pages.
+const GICV_SIZE: u64 = 0x2000;
 
 /// 2 MiB: guest RAM is allocated at this alignment so stage 2 uses block mappings.
 const RAM_ALIGN: u64 = 2 << 20;
@@ -127,6 +129,11 @@ pub struct Host {
     pub priority_bits: u8,
     /// ICH_VMCR_EL2 of a vCPU at reset (`vgic::host::ich_vmcr_reset`).
     pub vmcr_reset: u64,
+    /// The physical GICV frame (the virtual CPU interface) of a GICv2 host,
+    /// as its two 4 KiB pages (`vgic::lr_v2::cpu_interface_second_page`): its
+    /// guests see a GICv2 with them mapped at their GICC address. `None` on a
+    /// GICv3 host.
+    pub gicv: Option<[u64; 2]>,
     /// A millisecond clock, for rate-limiting logs of guest faults.
     pub now_ms: fn() -> u64,
 }
@@ -324,10 +331,39 @@ impl Vm {
         let mut cfg = VgicConfig::new(spec.vcpus, nr_spis);
         cfg.nr_lrs = host.nr_lrs;
         cfg.priority_bits = host.priority_bits;
+        cfg.v2 = host.gicv.is_some();
+        if let Some(pages) = host.gicv {
+            // The guest's CPU interface is the hardware's virtual one: its
+            // accesses go to the GICV frame without an exit (IHI 0048B.b 5.1).
+            // 8 KiB: GICV_DIR is at offset 0x1000 (5.5, table 5-10).
+            for (i, pa) in pages.into_iter().enumerate() {
+                stage2
+                    .map(
+                        mem.tables(),
+                        guest_fdt::VIRT_GICC.base + i as u64 * PAGE_SIZE,
+                        pa,
+                        PAGE_SIZE,
+                        S2Attrs::DEVICE,
+                    )
+                    .map_err(|e| VmError::Stage2(alloc::format!("GICV at {pa:#x}: {e:?}")))?;
+            }
+        }
         let mut vgic = Vgic::new(cfg).map_err(|e| VmError::Vgic(alloc::format!("{e}")))?;
         // The guest's timers are hardware-linked to the physical PPIs of the
         // CPU its vCPU runs on (see `timer`).
         timer::link_timers(&mut vgic).map_err(|e| VmError::Vgic(alloc::format!("{e}")))?;
+        // The PMU's overflow interrupt likewise, when the guest has a PMU
+        // (`sysreg::pmu`): each vCPU's PPI 23 is its CPU's.
+        if spec.model.pmu().is_some() {
+            for v in 0..spec.vcpus {
+                vgic.link_hw(
+                    Some(v),
+                    crate::sysreg::pmu::PMU_INTID,
+                    crate::sysreg::pmu::PMU_INTID,
+                )
+                .map_err(|e| VmError::Vgic(alloc::format!("PMU interrupt: {e}")))?;
+            }
+        }
         // A passthrough device's interrupts go to this VM only, hardware-linked:
         // the guest's deactivation deactivates the physical interrupt.
         let mut passthrough_irqs = Vec::new();
@@ -342,18 +378,18 @@ impl Vm {
             context_id: 0,
         };
         let ram_pa = ram.pa();
+        let mut el2 = controls::el2_controls(
+            &host.features,
+            SysRegTraps::CpuModel {
+                cache: crate::sysreg::cache_trap(host.features.evt, spec.model.hw_ctr_matches()),
+            },
+        );
+        // MDCR_EL2.HPMN: the guest's counters, when it has a PMU.
+        el2.mdcr_el2 = controls::mdcr_el2_for(&host.features, spec.model.pmu().map(|p| p.counters));
         let vm = Vm {
             vttbr: vttbr_el2(stage2.root_pa(), vmid),
             vtcr: host.stage2.vtcr_el2(),
-            controls: controls::el2_controls(
-                &host.features,
-                SysRegTraps::CpuModel {
-                    cache: crate::sysreg::cache_trap(
-                        host.features.evt,
-                        spec.model.hw_ctr_matches(),
-                    ),
-                },
-            ),
+            controls: el2,
             pstate: host.features.pstate(),
             host,
             vmid,
@@ -484,7 +520,19 @@ impl Vm {
             },
             self.spec.vcpus,
         );
+        if self.host.gicv.is_some() {
+            m.gic = guest_fdt::GuestGic::V2 {
+                gicd: guest_fdt::VIRT_GICD,
+                gicc: crate::platform::MemRange {
+                    base: guest_fdt::VIRT_GICC.base,
+                    size: GICV_SIZE,
+                },
+            };
+        }
         m.bootargs = self.spec.bootargs.clone();
+        if self.spec.model.pmu().is_some() {
+            m.pmu_ppi = Some(crate::sysreg::pmu::PMU_INTID - 16);
+        }
         m.caches = guest_fdt::GuestCacheLevel::from_topology(self.spec.model.cache());
         m.initrd = initrd.map(|r| crate::platform::MemRange {
             base: r.start,
@@ -519,6 +567,12 @@ impl Vm {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+
+    /// Whether the guest sees a GICv2 (the host's GIC is one).
+    #[inline]
+    pub fn gic_v2(&self) -> bool {
+        self.host.gicv.is_some()
     }
 
     #[inline]

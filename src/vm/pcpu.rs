@@ -34,6 +34,7 @@ use alloc::vec::Vec;
 use log::{debug, warn};
 
 use crate::devices::console;
+use crate::sysreg::pmu::{self, VcpuPmu};
 use crate::sysreg::{self, HwAction, Outcome, VcpuSysRegs};
 use crate::timer;
 use crate::trap::{self, SysRegAccess};
@@ -112,6 +113,8 @@ pub struct Vcpu {
     /// Its index in its VM.
     pub id: usize,
     sys: VcpuSysRegs,
+    /// Its PMU's emulated state (PMSELR_EL0), when its VM has a PMU.
+    pmu: VcpuPmu,
     /// Its state while it is not in the hardware.
     ctx: VcpuContext,
     run: Run,
@@ -145,6 +148,7 @@ impl Vcpu {
             vm,
             id,
             sys: VcpuSysRegs::new(controls::vmpidr(id), false),
+            pmu: VcpuPmu::default(),
             ctx: VcpuContext::reset(vm.host().vmcr_reset),
             run: Run::Off,
             hcr: vm.hcr_el2(),
@@ -173,6 +177,7 @@ impl Vcpu {
         self.regs.pc = entry;
         self.regs.pstate = controls::PSTATE_EL1H_MASKED;
         self.sys.reset();
+        self.pmu = VcpuPmu::default();
         self.ctx = VcpuContext::reset(self.vm.host().vmcr_reset);
         self.hcr = self.vm.hcr_el2();
         self.timer_in_lrs = false;
@@ -233,6 +238,9 @@ pub struct Pcpu {
     rescan: bool,
     /// When the running vCPU's turn ends (counter value), if another waits.
     slice_end: Option<u64>,
+    /// When the running vCPU's turn began (counter value): it got the CPU, or
+    /// the CPU woke from idle for it.
+    turn_start: Option<u64>,
     /// What the EL2 timer is set to.
     hyp_deadline: Option<u64>,
     /// When the console wants this CPU back to send output it queued.
@@ -256,6 +264,7 @@ impl Pcpu {
             fp_sve: false,
             rescan: true,
             slice_end: None,
+            turn_start: None,
             hyp_deadline: None,
             console_due: None,
             vms: cfg.vms,
@@ -415,6 +424,9 @@ impl Pcpu {
             vm,
             id: v.id,
             sys: &mut v.sys,
+            pmu: &mut v.pmu,
+            // SPSR_EL2.M[3:2]: the trapped access came from EL0.
+            el0: (v.regs.pstate >> 2) & 0b11 == 0,
             hcr: &mut v.hcr,
             flush: &mut v.flush,
             kick: 0,
@@ -591,6 +603,27 @@ impl Pcpu {
                     // No guest's timers are loaded: a leftover; drop it.
                     None => how = Completion::DropAndDeactivate,
                 },
+                // The loaded vCPU's PMU overflowed (another vCPU's counters
+                // are stopped and its overflow flags cleared when it leaves,
+                // `pmu::save`): its virtual PPI 23, hardware-linked. With no
+                // PMU guest loaded, a leftover: dropped and deactivated.
+                PhysIrq::GuestPmu => {
+                    let target = self
+                        .loaded
+                        .map(|i| (self.vcpus[i].vm, self.vcpus[i].id))
+                        .filter(|(vm, _)| vm.model().pmu().is_some());
+                    match target {
+                        Some((vm, id)) => {
+                            let (r, kick) =
+                                vm.gic.update(|g| g.inject_hw(Some(id), pmu::PMU_INTID));
+                            if r.is_err() {
+                                how = Completion::DropAndDeactivate;
+                            }
+                            self.kick_vcpus(hw, vm, kick);
+                        }
+                        None => how = Completion::DropAndDeactivate,
+                    }
+                }
                 PhysIrq::HypTimer => {
                     hw.set_hyp_timer(None);
                     self.hyp_deadline = None;
@@ -815,19 +848,28 @@ impl Pcpu {
             let others = (1..n)
                 .map(|k| (cur + k) % n)
                 .find(|&k| candidates(&self.vcpus[k]));
-            match (others, self.slice_end) {
+            // A rival that appears while the vCPU runs alone (it woke, it was
+            // started) finds the turn counted from when the vCPU got the CPU:
+            // a vCPU that has had it for a timeslice already gives it up at
+            // once, so a waking vCPU waits at most one turn, not one more.
+            let start = *self.turn_start.get_or_insert(now);
+            let end = match (others, self.slice_end) {
                 (None, _) => {
                     self.slice_end = None;
                     return Some(cur);
                 }
-                (Some(_), Some(end)) if now < end => return Some(cur),
-                (Some(_), None) => {
-                    self.slice_end = Some(now + self.slice_ticks(hw, cur));
-                    return Some(cur);
-                }
-                (Some(next), Some(_)) => {
+                (Some(_), Some(end)) => end,
+                (Some(_), None) => start + self.slice_ticks(hw, cur),
+            };
+            match others {
+                Some(next) if now >= end => {
                     self.slice_end = Some(now + self.slice_ticks(hw, next));
+                    self.turn_start = Some(now);
                     return Some(next);
+                }
+                _ => {
+                    self.slice_end = Some(end);
+                    return Some(cur);
                 }
             }
         }
@@ -841,6 +883,7 @@ impl Pcpu {
             .enumerate()
             .any(|(k, v)| k != next && candidates(v));
         self.slice_end = competing.then(|| now + self.slice_ticks(hw, next));
+        self.turn_start = Some(now);
         Some(next)
     }
 
@@ -875,6 +918,7 @@ impl Pcpu {
     fn idle<H: Hw>(&mut self, hw: &mut H) {
         self.service_console(hw);
         self.slice_end = None;
+        self.turn_start = None;
         self.set_hyp_timer(hw);
         hw.wait_for_interrupt();
         self.take_interrupts(hw);
@@ -1027,13 +1071,27 @@ impl Pcpu {
         el2.controls.cptr_el2 = self.cptr_for(i);
         let v = &mut self.vcpus[i];
         hw.load_el2(&el2);
-        if let Some(s) = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0) {
-            hw.write_vsesr_el2(s);
+        if hw.has_ras() {
+            // VDISR_EL2 is the guest's DISR_EL1 (HCR_EL2.AMO is set) and
+            // VSESR_EL2 the syndrome its pending virtual SError is taken or
+            // deferred with (Arm ARM, VDISR_EL2, VSESR_EL2): both this
+            // vCPU's, never the previous one's. A pending SError without a
+            // syndrome of its own (a CPU model without RAS) gets the
+            // IMPLEMENTATION DEFINED one.
+            hw.write_vdisr_el2(v.ctx.vdisr);
+            let vsesr = v.vsesr.filter(|_| v.hcr & HCR_VSE != 0);
+            hw.write_vsesr_el2(vsesr.unwrap_or(controls::SERROR_IDS));
         }
         hw.restore_el1(&v.ctx.el1);
         hw.restore_debug(&v.ctx.debug);
         hw.restore_gic_cpu(&v.ctx.gic);
         hw.restore_timers(&v.ctx.timer);
+        if let Some(m) = v.vm.model().pmu() {
+            if v.ctx.pmu.irq_active {
+                hw.set_ppi_active(pmu::PMU_INTID);
+            }
+            pmu::restore(hw, m, &v.ctx.pmu);
+        }
         // Its LRs are empty: the entry fills them.
         v.vm.gic.mark_stale(v.id);
         self.loaded = Some(i);
@@ -1049,10 +1107,19 @@ impl Pcpu {
         let v = &mut self.vcpus[i];
         let id = v.id;
         hw.save_timers(&mut v.ctx.timer);
+        if let Some(m) = v.vm.model().pmu() {
+            // Stopped and its overflow flags cleared first, so its interrupt
+            // line drops; then the PPI's active state goes with the vCPU.
+            pmu::save(hw, m, &mut v.ctx.pmu);
+            v.ctx.pmu.irq_active = hw.take_ppi_active(pmu::PMU_INTID);
+        }
         v.vm.gic.update(|g| g.save(id, &mut *hw));
         hw.save_gic_cpu(&mut v.ctx.gic);
         hw.save_el1(&mut v.ctx.el1);
         hw.save_debug(&mut v.ctx.debug);
+        if hw.has_ras() {
+            v.ctx.vdisr = hw.read_vdisr_el2();
+        }
         v.timer_in_lrs = false;
         self.loaded = None;
     }
@@ -1067,6 +1134,9 @@ impl Pcpu {
             let blank = VcpuContext::reset(self.vcpus[i].vm.host().vmcr_reset);
             hw.restore_el1(&blank.el1);
             hw.restore_debug(&blank.debug);
+            if hw.has_ras() {
+                hw.write_vdisr_el2(blank.vdisr);
+            }
         }
         // Its FP/SIMD registers, if the hardware still holds them (loaded or
         // not): zeroed. Another owner's stay as they are.
@@ -1104,6 +1174,10 @@ fn gic_window(vm: &Vm, ipa: u64) -> Option<GicWindow> {
     if ipa >= d.base && ipa - d.base < d.size {
         return Some(GicWindow::Dist(ipa - d.base));
     }
+    if vm.gic_v2() {
+        // A GICv2 has no redistributors; its CPU interface is mapped at stage 2.
+        return None;
+    }
     let r = guest_fdt::VIRT_GICR_BASE;
     let len = vgic::redist::GICR_STRIDE * vm.spec.vcpus as u64;
     (ipa >= r && ipa - r < len).then(|| GicWindow::Redist(ipa - r))
@@ -1120,6 +1194,9 @@ struct Env<'a, H: Hw> {
     vm: &'static Vm,
     id: usize,
     sys: &'a mut VcpuSysRegs,
+    pmu: &'a mut VcpuPmu,
+    /// The trapped access came from the guest's EL0.
+    el0: bool,
     hcr: &'a mut u64,
     /// The vCPU's unfinished RAM flush ([`Vcpu::flush`]).
     flush: &'a mut Option<u64>,
@@ -1152,6 +1229,11 @@ impl<H: Hw> Env<'_, H> {
                 g.mark_stale_for(id);
             }
             let value = match (w, write) {
+                (GicWindow::Dist(off), None) if g.config().v2 => g.gicd_v2_read(id, off, size),
+                (GicWindow::Dist(off), Some(v)) if g.config().v2 => {
+                    g.gicd_v2_write(id, off, size, v);
+                    0
+                }
                 (GicWindow::Dist(off), None) => g.gicd_read(off, size),
                 (GicWindow::Dist(off), Some(v)) => {
                     g.gicd_write(off, size, v);
@@ -1198,6 +1280,20 @@ impl<H: Hw> ExitEnv for Env<'_, H> {
             });
             self.kick |= kick & !(1 << id);
             return SysRegResult::Done;
+        }
+        if let Some(reg) = pmu::decode(acc.reg) {
+            // MDCR_EL2.TPM/TPMCR trap every PMU access: emulated against the
+            // hardware when the VM has a PMU, UNDEFINED when it has none.
+            let model = self.vm.model().pmu();
+            let op = pmu::access(model, self.pmu, reg, acc.write.then_some(value));
+            return match pmu::perform(self.hw, model, op, self.el0) {
+                pmu::Performed::Read(v) => SysRegResult::Read(v),
+                pmu::Performed::Done => SysRegResult::Done,
+                pmu::Performed::Undef => {
+                    self.log_undef(acc, "PMU");
+                    SysRegResult::Undefined
+                }
+            };
         }
         let access = sysreg::Access {
             reg: acc.reg,

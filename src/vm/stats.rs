@@ -169,7 +169,7 @@ fn class_of(exit: &Exit) -> usize {
 }
 
 /// Physical interrupts taken, by kind.
-const IRQS: [&str; 7] = [
+const IRQS: [&str; 8] = [
     "vtimer",
     "hyptimer",
     "maintenance",
@@ -177,6 +177,7 @@ const IRQS: [&str; 7] = [
     "host",
     "passthrough",
     "spurious",
+    "pmu",
 ];
 
 fn irq_index(kind: &PhysIrq) -> usize {
@@ -188,6 +189,7 @@ fn irq_index(kind: &PhysIrq) -> usize {
         PhysIrq::Host(_) => 4,
         PhysIrq::Passthrough { .. } => 5,
         PhysIrq::Spurious => 6,
+        PhysIrq::GuestPmu => 7,
     }
 }
 
@@ -205,7 +207,7 @@ pub struct ExitCounters {
     sysregs: Tally<48>,
     mmio: Tally<48>,
     smccc: Tally<16>,
-    irqs: [Counter; 7],
+    irqs: [Counter; 8],
 }
 
 impl Default for ExitCounters {
@@ -223,7 +225,7 @@ impl ExitCounters {
             sysregs: Tally::new(),
             mmio: Tally::new(),
             smccc: Tally::new(),
-            irqs: [const { Counter::new() }; 7],
+            irqs: [const { Counter::new() }; 8],
         }
     }
 

@@ -12,8 +12,11 @@
 //! registers are folded into the vGIC's software state when the vCPU leaves,
 //! `Vgic::save`); FP/SIMD (V0-V31, FPSR, FPCR, [`FpRegs`]; switched lazily:
 //! they stay in the hardware, behind CPTR_EL2.TFP, until another vCPU on the
-//! CPU uses FP/SIMD); and the self-hosted debug registers it owns
-//! ([`DebugRegs`]).
+//! CPU uses FP/SIMD); the self-hosted debug registers it owns
+//! ([`DebugRegs`]); with FEAT_RAS, VDISR_EL2, which its DISR_EL1 accesses
+//! reach while HCR_EL2.AMO is set ([`VcpuContext::vdisr`]); and, when its VM
+//! has a PMU, the PMU registers of its counters (every access traps and is
+//! carried out on the hardware's, `sysreg::pmu`).
 //!
 //! Not switched, because no guest can observe them or they are the VM's, not
 //! the vCPU's: the EL2 controls and stage 2 (VTTBR_EL2 carries the VMID, so
@@ -232,11 +235,17 @@ pub struct VcpuContext {
     pub gic: GicCpuRegs,
     pub fp: FpRegs,
     pub debug: DebugRegs,
+    /// VDISR_EL2 (FEAT_RAS): the guest's DISR_EL1 while HCR_EL2.AMO is set,
+    /// a virtual SError its ESB deferred. Switched only on a CPU with
+    /// FEAT_RAS; zero at reset (no deferred SError).
+    pub vdisr: u64,
+    /// The guest's PMU registers (a VM with a PMU only; `sysreg::pmu::save`).
+    pub pmu: crate::sysreg::pmu::PmuRegs,
 }
 
 impl VcpuContext {
     /// A PE at reset: see [`El1Regs::reset`]; timers disabled, virtual CPU
-    /// interface at its reset value (`vmcr`), FP/SIMD and debug registers zero.
+    /// interface at its reset value (`vmcr`), FP/SIMD, debug and PMU registers zero.
     pub fn reset(vmcr: u64) -> Self {
         VcpuContext {
             el1: El1Regs::reset(),

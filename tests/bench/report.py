@@ -2,7 +2,8 @@
 """Turns the bench guest's output into the `make bench` table, JSON and README section.
 
     report.py --runs CPU FV_LOG1 FV_LOG2 BARE_LOG1 BARE_LOG2  [--runs ...]
-              [--boot-1cpu VM_MIB LOG1 LOG2 ...] --image ferrovisor.bin
+              [--boot-1cpu VM_MIB LOG1 LOG2 ...] [--shared CPU LOG1 LOG2]
+              --image ferrovisor.bin
               [--linux linux.json | --linux-na REASON] --qemu-version TEXT
               --out bench.json [--readme README.md]
 
@@ -14,6 +15,9 @@ cache-ID registers: TID4 with FEAT_EVT, TID2 without). Figures come from run 1;
 run 2 only checks that they repeat. --boot-1cpu is a Ferrovisor boot with one CPU
 and a one-vCPU VM of VM_MIB MiB, stopped after the guest's first line, run twice:
 the hypervisor's boot count (the 1024 MiB one is the `hyp_boot_1gib` row).
+--shared is the bench guest run twice with `bench=shared`, its two vCPUs on one
+physical CPU: the `vcpu_switch`, `wake_ipi` and `timer_10ms_shared` rows (no
+bare QEMU figure: they need a hypervisor that shares a CPU).
 --linux is tests/bench/linux_boot.py's result: the `linux_run_init` and
 `linux_wall` rows and a summary of a Linux boot's exits. Nothing is estimated: a
 row without a measurement says n/a and why.
@@ -78,6 +82,7 @@ GOALS = {
     "eoi": ("today", 3),
     "timer_10ms": ("max", 600),
     "ipi": ("max", 800),
+    "vcpu_switch": ("max", 1500),
     "first_touch": ("today", 2.125),
     "second_touch": ("today", 2.125),
     "setway_sweep": ("ratio", 10),
@@ -90,11 +95,14 @@ ROW_ORDER = [
     "loop_floor", "hyp_call", "hyp_call_fast", "psci_version", "sysreg_id",
     "sysreg_ccsidr", "sysreg_ctr_el0", "mmio_first_access", "mmio_read_user",
     "mmio_read_vgic", "eoi", "timer_10ms", "timer_10ms_wfi", "ipi", "ipi_send",
+    "vcpu_switch", "wake_ipi", "timer_10ms_shared",
     "first_touch", "second_touch", "stage2_fault", "fp_first_use",
     "setway_sweep_first", "setway_sweep",
 ]
 # Rows repeated from the later --runs configurations (their trap differs by CPU).
 CPU_MODEL_ROWS = ("sysreg_ccsidr", "sysreg_ctr_el0")
+# Rows measured in the --shared runs (two vCPUs on one physical CPU).
+SHARED_ROWS = ("vcpu_switch", "wake_ipi", "timer_10ms_shared")
 # Rows whose one operation is a whole sweep, not one instruction.
 SWEEP_ROWS = ("setway_sweep_first", "setway_sweep")
 
@@ -118,6 +126,13 @@ ROW_NOTES = {
     "ipi": "SGI from vCPU 0 to vCPU 1 (in WFI): send to handler entry; the references run "
            "until the sender sees the handler's flag",
     "ipi_send": "the trapped ICC_SGI1R_EL1 write as the sender sees it",
+    "vcpu_switch": "two vCPUs on one physical CPU: vCPU 0's WFI (vCPU 1 ready) to vCPU 1's "
+                   "IRQ handler entry: the WFI trap, the switch, the virtual IRQ's entry; "
+                   "FP/SIMD not switched (lazy, neither uses it)",
+    "wake_ipi": "SGI to vCPU 1, blocked in WFI on the sender's physical CPU; the sender then "
+                "WFIs: send to handler entry",
+    "timer_10ms_shared": "virtual timer 10 ms ahead, vCPU 0 in WFI while vCPU 1 spins on the "
+                         "same physical CPU: deadline to handler entry",
     "first_touch": "one load per fresh 4 KiB page (median: the samples that map a new 2 MiB chunk are stage2_fault)",
     "second_touch": "the same pages again",
     "setway_sweep_first": "the first whole-hierarchy DC CISW sweep (Ferrovisor: includes "
@@ -379,11 +394,27 @@ def build(args) -> dict:
                         "bare": [parse_log(b1), parse_log(b2)]})
     main = configs[0]
     failed = [r["path"] for c in configs for r in c["fv"] + c["bare"] if not r["done"]]
+    shared = None
+    if args.shared:
+        cpu, l1, l2 = args.shared
+        shared = {"cpu": cpu, "fv": [parse_log(l1), parse_log(l2)]}
+        failed += [r["path"] for r in shared["fv"] if not r["done"]]
     micro_failed = list(failed)
     f1, b1 = main["fv"][0], main["bare"][0]
 
     rows = []
+    no_bare = {"path": "", "info": {}, "rows": {}, "done": False, "hyp_log": {}, "fail": []}
     for name in ROW_ORDER:
+        if name in SHARED_ROWS:
+            if shared:
+                row = make_row(name, shared["cpu"], shared["fv"], [no_bare], None)
+            else:
+                row = {"name": name, "cpu": main["cpu"], "unit": "instructions per operation",
+                       "ferrovisor": None, "bare_qemu": None, "pmccntr": {},
+                       "na": "not run (no --shared runs)", "notes": [ROW_NOTES[name]]}
+                add_reference_and_goal(row)
+            rows.append(row)
+            continue
         rows.append(make_row(name, main["cpu"], main["fv"], main["bare"],
                              f1["hyp_log"].get("cache_id_trap")))
         if name in CPU_MODEL_ROWS:
@@ -499,16 +530,20 @@ def build(args) -> dict:
         "pmu": {"ferrovisor": f1["info"].get("pmu_note") or f1["info"].get("pmu"),
                 "bare_qemu": b1["info"].get("pmu_note") or b1["info"].get("pmu")},
         "rows": rows,
-        "determinism": {c["cpu"]: {"ferrovisor": determinism(c["fv"]),
-                                   "bare_qemu": determinism(c["bare"])} for c in configs},
+        "determinism": {**{c["cpu"]: {"ferrovisor": determinism(c["fv"]),
+                                      "bare_qemu": determinism(c["bare"])} for c in configs},
+                        **({f"{shared['cpu']}, shared CPU": {"ferrovisor": determinism(shared["fv"])}}
+                           if shared else {})},
         "boot": boot,
         "footprint": footprint,
         "linux_boot": linux,
         "runs": {c["cpu"]: {"ferrovisor": [r["path"] for r in c["fv"]],
                             "bare_qemu": [r["path"] for r in c["bare"]]} for c in configs},
+        "shared_runs": [r["path"] for r in shared["fv"]] if shared else None,
         "failed_runs": failed,
         "micro_failed_runs": micro_failed,
-        "failures": [x for c in configs for r in c["fv"] + c["bare"] for x in r["fail"]],
+        "failures": [x for c in configs for r in c["fv"] + c["bare"] for x in r["fail"]]
+                    + [x for r in (shared["fv"] if shared else []) for x in r["fail"]],
     }
 
 
@@ -885,6 +920,8 @@ def main() -> int:
     ap.add_argument("--boot-1cpu", nargs="+", action="append", metavar="VM_MIB LOG",
                     help="one-CPU Ferrovisor runs with a VM of VM_MIB MiB, stopped early: "
                          "VM_MIB then the log of each run")
+    ap.add_argument("--shared", nargs=3, metavar=("CPU", "LOG1", "LOG2"),
+                    help="the bench guest's shared-CPU runs (bench=shared)")
     ap.add_argument("--image", required=True)
     ap.add_argument("--linux")
     ap.add_argument("--linux-na")

@@ -19,6 +19,7 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
 
+use super::gicv2;
 use super::regs::{dsb_sy, isb};
 use crate::vgic::ListRegisters;
 use crate::vgic::host::{self, Completion};
@@ -306,6 +307,9 @@ pub fn init_cpu_interface() {
 /// Acknowledges the highest-priority pending Group 1 interrupt: its INTID, 1023
 /// when there is none.
 pub fn acknowledge() -> u32 {
+    if gicv2::active() {
+        return gicv2::acknowledge();
+    }
     let v = read_icc_iar1_el1() as u32 & 0xff_ffff;
     // The acknowledge must complete before the handler's effects (IHI 0069
     // ICC_IAR1_EL1: a context synchronization event orders it).
@@ -327,6 +331,9 @@ pub fn deactivate(intid: u32) {
 
 /// Completes an acknowledged interrupt as `vgic::host::classify` decided.
 pub fn complete(intid: u32, how: Completion) {
+    if gicv2::active() {
+        return gicv2::complete(intid, how);
+    }
     match how {
         Completion::None => {}
         Completion::PriorityDropOnly => priority_drop(intid),
@@ -349,6 +356,9 @@ pub fn send_sgi(sgi1r: u64) {
 // ---- the virtual CPU interface ----
 
 pub fn read_ich_vtr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_vtr();
+    }
     ICH_VTR_EL2.get()
 }
 
@@ -361,31 +371,52 @@ pub fn virtual_priority_bits() -> u8 {
 }
 
 pub fn read_ich_misr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_misr();
+    }
     ICH_MISR_EL2.get()
 }
 
 pub fn read_ich_eisr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_eisr();
+    }
     read_ich_eisr_el2()
 }
 
 pub fn read_ich_elrsr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_elrsr();
+    }
     read_ich_elrsr_el2()
 }
 
 pub fn read_ich_vmcr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_vmcr();
+    }
     ICH_VMCR_EL2.get()
 }
 
 pub fn write_ich_vmcr(v: u64) {
+    if gicv2::active() {
+        return gicv2::write_vmcr(v);
+    }
     ICH_VMCR_EL2.set(v);
 }
 
 pub fn write_ich_hcr(v: u64) {
+    if gicv2::active() {
+        return gicv2::write_hcr(v);
+    }
     ICH_HCR_EL2.set(v);
     isb();
 }
 
 pub fn read_ich_hcr() -> u64 {
+    if gicv2::active() {
+        return gicv2::read_hcr();
+    }
     ICH_HCR_EL2.get()
 }
 
@@ -399,6 +430,9 @@ macro_rules! by_index {
 }
 
 pub fn read_lr(n: usize) -> u64 {
+    if gicv2::active() {
+        return gicv2::read_lr(n);
+    }
     by_index!(n, 0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2,
         4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2,
         8 => ICH_LR8_EL2, 9 => ICH_LR9_EL2, 10 => ICH_LR10_EL2, 11 => ICH_LR11_EL2,
@@ -407,6 +441,9 @@ pub fn read_lr(n: usize) -> u64 {
 }
 
 pub fn write_lr(n: usize, v: u64) {
+    if gicv2::active() {
+        return gicv2::write_lr(n, v);
+    }
     by_index!(n, 0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2,
         4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2,
         8 => ICH_LR8_EL2, 9 => ICH_LR9_EL2, 10 => ICH_LR10_EL2, 11 => ICH_LR11_EL2,
@@ -415,21 +452,33 @@ pub fn write_lr(n: usize, v: u64) {
 }
 
 pub fn write_ap0r(n: usize, v: u64) {
+    if gicv2::active() {
+        return gicv2::write_apr(n, v);
+    }
     by_index!(n, 0 => ICH_AP0R0_EL2, 1 => ICH_AP0R1_EL2, 2 => ICH_AP0R2_EL2, 3 => ICH_AP0R3_EL2;
         |r| r.set(v))
 }
 
 pub fn write_ap1r(n: usize, v: u64) {
+    if gicv2::active() {
+        return;
+    }
     by_index!(n, 0 => ICH_AP1R0_EL2, 1 => ICH_AP1R1_EL2, 2 => ICH_AP1R2_EL2, 3 => ICH_AP1R3_EL2;
         |r| r.set(v))
 }
 
 pub fn read_ap0r(n: usize) -> u64 {
+    if gicv2::active() {
+        return gicv2::read_apr(n);
+    }
     by_index!(n, 0 => ICH_AP0R0_EL2, 1 => ICH_AP0R1_EL2, 2 => ICH_AP0R2_EL2, 3 => ICH_AP0R3_EL2;
         |r| r.get())
 }
 
 pub fn read_ap1r(n: usize) -> u64 {
+    if gicv2::active() {
+        return 0;
+    }
     by_index!(n, 0 => ICH_AP1R0_EL2, 1 => ICH_AP1R1_EL2, 2 => ICH_AP1R2_EL2, 3 => ICH_AP1R3_EL2;
         |r| r.get())
 }
@@ -439,6 +488,9 @@ pub fn read_ap1r(n: usize) -> u64 {
 /// (`host::ich_vmcr_reset`), the guest on the system-register interface
 /// (ICC_SRE_EL1.SRE = 1), and the interface enabled.
 pub fn reset_virtual_cpu_interface() {
+    if gicv2::active() {
+        return gicv2::reset_virtual_cpu_interface();
+    }
     let vtr = read_ich_vtr();
     write_ich_hcr(0);
     for n in 0..host::nr_list_registers(vtr) {

@@ -1,14 +1,18 @@
-//! The physical GICv3 as the rest of the hypervisor uses it: brought up once on
+//! The physical GIC as the rest of the hypervisor uses it: brought up once on
 //! the boot CPU and on each CPU, kicks between CPUs, and the deactivations and
-//! routings a vGIC asks for. Built on `gic` (the register-level driver).
+//! routings a vGIC asks for. Built on `gic` (the GICv3 register-level driver)
+//! or, on a GICv2 (GIC-400) host, `gicv2`: every function hands over to it
+//! when `gicv2::active()`.
 
 use spin::Once;
 
 use super::boot::MAX_CPUS;
 use super::gic::{self, Distributor, Redistributor};
+use super::gicv2;
 use super::percpu;
 use crate::vgic::host::{
-    HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID,
+    HYP_TIMER_INTID, KICK_SGI, MAINTENANCE_INTID, PHYSICAL_TIMER_INTID, PMU_INTID,
+    VIRTUAL_TIMER_INTID,
 };
 use crate::vgic::sgi::sgi1r_for;
 
@@ -62,11 +66,36 @@ pub fn init_boot(gicd: u64, gicr: &[(u64, u64)], uart_intid: Option<u32>) {
     }
 }
 
+/// Brings a GICv2 (GIC-400) distributor up (boot CPU, before any other CPU
+/// starts): the host's GIC is then driven by `gicv2` from here on.
+pub fn init_boot_v2(gicd: u64, gicc: [u64; 2], gich: u64, uart_intid: Option<u32>) {
+    gicv2::init_boot(gicd, gicc, gich, uart_intid);
+    if uart_intid.is_some() {
+        super::console::enable_rx_interrupt();
+    }
+}
+
+/// The interrupts the hypervisor takes on every CPU: maintenance, virtual
+/// and physical timers, the EL2 timer (its own wake-ups), kick.
+const PER_CPU_INTIDS: [u32; 6] = [
+    MAINTENANCE_INTID,
+    VIRTUAL_TIMER_INTID,
+    PHYSICAL_TIMER_INTID,
+    HYP_TIMER_INTID,
+    PMU_INTID,
+    KICK_SGI,
+];
+
 /// Brings this CPU's redistributor and CPU interface up, with the interrupts
-/// the hypervisor takes here enabled: maintenance, virtual timer, the EL2
-/// timer (its own wake-ups), kick.
+/// the hypervisor takes here enabled: maintenance, the guest's timers and PMU
+/// overflow, the EL2 timer (its own wake-ups), kick.
 /// Returns false when the device tree has no redistributor for this CPU.
 pub fn init_this_cpu(logical: usize) -> bool {
+    if gicv2::active() {
+        super::regs::disarm_hyp_timer();
+        gicv2::init_this_cpu(logical, &PER_CPU_INTIDS);
+        return true;
+    }
     let Some(g) = GIC.get() else { return false };
     let mpidr = crate::sysreg::Mpidr::new(super::regs::read_mpidr_el1()).affinity();
     // SAFETY: the regions are the device tree's GICR regions, mapped as Device.
@@ -75,13 +104,7 @@ pub fn init_this_cpu(logical: usize) -> bool {
     };
     r.init();
     super::regs::disarm_hyp_timer();
-    for intid in [
-        MAINTENANCE_INTID,
-        VIRTUAL_TIMER_INTID,
-        PHYSICAL_TIMER_INTID,
-        HYP_TIMER_INTID,
-        KICK_SGI,
-    ] {
+    for intid in PER_CPU_INTIDS {
         r.enable_private(intid);
     }
     gic::init_cpu_interface();
@@ -98,6 +121,9 @@ pub fn kick(logical: usize) {
     if logical == percpu::current_index() {
         return;
     }
+    if gicv2::active() {
+        return gicv2::send_sgi(KICK_SGI, logical);
+    }
     let mpidr = percpu::mpidr_of(logical);
     if let Some(v) = sgi1r_for(KICK_SGI, mpidr) {
         gic::send_sgi(v);
@@ -107,6 +133,9 @@ pub fn kick(logical: usize) {
 /// Deactivates a PPI on CPU `logical` (its hardware-linked virtual interrupt
 /// was given back).
 pub fn deactivate_ppi_on(logical: usize, intid: u32) {
+    if gicv2::active() {
+        return gicv2::deactivate_ppi_on(logical, intid);
+    }
     if let Some(r) = REDIST.get(logical).and_then(|s| s.get()) {
         r.0.deactivate_private(intid);
     }
@@ -122,11 +151,17 @@ fn here() -> Option<&'static Redistributor> {
 
 /// The active state of this CPU's SGIs and PPIs (bit n: INTID n).
 pub fn private_active_here() -> u32 {
+    if gicv2::active() {
+        return gicv2::private_active_here();
+    }
     here().map(|r| r.active_private()).unwrap_or(0)
 }
 
 /// Sets (`true`) or clears this CPU's PPI `intid` active state.
 pub fn set_private_active_here(intid: u32, active: bool) {
+    if gicv2::active() {
+        return gicv2::set_private_active_here(intid, active);
+    }
     if let Some(r) = here() {
         if active {
             r.activate_private(intid);
@@ -138,6 +173,9 @@ pub fn set_private_active_here(intid: u32, active: bool) {
 
 /// Deactivates an SPI.
 pub fn deactivate_spi(intid: u32) {
+    if gicv2::active() {
+        return gicv2::deactivate_spi(intid);
+    }
     if let Some(g) = GIC.get() {
         g.dist.deactivate_spi(intid);
     }
@@ -145,6 +183,9 @@ pub fn deactivate_spi(intid: u32) {
 
 /// Enables SPI `intid` at the distributor.
 pub fn enable_spi(intid: u32) {
+    if gicv2::active() {
+        return gicv2::enable_spi(intid);
+    }
     if let Some(g) = GIC.get() {
         g.dist.enable_spi(intid);
     }
@@ -152,6 +193,9 @@ pub fn enable_spi(intid: u32) {
 
 /// Routes SPI `intid` to CPU `logical`.
 pub fn route_spi(intid: u32, logical: usize) {
+    if gicv2::active() {
+        return gicv2::route_spi(intid, logical);
+    }
     if let Some(g) = GIC.get() {
         g.dist.route_spi(intid, percpu::mpidr_of(logical));
     }
@@ -159,5 +203,8 @@ pub fn route_spi(intid: u32, logical: usize) {
 
 /// The console UART's interrupt, if it is used.
 pub fn uart_intid() -> Option<u32> {
+    if gicv2::active() {
+        return gicv2::uart_intid();
+    }
     GIC.get().and_then(|g| g.uart_intid)
 }

@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::{firmware, gic, hostgic, percpu, regs};
 use crate::sysreg::SysReg;
+use crate::sysreg::pmu::{PmuAccess, PmuHw};
 use crate::vgic::ListRegisters;
 use crate::vgic::host::{self, Completion, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID};
 use crate::vm::exit::GuestHw;
@@ -226,6 +227,15 @@ impl GuestHw for ArchHw {
     }
 }
 
+impl PmuAccess for ArchHw {
+    fn pmu_read(&mut self, reg: PmuHw) -> u64 {
+        regs::read_pmu(reg)
+    }
+    fn pmu_write(&mut self, reg: PmuHw, value: u64) {
+        regs::write_pmu(reg, value)
+    }
+}
+
 impl ListRegisters for ArchHw {
     fn read_lr(&self, n: usize) -> u64 {
         gic::read_lr(n)
@@ -279,7 +289,29 @@ impl Hw for ArchHw {
     }
 
     fn write_vsesr_el2(&mut self, value: u64) {
-        regs::write_vsesr_el2(value);
+        if self.has_ras() {
+            regs::write_vsesr_el2(value);
+        }
+    }
+
+    fn has_ras(&self) -> bool {
+        // ID_AA64PFR0_EL1.RAS, bits [31:28]: 1 or more is FEAT_RAS.
+        (regs::read_id_aa64pfr0_el1() >> 28) & 0xf >= 1
+    }
+
+    fn read_vdisr_el2(&self) -> u64 {
+        // Without FEAT_RAS the encoding is UNDEFINED at EL2: never reached.
+        if self.has_ras() {
+            regs::read_vdisr_el2()
+        } else {
+            0
+        }
+    }
+
+    fn write_vdisr_el2(&mut self, value: u64) {
+        if self.has_ras() {
+            regs::write_vdisr_el2(value);
+        }
     }
 
     fn tlbi_vmid(&mut self) {
@@ -298,7 +330,9 @@ impl Hw for ArchHw {
     //   enables are clear, so they are UNDEFINED at EL1), the pointer
     //   authentication keys (HCR_EL2.APK/API clear trap them:
     //   "Pointer authentication", HCR_EL2), SCXTNUM
-    //   (HCR_EL2.EnSCXT clear), ERR* (HCR_EL2.TERR), PMU (MDCR_EL2.TPM/TPMCR),
+    //   (HCR_EL2.EnSCXT clear), ERR* (HCR_EL2.TERR), PMU (MDCR_EL2.TPM/TPMCR:
+    //   every access trapped; a VM with a PMU has its counters' registers
+    //   moved by sysreg::pmu::save/restore through pmu_read/pmu_write),
     //   AMU, SPE, trace, MTE registers (trapped or UNDEFINED while hidden; see
     //   src/vm/controls.rs). Debug breakpoint/watchpoint registers:
     //   save_debug/restore_debug (MDSCR_EL1 above).
@@ -314,9 +348,12 @@ impl Hw for ArchHw {
     //   TLB flush between VMs: stage 1&2 TLB entries are tagged with the VMID,
     //   "VMID and the stage 2 translation regime"), VTCR,
     //   HCR, HCRX, MDCR, CPTR, CNTHCTL, the fine-grained traps, VPIDR, VMPIDR.
-    // Known gap: with FEAT_RAS and HCR_EL2.AMO set, the guest's DISR_EL1
-    // accesses reach VDISR_EL2 (DISR_EL1 description), which is not
-    // switched yet.
+    // - RAS (Pcpu::load/unload, where this CPU has FEAT_RAS): VDISR_EL2,
+    //   since with HCR_EL2.AMO set the guest's DISR_EL1 accesses reach it
+    //   and its ESB records a deferred virtual SError there (Arm ARM,
+    //   DISR_EL1 and VDISR_EL2 descriptions); VSESR_EL2, the syndrome a
+    //   pending virtual SError is taken or deferred with, written at every
+    //   load so no vCPU gets another's.
     fn save_el1(&mut self, r: &mut El1Regs) {
         r.sctlr = regs::read_sctlr_el1();
         r.ttbr0 = regs::read_ttbr0_el1();
@@ -550,6 +587,18 @@ impl Hw for ArchHw {
 
     fn route_spi(&mut self, intid: u32, cpu: usize) {
         hostgic::route_spi(intid, cpu)
+    }
+
+    fn take_ppi_active(&mut self, intid: u32) -> bool {
+        let active = hostgic::private_active_here() & (1 << intid) != 0;
+        if active {
+            hostgic::set_private_active_here(intid, false);
+        }
+        active
+    }
+
+    fn set_ppi_active(&mut self, intid: u32) {
+        hostgic::set_private_active_here(intid, true);
     }
 
     fn clean_invalidate(&mut self, pa: u64, len: u64) {

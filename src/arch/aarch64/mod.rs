@@ -9,6 +9,7 @@ pub mod cpuinfo;
 pub mod exception;
 pub mod firmware;
 pub mod gic;
+pub mod gicv2;
 pub mod hostgic;
 pub mod hw;
 pub mod memory;

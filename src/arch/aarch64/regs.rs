@@ -441,7 +441,7 @@ sysreg!(read_mpam2_el2, write_mpam2_el2, "S3_4_C10_C5_0");
 sysreg!(read_mpamhcr_el2, write_mpamhcr_el2, "S3_4_C10_C4_0");
 sysreg!(read_mpamidr_el1, "S3_0_C10_C4_4");
 sysreg!(read_vsesr_el2, write_vsesr_el2, "S3_4_C5_C2_3");
-sysreg!(read_pmcr_el0, "S3_3_C9_C12_0");
+sysreg!(read_vdisr_el2, write_vdisr_el2, "S3_4_C12_C1_1");
 // Profiling and trace buffers and EL2 filters, stopped at boot.
 sysreg!(read_pmscr_el2, write_pmscr_el2, "S3_4_C9_C9_0");
 sysreg!(read_pmblimitr_el1, write_pmblimitr_el1, "S3_0_C9_C10_0");
@@ -520,4 +520,91 @@ pub fn pend_virtual_serror(v: &crate::vm::controls::VirtualSError) {
     hcr.modify(HCR_EL2::VSE::SET);
     write_hcr_el2(hcr.get());
     isb();
+}
+
+// The PMUv3 registers, reached at EL2 on the guest's behalf (`sysreg::pmu`).
+// Encoded names: PMMIR_EL1 needs a target feature for its name.
+sysreg!(read_pmcr_el0, write_pmcr_el0, "S3_3_C9_C12_0");
+sysreg!(read_pmcntenset_el0, write_pmcntenset_el0, "S3_3_C9_C12_1");
+sysreg!(read_pmcntenclr_el0, write_pmcntenclr_el0, "S3_3_C9_C12_2");
+sysreg!(read_pmovsclr_el0, write_pmovsclr_el0, "S3_3_C9_C12_3");
+sysreg!(read_pmselr_el0, write_pmselr_el0, "S3_3_C9_C12_5");
+sysreg!(read_pmceid0_el0, "S3_3_C9_C12_6");
+sysreg!(read_pmceid1_el0, "S3_3_C9_C12_7");
+sysreg!(read_pmccntr_el0, write_pmccntr_el0, "S3_3_C9_C13_0");
+sysreg!(read_pmxevtyper_el0, write_pmxevtyper_el0, "S3_3_C9_C13_1");
+sysreg!(read_pmxevcntr_el0, write_pmxevcntr_el0, "S3_3_C9_C13_2");
+sysreg!(read_pmuserenr_el0, write_pmuserenr_el0, "S3_3_C9_C14_0");
+sysreg!(read_pmovsset_el0, write_pmovsset_el0, "S3_3_C9_C14_3");
+sysreg!(read_pmintenset_el1, write_pmintenset_el1, "S3_0_C9_C14_1");
+sysreg!(read_pmintenclr_el1, write_pmintenclr_el1, "S3_0_C9_C14_2");
+sysreg!(read_pmmir_el1, "S3_0_C9_C14_6");
+sysreg!(read_pmccfiltr_el0, write_pmccfiltr_el0, "S3_3_C14_C15_7");
+
+/// Selects event counter `n` for PMXEVCNTR/PMXEVTYPER (the guest's PMSELR_EL0 is
+/// kept in software, so the hardware's is EL2's to use).
+fn select_counter(n: u8) {
+    write_pmselr_el0(n as u64 & 0x1f);
+    isb();
+}
+
+/// Reads a PMU register (`sysreg::pmu::PmuHw`). PMSWINC_EL0 is write-only: 0.
+pub fn read_pmu(reg: crate::sysreg::pmu::PmuHw) -> u64 {
+    use crate::sysreg::pmu::PmuHw as P;
+    match reg {
+        P::Pmcr => read_pmcr_el0(),
+        P::Cntenset => read_pmcntenset_el0(),
+        P::Cntenclr => read_pmcntenclr_el0(),
+        P::Ovsset => read_pmovsset_el0(),
+        P::Ovsclr => read_pmovsclr_el0(),
+        P::Intenset => read_pmintenset_el1(),
+        P::Intenclr => read_pmintenclr_el1(),
+        P::Swinc => 0,
+        P::Ceid0 => read_pmceid0_el0(),
+        P::Ceid1 => read_pmceid1_el0(),
+        P::Ccntr => read_pmccntr_el0(),
+        P::Ccfiltr => read_pmccfiltr_el0(),
+        P::Userenr => read_pmuserenr_el0(),
+        P::Mmir => read_pmmir_el1(),
+        P::Evcntr(n) => {
+            select_counter(n);
+            read_pmxevcntr_el0()
+        }
+        P::Evtyper(n) => {
+            select_counter(n);
+            read_pmxevtyper_el0()
+        }
+    }
+}
+
+/// Writes a PMU register (`sysreg::pmu::PmuHw`); the read-only ones are ignored.
+pub fn write_pmu(reg: crate::sysreg::pmu::PmuHw, v: u64) {
+    use crate::sysreg::pmu::PmuHw as P;
+    match reg {
+        P::Pmcr => write_pmcr_el0(v),
+        P::Cntenset => write_pmcntenset_el0(v),
+        P::Cntenclr => write_pmcntenclr_el0(v),
+        P::Ovsset => write_pmovsset_el0(v),
+        P::Ovsclr => write_pmovsclr_el0(v),
+        P::Intenset => write_pmintenset_el1(v),
+        P::Intenclr => write_pmintenclr_el1(v),
+        P::Ccntr => write_pmccntr_el0(v),
+        P::Ccfiltr => write_pmccfiltr_el0(v),
+        P::Userenr => write_pmuserenr_el0(v),
+        P::Evcntr(n) => {
+            select_counter(n);
+            write_pmxevcntr_el0(v)
+        }
+        P::Evtyper(n) => {
+            select_counter(n);
+            write_pmxevtyper_el0(v)
+        }
+        // PMSWINC_EL0 written at EL2 counts for no guest: it is emulated
+        // (`sysreg::pmu::software_increment`), never written.
+        P::Swinc | P::Ceid0 | P::Ceid1 | P::Mmir => {}
+    }
+    // No `isb` per write: what the writes change takes effect by the `eret`
+    // into the guest (a context synchronization event); reads made here in
+    // between are of other registers, except through PMSELR_EL0, which
+    // `select_counter` synchronizes.
 }

@@ -373,3 +373,19 @@ fn vmpidr_layout() {
     assert_eq!(vmpidr(3), 0x8000_0003);
     assert_eq!(vmpidr(17), 0x8000_0101);
 }
+
+#[test]
+fn a_guest_pmu_sets_hpmn_to_its_counters_and_keeps_the_traps() {
+    // -cpu max: PMUv3p5, N = 6. A guest with 4 counters: HPMN = 4, TPM,
+    // TPMCR, HPMD, HCCD.
+    let m = mdcr_el2_for(&max(), Some(4));
+    assert_eq!(m & 0x1f, 4);
+    assert!(bit(m, 5) && bit(m, 6) && bit(m, 17) && bit(m, 23));
+    assert!(!bit(m, 7), "HPME: EL2's counters stay off");
+    // Never above N, never 0.
+    assert_eq!(mdcr_el2_for(&max(), Some(9)) & 0x1f, 6);
+    assert_eq!(mdcr_el2_for(&max(), Some(0)) & 0x1f, 6);
+    assert_eq!(mdcr_el2_for(&max(), None), mdcr_el2(&max()));
+    // Cortex-A57 (PMUv3): no HPMD or HCCD to set; the traps do the work.
+    assert_eq!(mdcr_el2_for(&a57(), Some(2)), 2 | 1 << 5 | 1 << 6);
+}

@@ -82,11 +82,17 @@ fn spec(index: usize, vcpus: usize, priority: u8) -> VmSpec {
 
 fn host() -> Host {
     Host {
-        features: Default::default(),
+        // A PMUv3p5 with 6 counters (QEMU's -cpu max), for the PMU tests.
+        features: controls::HostFeatures {
+            pmu_version: 6,
+            pmu_counters: 6,
+            ..Default::default()
+        },
         stage2: Stage2Geometry::from_pa_range(2).unwrap(),
         nr_lrs: 4,
         priority_bits: 5,
         vmcr_reset: 0x1234,
+        gicv: None,
         now_ms: || 0,
     }
 }
@@ -100,12 +106,17 @@ struct System {
 }
 
 fn system(ncpus: usize, vms: Vec<(VmSpec, Vec<usize>)>) -> System {
+    system_on(host(), ncpus, vms)
+}
+
+/// [`system`] on a given host.
+fn system_on(host: Host, ncpus: usize, vms: Vec<(VmSpec, Vec<usize>)>) -> System {
     let board = Board::new(ncpus);
     let running: &'static RunningCount = Box::leak(Box::new(RunningCount::new(0)));
     let mut mem = FakeMemory::new();
     let built: Vec<Vm> = vms
         .into_iter()
-        .map(|(s, pcpus)| Vm::create(s, pcpus, host(), &mut mem, running).unwrap())
+        .map(|(s, pcpus)| Vm::create(s, pcpus, host, &mut mem, running).unwrap())
         .collect();
     let vms: &'static [Vm] = Box::leak(built.into_boxed_slice());
     let mut boot = FakeHw::new(0, &board);
@@ -567,6 +578,41 @@ fn a_waiting_vcpus_timer_wakes_it_while_another_runs() {
 }
 
 #[test]
+fn a_vcpu_that_wakes_beside_one_that_had_a_whole_turn_alone_runs_at_once() {
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    // vCPU 0 waits on its virtual timer, ten turns (1 ms each) ahead; vCPU 1
+    // has the CPU alone meanwhile, with no turn to end.
+    let now = s.board.borrow().counter;
+    let turn = s.board.borrow().frequency / 1000;
+    let off = s.hw(0).el2.unwrap().cntvoff;
+    s.hw(0).timer.cntv_ctl = 1;
+    s.hw(0).timer.cntv_cval = now - off + 10 * turn;
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).hyp_timer, Some(now + 10 * turn));
+    // The deadline: vCPU 1 has run ten turns' worth, so vCPU 0 gets the CPU
+    // at once, not after one more turn of vCPU 1's.
+    s.board.borrow_mut().counter = now + 10 * turn;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    // And a vCPU that got the CPU just now keeps its turn when another
+    // wakes: vCPU 0 waits again (a short wait), vCPU 1 runs, vCPU 0 wakes
+    // a tenth of a turn later and waits for the turn's end.
+    let now = s.board.borrow().counter;
+    s.hw(0).timer.cntv_cval = now - off + turn / 10;
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    s.board.borrow_mut().counter = now + turn / 10;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 1)), "vCPU 1's turn is not over");
+    assert_eq!(s.hw(0).hyp_timer, Some(now + turn));
+}
+
+#[test]
 fn a_higher_priority_vcpu_that_wakes_preempts_at_once() {
     let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 5), vec![0])]);
     s.start(0);
@@ -715,6 +761,297 @@ fn a_fp_trap_by_the_owner_is_undefined_not_a_loop() {
     assert!(s.hw(0).injected.is_some());
 }
 
+// ---- RAS ----
+
+#[test]
+fn vdisr_and_vsesr_are_each_vcpus_own_where_the_cpu_has_ras() {
+    let mut h = host();
+    h.features.ras = true;
+    h.features.vsesr = true;
+    let mut s = system_on(h, 1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.hw(0).ras = true;
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 0]), 0);
+    assert_eq!(s.hw(0).vdisr, 0, "no deferred SError at reset");
+    // vCPU 0 writes its DISR_EL1 (VDISR_EL2 in the hardware, HCR_EL2.AMO)
+    // and takes an SError, which stays pending as a virtual SError (masked)
+    // with its syndrome in VSESR_EL2.
+    s.hw(0).vdisr = 0x8000_0123;
+    let syndrome = 0b010 << 10 | 0x11;
+    s.hw(0).syndrome = (0x2f << 26 | 1 << 25 | syndrome, 0, 0);
+    {
+        let (p, hw) = &mut s.cpus[0];
+        step(|| p.on_exit(hw, ExitCause::SError));
+    }
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vsesr, syndrome);
+    assert!(s.hw(0).hcr & HCR_VSE != 0);
+    // vCPU 1's turn: neither register shows anything of vCPU 0.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).vdisr, 0);
+    assert_eq!(s.hw(0).vsesr, controls::SERROR_IDS);
+    assert_eq!(s.hw(0).hcr & HCR_VSE, 0);
+    s.hw(0).vdisr = 0x55;
+    // vCPU 0 again: its DISR_EL1 and its pending SError's syndrome are back.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0x8000_0123);
+    assert_eq!(s.hw(0).vsesr, syndrome);
+    assert!(s.hw(0).hcr & HCR_VSE != 0);
+    // Its guest defers the SError with ESB (the PE moves it to VDISR_EL2 and
+    // clears HCR_EL2.VSE): that survives the next switches too.
+    s.hw(0).vdisr = 0x8000_0000 | syndrome;
+    s.hw(0).hcr &= !HCR_VSE;
+    end_turn(&mut s, 0);
+    assert_eq!(s.hw(0).vdisr, 0x55);
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0x8000_0000 | syndrome);
+    assert_eq!(s.hw(0).hcr & HCR_VSE, 0, "taken once, not raised again");
+    // vCPU 0 powers off: the hardware keeps nothing of its DISR_EL1.
+    s.hvc(0, &[CPU_OFF]);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    assert_eq!(s.hw(0).vdisr, 0x55);
+    s.hvc(0, &[CPU_ON, 0, ENTRY, 0]);
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.hw(0).vdisr, 0, "restarted from reset");
+}
+
+#[test]
+fn a_cpu_without_ras_never_touches_vdisr_or_vsesr() {
+    // The fake panics on any VDISR_EL2/VSESR_EL2 access without FEAT_RAS
+    // (UNDEFINED at EL2): switches, an SError and a power-off touch neither.
+    let mut s = system(1, vec![(spec(0, 2, 0), vec![0, 0])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 0]);
+    s.hw(0).syndrome = (0x2f << 26 | 1 << 25 | 0x11, 0, 0);
+    {
+        let (p, hw) = &mut s.cpus[0];
+        step(|| p.on_exit(hw, ExitCause::SError));
+    }
+    for _ in 0..4 {
+        end_turn(&mut s, 0);
+    }
+    s.hvc(0, &[CPU_OFF]);
+    assert!(s.loaded(0).is_some());
+}
+
+// ---- set/way flushes ----
+
+/// DC CISW (op0 1, op1 0, CRn 7, CRm 14, op2 2), trapped by HCR_EL2.TSW.
+fn esr_dc_cisw() -> u64 {
+    esr_sysreg((1, 0, 7, 14, 2), 0, false)
+}
+
+/// A first touch of guest RAM at `ipa` (a stage-2 translation fault).
+fn touch(s: &mut System, c: usize, ipa: u64) {
+    s.exit(c, esr_mmio(false, 0), ipa, (ipa >> 12) << 4);
+}
+
+#[test]
+fn a_set_way_flush_cleans_all_mapped_ram_before_the_vcpu_goes_on() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    // The kernel's chunk is mapped at load; the guest touches the second.
+    touch(&mut s, 0, RAM + (3 << 20));
+    s.board.borrow_mut().cleaned = 0;
+    let pc = s.regs(0).pc;
+    s.exit(0, esr_dc_cisw(), 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.regs(0).pc, pc + 4, "the DC CISW completed");
+    assert_eq!(s.board.borrow().cleaned, 4 << 20, "every mapped chunk");
+}
+
+#[test]
+fn a_set_way_flush_lets_another_vcpu_in_between_steps() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![0])]);
+    s.start(0);
+    let first = s.loaded(0).unwrap().0;
+    touch(&mut s, 0, RAM + (3 << 20));
+    s.board.borrow_mut().cleaned = 0;
+    let pc = s.regs(0).pc;
+    // The turn's end is due while the flush runs: the other VM gets the CPU
+    // after the first step, the flush goes on when this one is back.
+    let deadline = s
+        .hw(0)
+        .hyp_timer
+        .expect("two VMs share the CPU: a turn ends");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.exit(0, esr_dc_cisw(), 0, 0);
+    assert_eq!(s.loaded(0), Some((1 - first, 0)), "the other VM runs");
+    assert_eq!(s.board.borrow().cleaned, 2 << 20, "one step done");
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some((first, 0)));
+    assert_eq!(s.board.borrow().cleaned, 4 << 20, "finished before it ran");
+    assert_eq!(s.regs(0).pc, pc + 4);
+}
+
+// ---- PMU ----
+
+/// A VM whose guest has a PMU with `counters` event counters.
+fn pmu_spec(index: usize, vcpus: usize, counters: u8) -> VmSpec {
+    let mut s = spec(index, vcpus, 0);
+    s.model.enable_pmu(Some(counters)).unwrap();
+    s
+}
+
+// PMU register encodings (op0, op1, crn, crm, op2).
+const PMCR: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 0);
+const PMCNTENSET: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 1);
+const PMSWINC: (u64, u64, u64, u64, u64) = (3, 3, 9, 12, 4);
+const PMEVCNTR0: (u64, u64, u64, u64, u64) = (3, 3, 14, 8, 0);
+const PMEVTYPER0: (u64, u64, u64, u64, u64) = (3, 3, 14, 12, 0);
+const PMEVCNTR5: (u64, u64, u64, u64, u64) = (3, 3, 14, 8, 5);
+const PMINTENSET: (u64, u64, u64, u64, u64) = (3, 0, 9, 14, 1);
+
+impl System {
+    fn msr(&mut self, c: usize, r: (u64, u64, u64, u64, u64), v: u64) {
+        self.regs(c).x[4] = v;
+        self.exit(c, esr_sysreg(r, 4, false), 0, 0);
+    }
+    fn mrs(&mut self, c: usize, r: (u64, u64, u64, u64, u64)) -> u64 {
+        self.exit(c, esr_sysreg(r, 5, true), 0, 0);
+        self.regs(c).x[5]
+    }
+}
+
+#[test]
+fn a_guest_pmu_is_emulated_on_the_hardwares_counters() {
+    let mut s = system(1, vec![(pmu_spec(0, 1, 4), vec![0])]);
+    s.start(0);
+    // PMCR_EL0.N is the guest's 4, not the hardware's 6.
+    assert_eq!((s.mrs(0, PMCR) >> 11) & 0x1f, 4);
+    // Enables beyond its counters are ignored; the cycle counter's bit is its.
+    s.msr(0, PMCNTENSET, !0);
+    assert_eq!(s.hw(0).pmu.cnten, 0x8000_000f);
+    // Its filter writes never set NSH (count at EL2).
+    s.msr(0, PMEVTYPER0, !0xffff);
+    assert_eq!(s.hw(0).pmu.ty[0] & 1 << 27, 0);
+    // SW_INCR (event 0) counted at EL1 (P = 0) as the guest's write would.
+    s.msr(0, PMEVTYPER0, 0);
+    s.msr(0, PMCR, 1);
+    s.msr(0, PMSWINC, 1);
+    s.msr(0, PMSWINC, 1);
+    assert_eq!(s.mrs(0, PMEVCNTR0), 2);
+    assert_eq!(s.hw(0).pmu.swinc_writes, 0);
+    // A counter it does not have: UNDEFINED.
+    s.hw(0).injected = None;
+    s.mrs(0, PMEVCNTR5);
+    assert!(s.hw(0).injected.is_some(), "PMEVCNTR5_EL0 UNDEFINED");
+    // MDCR_EL2.HPMN = 4 in the EL2 state it runs under.
+    let mdcr = s.hw(0).el2.unwrap().controls.mdcr_el2;
+    assert_eq!(mdcr & 0x1f, 4);
+}
+
+#[test]
+fn pmu_counts_stay_with_their_vcpu_across_switches() {
+    let mut s = system(1, vec![(pmu_spec(0, 2, 4), vec![0, 0])]);
+    s.start(0);
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY + 0x300, 5]), 0);
+    // vCPU 0 counts: counter 0 at 100, enabled, its overflow interrupt on.
+    s.msr(0, PMEVCNTR0, 100);
+    s.msr(0, PMCNTENSET, 1);
+    s.msr(0, PMINTENSET, 1);
+    s.msr(0, PMCR, 1);
+    s.hw(0).pmu.ovs = 1;
+    // Its PMU interrupt is being handled (the physical PPI active).
+    s.hw(0).active.insert(23);
+    let deadline = s.hw(0).hyp_timer.expect("a turn ends by the EL2 timer");
+    s.board.borrow_mut().counter = deadline;
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some((0, 1)));
+    // vCPU 1 finds a PMU fresh from reset: nothing of vCPU 0 counts, fires,
+    // or can be read.
+    let hw = &s.hw(0).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+    assert!(
+        !s.hw(0).active.contains(&23),
+        "PPI 23 not active for vCPU 1"
+    );
+    assert_eq!(s.mrs(0, PMEVCNTR0), 0);
+    s.msr(0, PMEVCNTR0, 7);
+    // vCPU 1 waits: vCPU 0 is back with its counts, enables and interrupt.
+    s.exit(0, ESR_WFI, 0, 0);
+    assert_eq!(s.loaded(0), Some((0, 0)));
+    assert_eq!(s.mrs(0, PMEVCNTR0), 100);
+    let hw = &s.hw(0).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (1, 1, 1, 1));
+    assert!(s.hw(0).active.contains(&23), "its PPI 23 active again");
+}
+
+#[test]
+fn a_pmu_overflow_reaches_the_loaded_vcpu_as_ppi_23() {
+    let mut s = system(1, vec![(pmu_spec(0, 1, 4), vec![0])]);
+    s.start(0);
+    // The guest enables Group 1 and PPI 23 (GICD_CTLR, GICR_ISENABLER0).
+    let gicd = guest_fdt::VIRT_GICD.base;
+    let isenabler0 = guest_fdt::VIRT_GICR_BASE + 0x1_0100;
+    s.regs(0).x[1] = 0b10;
+    s.exit(0, esr_mmio(true, 1), gicd, gicd >> 8);
+    s.regs(0).x[1] = 1 << 23;
+    s.exit(0, esr_mmio(true, 1), isenabler0, isenabler0 >> 8);
+    s.hw(0).gic.vmcr = 0xff << 24 | 0b10;
+    s.board.borrow_mut().raise(0, 23);
+    s.irq(0);
+    // Acknowledged, left active (priority drop only): hardware-linked.
+    assert!(s.hw(0).active.contains(&23));
+    let lrs: Vec<_> = s
+        .hw(0)
+        .lrs
+        .iter()
+        .map(|&l| crate::vgic::lr::decode(l))
+        .collect();
+    assert!(
+        lrs.iter()
+            .any(|l| l.vintid == 23 && l.pending && l.hw == Some(23)),
+        "{lrs:?}"
+    );
+}
+
+#[test]
+fn a_vm_without_a_pmu_gets_undefined_and_never_its_interrupt() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    s.hw(0).injected = None;
+    s.msr(0, PMCNTENSET, 1);
+    assert!(s.hw(0).injected.is_some(), "PMCNTENSET_EL0 UNDEFINED");
+    assert_eq!(s.hw(0).pmu.cnten, 0);
+    // A stray overflow PPI is dropped and deactivated, not left active.
+    s.board.borrow_mut().raise(0, 23);
+    s.irq(0);
+    assert!(!s.hw(0).active.contains(&23));
+}
+
+#[test]
+fn a_vcpu_turned_off_and_on_again_finds_its_pmu_at_reset() {
+    let mut s = system(2, vec![(pmu_spec(0, 2, 4), vec![0, 1])]);
+    s.start(0);
+    s.hvc(0, &[CPU_ON, 1, ENTRY, 0]);
+    s.start(1);
+    // vCPU 1 counts, with its interrupt enabled and an overflow flagged.
+    s.msr(1, PMEVCNTR0, 1234);
+    s.msr(1, PMCNTENSET, 1);
+    s.msr(1, PMINTENSET, 1);
+    s.msr(1, PMCR, 1);
+    s.hw(1).pmu.ovs = 1;
+    assert_eq!(s.hvc(1, &[CPU_OFF]), 0);
+    assert_eq!(s.loaded(1), None);
+    // Off: nothing of it counts or fires on its CPU.
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+    // On again: its PMU as at reset.
+    assert_eq!(s.hvc(0, &[CPU_ON, 1, ENTRY, 0]), 0);
+    s.start(1);
+    assert_eq!(s.loaded(1), Some((0, 1)));
+    assert_eq!(s.mrs(1, PMEVCNTR0), 0);
+    let hw = &s.hw(1).pmu;
+    assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
+}
+
 // ---- SVE ownership ----
 
 /// EC 0x19: an SVE instruction or ZCR_EL1 access trapped by CPTR_EL2.TZ.
@@ -859,55 +1196,4 @@ fn sve_state_of_a_stopped_vm_is_scrubbed_to_its_cap() {
     );
     assert_eq!(p(s.hw(0), 0, 3), 0);
     assert_eq!(s.hw(0).fp, FpRegs::default());
-}
-
-// ---- set/way flushes ----
-
-/// DC CISW (op0 1, op1 0, CRn 7, CRm 14, op2 2), trapped by HCR_EL2.TSW.
-fn esr_dc_cisw() -> u64 {
-    esr_sysreg((1, 0, 7, 14, 2), 0, false)
-}
-
-/// A first touch of guest RAM at `ipa` (a stage-2 translation fault).
-fn touch(s: &mut System, c: usize, ipa: u64) {
-    s.exit(c, esr_mmio(false, 0), ipa, (ipa >> 12) << 4);
-}
-
-#[test]
-fn a_set_way_flush_cleans_all_mapped_ram_before_the_vcpu_goes_on() {
-    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
-    s.start(0);
-    // The kernel's chunk is mapped at load; the guest touches the second.
-    touch(&mut s, 0, RAM + (3 << 20));
-    s.board.borrow_mut().cleaned = 0;
-    let pc = s.regs(0).pc;
-    s.exit(0, esr_dc_cisw(), 0, 0);
-    assert_eq!(s.loaded(0), Some((0, 0)));
-    assert_eq!(s.regs(0).pc, pc + 4, "the DC CISW completed");
-    assert_eq!(s.board.borrow().cleaned, 4 << 20, "every mapped chunk");
-}
-
-#[test]
-fn a_set_way_flush_lets_another_vcpu_in_between_steps() {
-    let mut s = system(1, vec![(spec(0, 1, 0), vec![0]), (spec(1, 1, 0), vec![0])]);
-    s.start(0);
-    let first = s.loaded(0).unwrap().0;
-    touch(&mut s, 0, RAM + (3 << 20));
-    s.board.borrow_mut().cleaned = 0;
-    let pc = s.regs(0).pc;
-    // The turn's end is due while the flush runs: the other VM gets the CPU
-    // after the first step, the flush goes on when this one is back.
-    let deadline = s
-        .hw(0)
-        .hyp_timer
-        .expect("two VMs share the CPU: a turn ends");
-    s.board.borrow_mut().counter = deadline;
-    s.board.borrow_mut().raise(0, 26);
-    s.exit(0, esr_dc_cisw(), 0, 0);
-    assert_eq!(s.loaded(0), Some((1 - first, 0)), "the other VM runs");
-    assert_eq!(s.board.borrow().cleaned, 2 << 20, "one step done");
-    end_turn(&mut s, 0);
-    assert_eq!(s.loaded(0), Some((first, 0)));
-    assert_eq!(s.board.borrow().cleaned, 4 << 20, "finished before it ran");
-    assert_eq!(s.regs(0).pc, pc + 4);
 }

@@ -38,6 +38,10 @@
 //! These latencies are single events (batch 1) and are not read with PMCCNTR_EL0
 //! (a cycle counter per CPU).
 //!
+//! With `bench=shared` in its bootargs (tests/bench.sh: the same VM with both
+//! vCPUs on one physical CPU) the guest runs only the shared-CPU rows
+//! `vcpu_switch`, `wake_ipi` and `timer_10ms_shared` ([`shared`]).
+//!
 //! Output, one line per row (`tests/bench/report.py` parses it):
 //!
 //! ```text
@@ -61,9 +65,13 @@ use core::fmt::Write as _;
 use guest_rt::smccc::{PSCI_VERSION, SMCCC_NOT_SUPPORTED};
 use guest_rt::{catch_exception, current_el, hvc_call, print, println};
 
+#[allow(dead_code)]
+#[path = "../../victim/src/fdt.rs"]
+mod fdt;
 mod gic;
 mod irq;
 mod setway;
+mod shared;
 mod smp;
 
 guest_rt::entry!(main);
@@ -720,7 +728,7 @@ fn set_csselr_l1d() {
     });
 }
 
-fn main(_dtb: u64) -> ! {
+fn main(dtb: u64) -> ! {
     // First thing: the physical count. Under icount it is the instructions every
     // CPU ran since QEMU started (hypervisor boot included), plus the guest
     // runtime's few hundred before main.
@@ -739,6 +747,22 @@ fn main(_dtb: u64) -> ! {
     let cntfrq = read_cntfrq();
     let el = current_el();
     let midr = read_midr();
+
+    // `bench=shared`: the VM's two vCPUs share one physical CPU; only the
+    // shared-CPU rows run ([`shared`]).
+    // SAFETY: the boot protocol puts the device tree in guest RAM at x0 (or
+    // nothing there on bare QEMU, which `Fdt::at` rejects).
+    let tree = unsafe { fdt::Fdt::at(dtb) };
+    let args = tree.and_then(|t| t.bootargs()).unwrap_or("");
+    if fdt::bootarg(args, "bench") == Some("shared") {
+        println!(
+            "BENCH-INFO cntfrq={cntfrq} el={el} midr={midr:#x} boot_cntpct={boot_cntpct} batch={BATCH} warmup={WARMUP} iters={ITERS} mode=shared"
+        );
+        irq::mask();
+        shared::rows();
+        println!("BENCH-DONE");
+        guest_rt::system_off()
+    }
 
     // vCPU 1 starts first and waits in WFI for the whole run, so every row sees
     // the same two-vCPU machine. (A physical CPU whose vCPU is still off may

@@ -2,6 +2,11 @@
 //! masked in PSTATE (no vector needed): the conformance guest's passthrough interrupt
 //! check, and the echo guest's console input (`#[path]`-included there). The vGIC's own
 //! conformance is the vgic guest's business.
+//!
+//! On a GICv2 (a VM on a GICv2 host, or bare QEMU `gic-version=2`), found by
+//! ID_AA64PFR0_EL1.GIC = 0 (no system-register CPU interface), the same through
+//! the GICv2 registers (IHI 0048B.b): GICD_ITARGETSR instead of GICD_IROUTER, the
+//! memory-mapped CPU interface at QEMU virt's GICC address, no redistributor.
 
 use core::arch::asm;
 
@@ -24,6 +29,33 @@ const GICD_ISENABLER: usize = 0x0100;
 const GICD_IPRIORITYR: usize = 0x0400;
 const GICD_IROUTER: usize = 0x6000;
 const INTID_SPURIOUS: u32 = 1023;
+/// GICv2 (IHI 0048B.b tables 4-1 and 4-2).
+const GICD_ITARGETSR: usize = 0x0800;
+const GICC: usize = 0x0801_0000;
+const GICC_CTLR: usize = 0x0000;
+const GICC_PMR: usize = 0x0004;
+const GICC_IAR: usize = 0x000C;
+const GICC_EOIR: usize = 0x0010;
+
+/// Whether the GIC is a GICv2: ID_AA64PFR0_EL1.GIC [27:24] = 0, no
+/// system-register CPU interface (Arm ARM ID_AA64PFR0_EL1).
+fn v2() -> bool {
+    let pfr0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64pfr0_el1", out(reg) pfr0, options(nomem, nostack)) };
+    (pfr0 >> 24) & 0xf == 0
+}
+
+/// Acknowledges the highest-priority pending interrupt: its INTID.
+fn acknowledge() -> u32 {
+    if v2() {
+        return read32(GICC + GICC_IAR) & 0x3ff;
+    }
+    let iar: u64;
+    // SAFETY: acknowledging the pending interrupt is the intent.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
+    (iar & 0xff_ffff) as u32
+}
 
 fn read32(addr: usize) -> u32 {
     // SAFETY: a GIC register in the runtime's Device mapping; reading it has no
@@ -55,6 +87,17 @@ fn mpidr() -> u64 {
 pub fn init_for_spi(intid: u32) {
     init_cpu_interface();
     let (word, bit) = (intid as usize / 32, 1u32 << (intid % 32));
+    if v2() {
+        // SAFETY: byte writes to GICD_IPRIORITYR<n> and GICD_ITARGETSR<n>, both
+        // byte-accessible; GICD_ITARGETSR0's own byte names this CPU interface.
+        unsafe {
+            ((GICD + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0);
+            let own = ((GICD + GICD_ITARGETSR) as *const u8).read_volatile();
+            ((GICD + GICD_ITARGETSR + intid as usize) as *mut u8).write_volatile(own);
+        }
+        write32(GICD + GICD_ISENABLER + 4 * word, bit);
+        return;
+    }
     write32(
         GICD + GICD_IGROUPR + 4 * word,
         read32(GICD + GICD_IGROUPR + 4 * word) | bit,
@@ -76,6 +119,12 @@ pub fn init_for_spi(intid: u32) {
 pub fn init_for_ppi(intid: u32) {
     let sgi_base = init_cpu_interface() + 0x1_0000;
     let bit = 1u32 << intid;
+    if v2() {
+        // SAFETY: a byte write to the banked GICD_IPRIORITYR<n>.
+        unsafe { ((GICD + GICD_IPRIORITYR + intid as usize) as *mut u8).write_volatile(0xa0) };
+        write32(GICD + GICD_ISENABLER, bit);
+        return;
+    }
     write32(
         sgi_base + GICD_IGROUPR,
         read32(sgi_base + GICD_IGROUPR) | bit,
@@ -95,10 +144,7 @@ pub fn irq_within(ticks: u64) -> Option<u32> {
         // SAFETY: reading ISR_EL1 has no side effects.
         unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
         if isr & (1 << 7) != 0 {
-            let iar: u64;
-            // SAFETY: acknowledging the pending interrupt is the intent.
-            unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
-            return Some((iar & 0xff_ffff) as u32);
+            return Some(acknowledge());
         }
         if counter().0.wrapping_sub(start) > ticks {
             return None;
@@ -110,6 +156,17 @@ pub fn irq_within(ticks: u64) -> Option<u32> {
 /// The distributor, this vCPU's redistributor and CPU interface on; the
 /// redistributor's RD_base.
 fn init_cpu_interface() -> usize {
+    if v2() {
+        // Forwarding on (GICD_CTLR.Enable), every priority unmasked, the CPU
+        // interface's Group 0 on (no Security Extensions in the guest's view;
+        // on bare QEMU the interrupts reset to Group 0 too).
+        write32(GICD + GICD_CTLR, 1);
+        write32(GICC + GICC_PMR, 0xff);
+        write32(GICC + GICC_CTLR, 1);
+        // No redistributor (the private interrupts' registers are the
+        // distributor's, banked).
+        return 0;
+    }
     // SAFETY: ICC_SRE_EL1.SRE = 1 selects the system-register CPU interface; the
     // other CPU-interface writes set what the comments say; no memory is touched.
     unsafe {
@@ -191,11 +248,7 @@ pub fn wait_for_irq(seconds: u64) -> Option<u32> {
         // SAFETY: reading ISR_EL1 has no side effects.
         unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
         if isr & (1 << 7) != 0 {
-            let iar: u64;
-            // SAFETY: acknowledging the highest-priority pending interrupt is the
-            // intent; no memory is touched.
-            unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
-            let intid = (iar & 0xff_ffff) as u32;
+            let intid = acknowledge();
             return (intid != INTID_SPURIOUS).then_some(intid);
         }
         if counter().0.wrapping_sub(start) > seconds.saturating_mul(freq) {
@@ -220,10 +273,7 @@ pub fn sleep_until_irq() -> Option<u32> {
                 continue;
             }
         }
-        let iar: u64;
-        // SAFETY: acknowledging the pending interrupt is the intent.
-        unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack)) };
-        let intid = (iar & 0xff_ffff) as u32;
+        let intid = acknowledge();
         return (intid != INTID_SPURIOUS).then_some(intid);
     }
 }
@@ -231,6 +281,10 @@ pub fn sleep_until_irq() -> Option<u32> {
 /// End of interrupt: priority drop and deactivation (ICC_CTLR_EL1.EOImode = 0, the
 /// reset value).
 pub fn eoi(intid: u32) {
+    if v2() {
+        write32(GICC + GICC_EOIR, intid);
+        return;
+    }
     // SAFETY: completing the acknowledged interrupt is the intent.
     unsafe {
         asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nomem, nostack))

@@ -131,6 +131,18 @@ impl Fdt {
         Some((read(&entry[..a]), read(&entry[a..])))
     }
 
+    /// The value of property `prop` of the root's child `node` (`b""`: the root).
+    #[allow(dead_code)]
+    pub fn property(&self, node: &[u8], prop: &[u8]) -> Option<&'static [u8]> {
+        let mut found = None;
+        self.for_each_property(|n, p, v| {
+            if n == node && p == prop {
+                found = Some(v);
+            }
+        })?;
+        found
+    }
+
     /// `/chosen/bootargs` without its terminating NUL, if present and UTF-8.
     pub fn bootargs(&self) -> Option<&'static str> {
         let mut args: Option<&'static [u8]> = None;
