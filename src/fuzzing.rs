@@ -110,7 +110,13 @@ pub fn config(data: &[u8], host: &HostFacts) -> bool {
         }
         // Not implemented yet: never accepted.
         assert!(vm.cpu.breakpoints.is_none() && vm.cpu.watchpoints.is_none());
-        assert!(vm.cpu.sve_vl.is_none() && vm.cpu.sme_vl.is_none() && !vm.cpu.spe);
+        assert!(vm.cpu.sme_vl.is_none() && !vm.cpu.spe);
+        // An accepted SVE vector length is a multiple of 128 bits, at most 2048.
+        assert!(
+            vm.cpu
+                .sve_vl
+                .is_none_or(|vl| vl % 128 == 0 && (128..=2048).contains(&vl))
+        );
     }
     if let Some(input) = config.console.input {
         assert_eq!(config.vms[input].console, crate::config::VmConsole::Pl011);

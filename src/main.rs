@@ -31,7 +31,8 @@ mod hyp {
         self, BootRanges, Conduit, CpuMap, MemRange, Platform, UartCompatible,
     };
     use ferrovisor::sysreg::{
-        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel,
+        CachePolicy, ExplicitCaches, HostCpu, IdField, SystemCpuInfo, VmCpuModel, sve_cap,
+        virtualisable_sve_vqs,
     };
     use ferrovisor::vgic::lr_v2::cpu_interface_second_page;
     use ferrovisor::vm::controls::HostFeatures;
@@ -274,6 +275,10 @@ mod hyp {
         } else {
             0
         });
+        let infos: Vec<HostCpu> = (0..cpus)
+            .filter_map(|l| CPU_INFO[l].get().copied())
+            .collect();
+        facts.sve_vqs = Some(virtualisable_sve_vqs(&infos));
         config
             .check_against(&facts, &|path| bundle.file(path).map(|f| f.len()))
             .unwrap_or_else(|e| halt(format_args!("{e}")));
@@ -535,6 +540,16 @@ mod hyp {
             model
                 .lower(field, *value)
                 .map_err(|e| alloc::format!("vm.{}.cpu.id.{name}: {e}", vmc.name))?;
+        }
+        // SVE: the config's cap, or the longest every core of the VM offers.
+        let vq = sve_cap(vm_cpus, vmc.cpu.sve_vl)
+            .map_err(|e| alloc::format!("vm.{}.cpu.sve_vl: {e}", vmc.name))?;
+        model.set_sve(vq);
+        if vmc.cpu.sve_vl.is_some() && model.sve_vq() == 0 {
+            return Err(alloc::format!(
+                "vm.{}.cpu.sve_vl: SVE is hidden by ID_AA64PFR0_EL1.SVE = 0",
+                vmc.name
+            ));
         }
         Ok(model)
     }

@@ -12,6 +12,9 @@
 //!                            hypervisor will read them at boot
 //!        --cpus N            number of physical CPUs (default: from --dtb, else enough)
 //!        --ram SIZE          bytes of RAM, e.g. 2G (default: from --dtb, else enough)
+//!        --sve-vl-max BITS   the host implements every SVE vector length up to BITS
+//!                            (QEMU -cpu max: 2048); `none`: no SVE. Checks each
+//!                            VM's sve_vl against it (default: unknown, checked at boot)
 //!        --pmu-counters N    the event counters of the host's PMU, PMCR_EL0.N (0: none;
 //!                            default: QEMU's 6 for qemu-virt, else checked at boot)
 //! ```
@@ -44,8 +47,8 @@ use ferrovisor::config::bundle::{CONFIG_NAME, write_bundle};
 use ferrovisor::config::{HostFacts, SystemConfig};
 use ferrovisor::platform::Platform;
 
-const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--pmu-counters N]
-       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE]
+const USAGE: &str = "usage: fvconfig check CONFIG [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--pmu-counters N] [--sve-vl-max BITS|none]
+       fvconfig pack CONFIG -o BUNDLE [-L DIR]... [--board qemu-virt | --dtb FILE] [--cpus N] [--ram SIZE] [--sve-vl-max BITS|none]
        fvconfig uboot CONFIG -o boot.scr [--text] [--bundle NAME] [--hypervisor NAME]
                 [--device \"IFACE DEV:PART\"] [--fdt ADDR | --fdt-file NAME] [-L DIR]... [HOST]";
 
@@ -83,6 +86,8 @@ struct Args {
     board: Board,
     cpus: Option<usize>,
     ram: Option<u64>,
+    /// `--sve-vl-max`: the SVE lengths the host implements (mask, 0: none).
+    sve_vqs: Option<u16>,
     pmu_counters: Option<u8>,
 }
 
@@ -113,6 +118,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut board = Board::QemuVirt;
     let mut cpus = None;
     let mut ram = None;
+    let mut sve_vqs = None;
     let mut pmu_counters = None;
     // `uboot` only.
     let mut text = false;
@@ -144,6 +150,22 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--ram" => {
                 let n = value("a size")?;
                 ram = Some(parse_size(&n).ok_or_else(|| format!("--ram: `{n}` is not a size"))?);
+            }
+            "--sve-vl-max" => {
+                let n = value("a vector length in bits or `none`")?;
+                sve_vqs = Some(match n.as_str() {
+                    "none" => 0,
+                    _ => match n.parse::<u32>() {
+                        Ok(bits) if bits % 128 == 0 && (128..=2048).contains(&bits) => {
+                            ((1u32 << (bits / 128)) - 1) as u16
+                        }
+                        _ => {
+                            return Err(format!(
+                                "--sve-vl-max: `{n}` is not a multiple of 128 in 128..=2048, nor `none`"
+                            ));
+                        }
+                    },
+                });
             }
             "--pmu-counters" => {
                 let n = value("a number")?;
@@ -218,6 +240,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         board,
         cpus,
         ram,
+        sve_vqs,
         pmu_counters,
     })
 }
@@ -507,6 +530,7 @@ fn host_facts(args: &Args, config: &SystemConfig) -> Result<HostFacts, String> {
     } else {
         facts.cpus
     });
+    facts.sve_vqs = args.sve_vqs;
     if args.pmu_counters.is_some() {
         facts.pmu_counters = args.pmu_counters;
     }
@@ -688,6 +712,7 @@ mod tests {
             board: Board::QemuVirt,
             cpus: None,
             ram: None,
+            sve_vqs: None,
             pmu_counters: None,
         }
     }
@@ -723,6 +748,7 @@ mod tests {
                 board: Board::Dtb("virt.dtb".into()),
                 cpus: Some(4),
                 ram: Some(2 << 30),
+                sve_vqs: None,
                 pmu_counters: None,
             }
         );

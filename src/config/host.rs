@@ -28,6 +28,10 @@ pub struct HostFacts {
     pub kept_irqs: Vec<(u32, String)>,
     /// Bytes of RAM.
     pub ram_bytes: u64,
+    /// The SVE vector lengths a guest may be given (`sysreg::virtualisable_sve_vqs`:
+    /// bit vq - 1 for 128 * vq bits, 0 without SVE); `None` when not known (a
+    /// device tree does not say), and then `sve_vl` is checked at boot only.
+    pub sve_vqs: Option<u16>,
     /// The event counters of the host's PMUv3 (PMCR_EL0.N of the core with the
     /// fewest; `Some(0)`: no PMUv3), when known: the hypervisor reads it from the
     /// hardware, `fvconfig` knows QEMU virt's (6) or takes `--pmu-counters`; `None`
@@ -105,6 +109,7 @@ impl HostFacts {
             devices,
             kept_irqs,
             ram_bytes,
+            sve_vqs: None,
             pmu_counters: None,
         }
     }
@@ -230,6 +235,18 @@ impl SystemConfig {
                         human_size(ram_total),
                         human_size(host.ram_bytes)
                     ),
+                ));
+            }
+        }
+
+        for vm in &self.vms {
+            if let (Some(bits), Some(vqs)) = (vm.cpu.sve_vl, host.sve_vqs)
+                && let Err(e) = crate::sysreg::sve_cap_in(vqs, Some(bits))
+            {
+                return Err(self.error(
+                    vm.sites.sve_vl,
+                    format!("vm.{}.cpu.sve_vl", vm.name),
+                    e.to_string(),
                 ));
             }
         }

@@ -72,6 +72,9 @@
 //!                           #   "host", or { clidr = 0x..., ccsidr = [0x..., ...] } with
 //!                           #   one CCSIDR per cache CLIDR describes (data before
 //!                           #   instruction at a level with separate caches)
+//! sve_vl = 256              # SVE vector-length cap in bits: a multiple of 128, <= 2048,
+//!                           #   one the host implements (default: the longest every
+//!                           #   core implements alike; a host without SVE: none)
 //! pmu = true               # a PMUv3 for the guest (default: as the host; `true` on a
 //!                           #   host without one is refused at boot)
 //! pmu_counters = 4          # 1..=31: its event counters (PMCR_EL0.N; default: all of
@@ -80,7 +83,6 @@
 //! # values are checked first:
 //! # breakpoints = 4         # 2..=16 (default: as the host)
 //! # watchpoints = 2         # 2..=16 (default: as the host)
-//! # sve_vl = 256            # SVE vector length in bits: a multiple of 128, <= 2048
 //! # sme_vl = 256            # SME streaming vector length: a power of two, 128..=2048
 //! # spe = true              # Statistical Profiling Extension (false, the default, is
 //! #                         #   accepted: SPE is hidden from guests)
@@ -148,10 +150,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     (
         "watchpoints",
         "debug registers are not virtualized yet; the guest sees the hardware's",
-    ),
-    (
-        "sve_vl",
-        "per-VM SVE vector lengths are not implemented yet; SVE is hidden from guests",
     ),
     (
         "sme_vl",
@@ -273,6 +271,7 @@ struct VmSites {
     kernel: Option<Position>,
     initrd: Option<Position>,
     dtb: Option<Position>,
+    sve_vl: Option<Position>,
     pmu: Option<Position>,
     pmu_counters: Option<Position>,
     passthrough: Vec<PassthroughSites>,

@@ -680,7 +680,6 @@ fn cpu_model_knobs() {
     for (body, column, key) in [
         ("breakpoints = 16", 15, "breakpoints"),
         ("watchpoints = 2", 15, "watchpoints"),
-        ("sve_vl = 256", 10, "sve_vl"),
         ("sme_vl = 512", 10, "sme_vl"),
         ("spe = true", 7, "spe"),
     ] {
@@ -691,6 +690,9 @@ fn cpu_model_knobs() {
     }
     // What every guest gets today is accepted.
     parse(&cpu("spe = false"));
+    // SVE vector lengths are implemented: a valid one is accepted here (the
+    // hardware check is the CPU model's, `sysreg::sve_cap`).
+    assert_eq!(parse(&cpu("sve_vl = 256")).vms[0].cpu.sve_vl, Some(256));
     let e = refuse(&cpu("sve_vl = 200"));
     assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "multiple of 128");
     let e = refuse(&cpu("sve_vl = 2176"));
@@ -1104,6 +1106,36 @@ fn board_examples_parse_and_fit_a_4_cpu_virt() {
         two.check_against(&HostFacts { cpus: 2, ..host }, &any_file)
             .is_err()
     );
+}
+
+#[test]
+fn sve_vl_is_checked_against_the_hosts_vector_lengths() {
+    let c = parse(&alloc::format!("{MINIMAL}[vm.cpu]\nsve_vl = 512\n"));
+    let any_file = |_: &str| Some(4096);
+    let with = |vqs| HostFacts {
+        sve_vqs: vqs,
+        ..virt(4)
+    };
+    // Unknown (a device tree does not say): left to the boot-time check.
+    c.check_against(&with(None), &any_file).unwrap();
+    // Every length to 2048 bits (QEMU -cpu max), or exactly up to 512.
+    c.check_against(&with(Some(0xffff)), &any_file).unwrap();
+    c.check_against(&with(Some(0b1111)), &any_file).unwrap();
+    let e = c.check_against(&with(Some(0b11)), &any_file).unwrap_err();
+    assert_error(
+        &e,
+        7,
+        10,
+        "vm.demo.cpu.sve_vl",
+        "above the longest SVE vector length",
+    );
+    assert!(e.reason.contains("256 bits"), "{e}");
+    let e = c.check_against(&with(Some(0)), &any_file).unwrap_err();
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "no SVE");
+    // Powers of two only: 384 is not one of them.
+    let c = parse(&alloc::format!("{MINIMAL}[vm.cpu]\nsve_vl = 384\n"));
+    let e = c.check_against(&with(Some(0b1011)), &any_file).unwrap_err();
+    assert_error(&e, 7, 10, "vm.demo.cpu.sve_vl", "not an SVE vector length");
 }
 
 #[test]

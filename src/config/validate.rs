@@ -684,6 +684,9 @@ impl Builder<'_> {
             }
         }
 
+        if let Some(vl) = raw.cpu.as_ref().and_then(|c| c.get_ref().sve_vl.as_ref()) {
+            sites.sve_vl = self.pos(vl.span());
+        }
         let cpu = match &raw.cpu {
             Some(c) => self.cpu_model(c.get_ref(), &f("cpu"))?,
             None => CpuModel::default(),

@@ -11,11 +11,13 @@
 //!    Fields this file does not describe are 0 in the result, so a feature
 //!    nobody has reviewed never reaches a guest.
 //! 2. The guest limits in [`ID_FIELDS`] (`Guest::AtMost`): hide PMU, SPE,
-//!    TRBE/trace, AMU, MTE, nested virtualization (EL2), RAS, MPAM, SVE, SME,
+//!    TRBE/trace, AMU, MTE, nested virtualization (EL2), RAS, MPAM, SME,
 //!    pointer authentication, and features that need EL2 state we do not
 //!    switch yet; EL0/EL1 are AArch64-only.
 //! 3. [`VmCpuModel::lower`]: per-VM lowering from the config; raising a field
-//!    above step 2 is an error naming the field.
+//!    above step 2 is an error naming the field. SVE (ID_AA64PFR0_EL1.SVE,
+//!    ID_AA64ZFR0_EL1) shows only in a VM given a vector-length cap
+//!    ([`VmCpuModel::set_sve`], [`sve_cap`]).
 
 use super::SysReg;
 use super::cache::{
@@ -200,6 +202,7 @@ impl fmt::Display for IdField {
 type Reg = (SysReg, &'static str);
 const PFR0: Reg = (ID_AA64PFR0_EL1, "ID_AA64PFR0_EL1");
 const PFR1: Reg = (ID_AA64PFR1_EL1, "ID_AA64PFR1_EL1");
+const ZFR0: Reg = (ID_AA64ZFR0_EL1, "ID_AA64ZFR0_EL1");
 const DFR0: Reg = (ID_AA64DFR0_EL1, "ID_AA64DFR0_EL1");
 const ISAR0: Reg = (ID_AA64ISAR0_EL1, "ID_AA64ISAR0_EL1");
 const ISAR1: Reg = (ID_AA64ISAR1_EL1, "ID_AA64ISAR1_EL1");
@@ -234,7 +237,7 @@ const HIDE: Guest = AtMost(0);
 /// Every ID register field a guest can see. Field positions: Arm ARM D23.2
 /// (ID_AA64*_EL1 register descriptions); combine rules follow Linux's
 /// cpufeature.c tables. Registers of the ID space with no field here
-/// (ZFR0, SMFR0, DFR1, AFR0/1, ISAR3, MMFR3/4, PFR2, FPFR0, the AArch32 ID
+/// (SMFR0, DFR1, AFR0/1, ISAR3, MMFR3/4, PFR2, FPFR0, the AArch32 ID
 /// registers and the unallocated encodings) read as zero.
 pub static ID_FIELDS: &[IdField] = &[
     // ID_AA64PFR0_EL1
@@ -248,7 +251,8 @@ pub static ID_FIELDS: &[IdField] = &[
     s(PFR0, "AdvSIMD", 20, Lower, HW),
     u(PFR0, "GIC", 24, Lower, HW),
     u(PFR0, "RAS", 28, Lower, HIDE),
-    u(PFR0, "SVE", 32, Lower, HIDE), // until the FP/SVE ownership issue
+    // SVE: shown to a VM with a vector-length cap (`VmCpuModel::set_sve`).
+    u(PFR0, "SVE", 32, Lower, AtMost(1)),
     u(PFR0, "SEL2", 36, Lower, HIDE),
     u(PFR0, "MPAM", 40, Lower, HIDE),
     u(PFR0, "AMU", 44, Lower, HIDE),
@@ -274,6 +278,18 @@ pub static ID_FIELDS: &[IdField] = &[
     u(PFR1, "MTEX", 52, Lower, HIDE),
     u(PFR1, "DF2", 56, Lower, HIDE),
     u(PFR1, "PFAR", 60, Lower, HIDE),
+    // ID_AA64ZFR0_EL1 (the SVE instruction groups): zero for a VM without SVE
+    // (`VmCpuModel::set_sve`).
+    u(ZFR0, "SVEver", 0, Lower, HW),
+    u(ZFR0, "AES", 4, Lower, HW),
+    u(ZFR0, "BitPerm", 16, Lower, HW),
+    u(ZFR0, "BF16", 20, Lower, HW),
+    u(ZFR0, "B16B16", 24, Lower, HW),
+    u(ZFR0, "SHA3", 32, Lower, HW),
+    u(ZFR0, "SM4", 40, Lower, HW),
+    u(ZFR0, "I8MM", 44, Lower, HW),
+    u(ZFR0, "F32MM", 52, Lower, HW),
+    u(ZFR0, "F64MM", 56, Lower, HW),
     // ID_AA64DFR0_EL1: the self-hosted debug fields are kept; PMU, SPE,
     // trace, TRBE, BRBE are hidden.
     u(DFR0, "DebugVer", 0, Exact(6), HW),
@@ -402,6 +418,9 @@ pub struct HostCpu {
     pub pmu_counters: u8,
     /// MPAMIDR_EL1 (0 without FEAT_MPAM): whether MPAMHCR_EL2 exists.
     pub mpamidr_el1: u64,
+    /// The SVE vector lengths the core implements: bit vq - 1 for 128 * vq
+    /// bits (probed through ZCR_EL2.LEN at boot); 0 without SVE.
+    pub sve_vqs: u16,
 }
 
 impl HostCpu {
@@ -469,6 +488,101 @@ impl SystemCpuInfo {
         }
         id
     }
+}
+
+/// ID_AA64PFR0_EL1.SVE.
+const SVE: IdField = u(PFR0, "SVE", 32, Lower, AtMost(1));
+
+/// Why a VM's `sve_vl` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SveError {
+    /// A core the VM runs on has no SVE.
+    NoSve,
+    /// Longer than the longest length the VM's cores implement alike (bits).
+    AboveMax { requested: u16, max: u16 },
+    /// Not a length the VM's cores implement (bits; the longest they do).
+    Unsupported { requested: u16, max: u16 },
+}
+
+impl fmt::Display for SveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SveError::NoSve => write!(f, "this machine has no SVE"),
+            SveError::AboveMax { requested, max } => write!(
+                f,
+                "{requested} bits is above the longest SVE vector length this machine offers ({max} bits)"
+            ),
+            SveError::Unsupported { requested, max } => write!(
+                f,
+                "{requested} bits is not an SVE vector length every CPU of the VM implements (they implement up to {max} bits)"
+            ),
+        }
+    }
+}
+
+/// A VM's SVE vector-length cap in quadwords, from the cores it runs on and
+/// its config's `sve_vl` (bits; `None`: the longest the cores offer).
+///
+/// A guest may pick any length up to the cap (ZCR_EL1.LEN), and the effective
+/// length is the largest implemented one not above its choice (Arm ARM,
+/// ZCR_ELx.LEN), so the cores must implement the same lengths up to the cap or
+/// the guest would see its length change with the core (KVM's "virtualisable"
+/// lengths). The longest offered is therefore the longest length every core
+/// implements below which they all agree. 0 when a core has no SVE and none
+/// was asked for.
+pub fn sve_cap(vm_cpus: &[HostCpu], requested_bits: Option<u16>) -> Result<usize, SveError> {
+    sve_cap_in(virtualisable_sve_vqs(vm_cpus), requested_bits)
+}
+
+/// The SVE vector lengths a guest running on `cpus` may be given (bit vq - 1
+/// for 128 * vq bits): those every core implements, up to the longest below
+/// which the cores implement the same set (see [`sve_cap`]). 0: no SVE.
+pub fn virtualisable_sve_vqs(cpus: &[HostCpu]) -> u16 {
+    let Some(first) = cpus.first() else {
+        return 0;
+    };
+    let common = cpus.iter().fold(0xffffu16, |m, c| m & c.sve_vqs);
+    let agree = |vq: usize| {
+        let below: u16 = ((1u32 << vq) - 1) as u16;
+        cpus.iter()
+            .all(|c| c.sve_vqs & below == first.sve_vqs & below)
+    };
+    let max = (1..=16)
+        .rev()
+        .find(|&vq| common & (1 << (vq - 1)) != 0 && agree(vq))
+        .unwrap_or(0);
+    common & ((1u32 << max) - 1) as u16
+}
+
+/// [`sve_cap`] from the lengths [`virtualisable_sve_vqs`] gives (what
+/// `config::HostFacts::sve_vqs` holds, so `fvconfig check` refuses with the
+/// hypervisor's words).
+pub fn sve_cap_in(vqs: u16, requested_bits: Option<u16>) -> Result<usize, SveError> {
+    let common = vqs;
+    let max = 16 - vqs.leading_zeros() as usize;
+    if max == 0 {
+        return match requested_bits {
+            Some(_) => Err(SveError::NoSve),
+            None => Ok(0),
+        };
+    }
+    let Some(bits) = requested_bits else {
+        return Ok(max);
+    };
+    let vq = usize::from(bits) / 128;
+    if vq > max {
+        return Err(SveError::AboveMax {
+            requested: bits,
+            max: (max * 128) as u16,
+        });
+    }
+    if vq == 0 || common & (1 << (vq - 1)) == 0 || usize::from(bits) % 128 != 0 {
+        return Err(SveError::Unsupported {
+            requested: bits,
+            max: (max * 128) as u16,
+        });
+    }
+    Ok(vq)
 }
 
 /// ID_AA64MMFR0_EL1.PARange: the hardware's, further limited to the VM's IPA
@@ -542,6 +656,11 @@ pub struct VmCpuModel {
     hw_ctr_matches: bool,
     /// Cached FEAT_CCIDX of the guest view (read on every CCSIDR trap).
     ccidx: bool,
+    /// The SVE vector-length cap in quadwords; 0: no SVE ([`VmCpuModel::set_sve`]).
+    sve_vq: usize,
+    /// What the guest view offers of SVE (ID_AA64PFR0_EL1.SVE, ID_AA64ZFR0_EL1)
+    /// before a cap is set; `None` once the config lowered the SVE field to 0.
+    sve_offer: Option<(u8, u64)>,
     /// CPACR_EL1 bits kept set in hardware whatever the guest writes (see
     /// [`VmCpuModel::cpacr_el1_hw`]).
     cpacr_el1_forced: u64,
@@ -555,8 +674,8 @@ pub struct VmCpuModel {
 /// ID_AA64DFR0_EL1.PMUVer (11:8).
 const PMUVER: IdField = u(DFR0, "PMUVer", 8, Lower, HIDE);
 
-/// CPACR_EL1.FPEN (21:20): the one CPACR_EL1 control a guest of this CPU model
-/// has (ZEN and SMEN are RES0 while SVE and SME are hidden, TTA while trace is).
+/// CPACR_EL1.FPEN (21:20): a CPACR_EL1 control every guest of this CPU model has
+/// (with ZEN for a VM with SVE; SMEN is RES0 while SME is hidden, TTA while trace is).
 pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 /// CPACR_EL1.ZEN (17:16) and SMEN (25:24).
 const CPACR_EL1_ZEN: u64 = 0b11 << 16;
@@ -594,7 +713,10 @@ impl VmCpuModel {
             counters: pmu_counters.min(31),
             version: pmu_version.min(super::pmu::MAX_VERSION),
         });
-        Ok(VmCpuModel {
+        let sve_offer = Some((id.field(&SVE), id.get(ID_AA64ZFR0_EL1).unwrap_or(0)));
+        let mut model = VmCpuModel {
+            sve_vq: 0,
+            sve_offer,
             ccidx: has_ccidx(&id),
             host_pmu,
             pmu: None,
@@ -615,7 +737,40 @@ impl VmCpuModel {
                     0
                 }
             }),
-        })
+        };
+        // SVE is shown only once a vector-length cap is set.
+        model.set_sve(0);
+        Ok(model)
+    }
+
+    /// Gives the VM SVE with a vector-length cap of `vq` quadwords (from
+    /// [`sve_cap`]), or none (`vq` = 0, or ID_AA64PFR0_EL1.SVE lowered to 0 by
+    /// the config): without it ID_AA64PFR0_EL1.SVE and ID_AA64ZFR0_EL1 read 0
+    /// and every SVE access is UNDEFINED (CPTR_EL2.TZ); with it the guest's own
+    /// CPACR_EL1.ZEN takes effect.
+    pub fn set_sve(&mut self, vq: usize) {
+        let offer = self.sve_offer.filter(|(sve, _)| *sve != 0);
+        let (sve, zfr0) = match offer {
+            Some(o) if vq != 0 => o,
+            _ => (0, 0),
+        };
+        self.sve_vq = if sve != 0 { vq } else { 0 };
+        self.id.set_field(&SVE, sve);
+        self.id.set(ID_AA64ZFR0_EL1, zfr0);
+    }
+
+    /// The SVE vector-length cap in quadwords (128 bits each); 0 without SVE.
+    pub fn sve_vq(&self) -> usize {
+        self.sve_vq
+    }
+
+    /// The CPACR_EL1 bits the guest controls: FPEN, and ZEN with SVE.
+    pub fn cpacr_el1_guest_mask(&self) -> u64 {
+        if self.sve_vq != 0 {
+            CPACR_EL1_FPEN | CPACR_EL1_ZEN
+        } else {
+            CPACR_EL1_FPEN
+        }
     }
 
     /// The CPACR_EL1 value to hold in hardware for a guest that wrote `guest`.
@@ -626,7 +781,8 @@ impl VmCpuModel {
     /// the guest reads back its FPEN, and the hardware keeps ZEN/SMEN = 0b11, so
     /// every SVE/SME access reaches CPTR_EL2.TZ/TSM and is UNDEFINED to the guest.
     pub fn cpacr_el1_hw(&self, guest: u64) -> u64 {
-        (guest & CPACR_EL1_FPEN) | self.cpacr_el1_forced
+        let mask = self.cpacr_el1_guest_mask();
+        (guest & mask) | (self.cpacr_el1_forced & !mask)
     }
 
     /// The PMUv3 the cores could give this VM, if they have one.
@@ -680,6 +836,9 @@ impl VmCpuModel {
         }
         self.id.set_field(field, value);
         self.ccidx = has_ccidx(&self.id);
+        if field.reg == SVE.reg && field.shift == SVE.shift && value == 0 {
+            self.sve_offer = None;
+        }
         // A lowered PMUVer is the PMU the guest gets (0: none).
         if field.reg == PMUVER.reg && field.shift == PMUVER.shift {
             self.pmu = match self.pmu {
@@ -778,6 +937,8 @@ pub(crate) mod tests {
             ccsidr_el1,
             pmu_counters: 6,
             mpamidr_el1: 0,
+            // QEMU's max implements every length up to 2048 bits.
+            sve_vqs: 0xffff,
         }
     }
 
@@ -802,6 +963,7 @@ pub(crate) mod tests {
             ccsidr_el1,
             pmu_counters: 6,
             mpamidr_el1: 0,
+            sve_vqs: 0,
         }
     }
 
@@ -830,6 +992,7 @@ pub(crate) mod tests {
                 ccsidr_el1: a76,
                 pmu_counters: 6,
                 mpamidr_el1: 0,
+                sve_vqs: 0,
             },
             HostCpu {
                 midr_el1: 0x412f_d050,
@@ -839,6 +1002,7 @@ pub(crate) mod tests {
                 ccsidr_el1: a55,
                 pmu_counters: 6,
                 mpamidr_el1: 0,
+                sve_vqs: 0,
             },
         ]
     }
@@ -887,7 +1051,6 @@ pub(crate) mod tests {
         assert_eq!(get(&sys.id, "ID_AA64PFR0_EL1.SVE"), 1);
         let g = sys.guest_id();
         for hidden in [
-            "ID_AA64PFR0_EL1.SVE",
             "ID_AA64PFR0_EL1.EL2",
             "ID_AA64PFR0_EL1.RAS",
             "ID_AA64PFR0_EL1.MPAM",
@@ -924,16 +1087,93 @@ pub(crate) mod tests {
         // AArch64-only: EL0 (2 = AArch32 too) limited to 1.
         assert_eq!(get(&g, "ID_AA64PFR0_EL1.EL0"), 1);
         // Whole registers that must read zero.
-        for reg in [ID_AA64ZFR0_EL1, ID_AA64SMFR0_EL1, ID_AA64MMFR3_EL1] {
+        for reg in [ID_AA64SMFR0_EL1, ID_AA64MMFR3_EL1] {
             assert_eq!(g.get(reg), Some(0), "{reg}");
         }
+        // SVE and its instruction groups are offered (a VM shows them only
+        // with a vector-length cap: `sve_is_shown_only_with_a_cap`).
+        assert_eq!(get(&g, "ID_AA64PFR0_EL1.SVE"), 1);
+        assert_eq!(g.get(ID_AA64ZFR0_EL1), Some(0x0110_1101_0021_0021));
         assert_eq!(g.get(SysReg::new(3, 0, 0, 1, 0)), Some(0)); // ID_PFR0_EL1
         assert_eq!(g.get(SysReg::new(3, 0, 0, 3, 0)), Some(0)); // MVFR0_EL1
         // The exact guest PFR0: EL0 = EL1 = 1, EL2 = EL3 = 0, FP = AdvSIMD =
         // 1, GIC = 1, DIT = 1, CSV2 = 1 (the hardware's CSV2_3 would promise
         // SCXTNUM_ELx), CSV3 = 1.
-        assert_eq!(g.get(ID_AA64PFR0_EL1), Some(0x1101_0000_0111_0011));
+        assert_eq!(g.get(ID_AA64PFR0_EL1), Some(0x1101_0001_0111_0011));
         assert_eq!(get(&g, "ID_AA64PFR1_EL1.CSV2_frac"), 0);
+    }
+
+    #[test]
+    fn sve_is_shown_only_with_a_cap() {
+        let sys = SystemCpuInfo::new(&[qemu_max()]).unwrap();
+        let mut m = VmCpuModel::new(&sys, &[qemu_max()], &CachePolicy::Virtual, IPA_48).unwrap();
+        // Built without SVE: hidden, ZEN kept set in hardware, the guest's
+        // CPACR_EL1 holds FPEN alone.
+        assert_eq!(m.sve_vq(), 0);
+        assert_eq!(get(m.id_regs(), "ID_AA64PFR0_EL1.SVE"), 0);
+        assert_eq!(m.id_reg(ID_AA64ZFR0_EL1), Some(0));
+        assert_eq!(m.cpacr_el1_guest_mask(), CPACR_EL1_FPEN);
+        assert_eq!(m.cpacr_el1_hw(0) & CPACR_EL1_ZEN, CPACR_EL1_ZEN);
+        // With a cap, SVE shows and the guest's ZEN counts.
+        let mut fresh = m.clone();
+        fresh.set_sve(4);
+        assert_eq!(fresh.sve_vq(), 4);
+        assert_eq!(get(fresh.id_regs(), "ID_AA64PFR0_EL1.SVE"), 1);
+        assert_eq!(fresh.id_reg(ID_AA64ZFR0_EL1), Some(0x0110_1101_0021_0021));
+        assert_eq!(fresh.cpacr_el1_hw(0) & CPACR_EL1_ZEN, 0);
+        assert_eq!(
+            fresh.cpacr_el1_hw(CPACR_EL1_ZEN),
+            CPACR_EL1_ZEN | (m.cpacr_el1_forced & CPACR_EL1_SMEN)
+        );
+        // The config lowering ID_AA64PFR0_EL1.SVE to 0 wins over a cap.
+        m.lower(field("ID_AA64PFR0_EL1.SVE"), 0).unwrap();
+        m.set_sve(4);
+        assert_eq!(m.sve_vq(), 0);
+    }
+
+    #[test]
+    fn sve_cap_is_the_longest_length_every_core_implements_alike() {
+        let with = |vqs: u16| HostCpu {
+            sve_vqs: vqs,
+            ..qemu_max()
+        };
+        // Every length to 2048 bits: the default is 16 quadwords.
+        assert_eq!(sve_cap(&[qemu_max()], None), Ok(16));
+        assert_eq!(sve_cap(&[qemu_max()], Some(384)), Ok(3));
+        assert_eq!(sve_cap(&[qemu_max(), qemu_max()], Some(2048)), Ok(16));
+        // Powers of two only (a core like Neoverse V1: 128, 256).
+        let pow2 = with(0b1011);
+        assert_eq!(sve_cap(&[pow2], None), Ok(4));
+        assert_eq!(
+            sve_cap(&[pow2], Some(384)),
+            Err(SveError::Unsupported {
+                requested: 384,
+                max: 512
+            })
+        );
+        assert_eq!(
+            sve_cap(&[pow2], Some(1024)),
+            Err(SveError::AboveMax {
+                requested: 1024,
+                max: 512
+            })
+        );
+        // Cores that disagree below a common length: the cap stops below.
+        assert_eq!(sve_cap(&[with(0b1011), with(0b1111)], None), Ok(2));
+        assert_eq!(
+            sve_cap(&[with(0b1011), with(0b1111)], Some(512)),
+            Err(SveError::AboveMax {
+                requested: 512,
+                max: 256
+            })
+        );
+        // No SVE: none by default, refused when asked for.
+        assert_eq!(sve_cap(&[qemu_a57()], None), Ok(0));
+        assert_eq!(
+            sve_cap(&[qemu_max(), qemu_a57()], Some(256)),
+            Err(SveError::NoSve)
+        );
+        assert!(SveError::NoSve.to_string().contains("no SVE"));
     }
 
     #[test]

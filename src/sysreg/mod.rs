@@ -131,7 +131,10 @@ pub mod setway;
 pub mod table;
 
 pub use cache::{CachePolicy, CacheTopology, CacheTrap, ExplicitCaches, cache_trap};
-pub use id::{HostCpu, IdField, IdRegs, ModelError, SystemCpuInfo, VmCpuModel};
+pub use id::{
+    HostCpu, IdField, IdRegs, ModelError, SveError, SystemCpuInfo, VmCpuModel, sve_cap, sve_cap_in,
+    virtualisable_sve_vqs,
+};
 pub use mpidr::Mpidr;
 pub use setway::{Actions, HwAction};
 pub use table::{Access, Outcome, SYSREGS, UndefReason, UnknownLog, VcpuSysRegs, access};

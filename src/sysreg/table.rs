@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::SysReg;
 use super::cache::CSSELR_WRITABLE;
-use super::id::{CPACR_EL1_FPEN, VmCpuModel};
+use super::id::VmCpuModel;
 use super::setway::{Actions, SetWay};
 use crate::vm::ratelimit::RateLimit;
 
@@ -327,10 +327,11 @@ fn write_csselr(v: &mut VcpuSysRegs, _: &VmCpuModel, _: &Access, value: u64) -> 
     Actions::NONE
 }
 
-/// Keeps FPEN, the only control of the model's CPACR_EL1 (the rest is RES0), and
-/// writes the hardware value with the hidden features' enables kept set.
+/// Keeps the controls of the model's CPACR_EL1 (FPEN, and ZEN for a VM with SVE;
+/// the rest is RES0), and writes the hardware value with the hidden features'
+/// enables kept set.
 fn write_cpacr(v: &mut VcpuSysRegs, m: &VmCpuModel, _: &Access, value: u64) -> Actions {
-    let guest = value & CPACR_EL1_FPEN;
+    let guest = value & m.cpacr_el1_guest_mask();
     v.regs[VcpuReg::CpacrEl1 as usize] = guest;
     let mut a = Actions::NONE;
     a.push(super::setway::HwAction::WriteHw {

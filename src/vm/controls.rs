@@ -514,9 +514,11 @@ pub fn hcrx_el2(features: &HostFeatures) -> u64 {
 }
 
 /// CPTR_EL2 with E2H = 0 (Arm ARM, CPTR_EL2):
-/// - RES1 bits 13, 9, 7:0 set; TZ (8) = 1 and TSM (12) = 1: SVE and SME trap
-///   (UNDEFINED to guests) until they are virtualized; both read as RES1 where
-///   the feature is absent, so they are always set.
+/// - RES1 bits 13, 9, 7:0 set; TZ (8) = 1 and TSM (12) = 1: SVE and SME trap;
+///   both read as RES1 where the feature is absent, so they are always set. SME
+///   is UNDEFINED to guests; so is SVE in a VM without it. In a VM with SVE, the
+///   run loop drops TZ for the vCPU that owns the registers (lazy switching,
+///   `Pcpu::take_fp`).
 /// - TFP (10) = 0 here: FP/SIMD is the guest's (the hypervisor is built soft-float
 ///   and never uses it). The run loop sets it per vCPU while the FP/SIMD registers
 ///   in the hardware are not that vCPU's (lazy switching, `Pcpu::take_fp`).

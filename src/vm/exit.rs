@@ -135,10 +135,10 @@ impl<G: GuestGprs, E: ExitEnv, P: PsciVm> ExitContext<'_, G, E, P> {
                     _ => Next::Yield,
                 }
             }
-            // FP/SIMD first-use traps are taken by the run loop (`Pcpu::take_fp`)
-            // before they reach here; one that does (the owner trapped) and SVE
-            // or SME, not offered to guests yet (hidden in the ID registers), are
-            // UNDEFINED to them.
+            // FP/SIMD and SVE first-use traps are taken by the run loop
+            // (`Pcpu::take_fp`) before they reach here; one that does (the owner
+            // trapped), SVE in a VM without it and SME, not offered to guests yet
+            // (hidden in the ID registers), are UNDEFINED to them.
             Exit::FpAccess | Exit::Sve | Exit::Sme { .. } => {
                 self.inject(SyncException::Undefined);
                 Next::Resume

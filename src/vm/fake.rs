@@ -26,7 +26,7 @@ use crate::vgic::host::{
 use crate::vm::exit::GuestHw;
 use crate::vm::hw::{El2State, Hw};
 use crate::vm::machine::{GuestRam, VmMemory};
-use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, TimerRegs};
+use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, SveRegs, TimerRegs};
 
 /// What all fake CPUs share.
 #[derive(Debug)]
@@ -102,6 +102,14 @@ pub(crate) struct FakeHw {
     pub cptr: u64,
     pub el1: El1Regs,
     pub fp: FpRegs,
+    /// The SVE register file at its largest (2048 bits): Z0-Z31, P0-P15, FFR
+    /// in `SveRegs` layout with 16 quadwords; Zn's low 128 bits are `fp.v[n]`
+    /// (kept there, not here). `sys[2]` is ZCR_EL1.
+    pub sve: SveRegs,
+    /// ZCR_EL2 as last written.
+    pub zcr_el2: u64,
+    pub sve_saves: usize,
+    pub sve_restores: usize,
     pub debug: DebugRegs,
     pub timer: TimerRegs,
     pub gic: GicCpuRegs,
@@ -137,6 +145,10 @@ impl FakeHw {
             cptr: 0,
             el1: El1Regs::default(),
             fp: FpRegs::default(),
+            sve: SveRegs::new(16),
+            zcr_el2: 0,
+            sve_saves: 0,
+            sve_restores: 0,
             debug: DebugRegs::default(),
             timer: TimerRegs::default(),
             gic: GicCpuRegs::default(),
@@ -155,6 +167,27 @@ impl FakeHw {
                 ..Default::default()
             },
         }
+    }
+
+    /// What the SVE save and restore need: FP/SIMD and SVE untrapped at EL2
+    /// (CPTR_EL2.TFP, TZ) and EL2's vector length the buffer's.
+    fn check_sve(&self, s: &SveRegs) {
+        assert_eq!(
+            self.cptr & (1 << 10),
+            0,
+            "SVE used at EL2 with CPTR_EL2.TFP set"
+        );
+        assert_eq!(
+            self.cptr & (1 << 8),
+            0,
+            "SVE used at EL2 with CPTR_EL2.TZ set"
+        );
+        assert!(s.vq != 0 && s.buf.len() == SveRegs::bytes(s.vq));
+        assert_eq!(
+            (self.zcr_el2 & 0xf) as usize + 1,
+            s.vq,
+            "ZCR_EL2.LEN is not the layout's vector length"
+        );
     }
 
     fn now(&self) -> u64 {
@@ -313,6 +346,47 @@ impl Hw for FakeHw {
         );
         self.fp = f.clone();
         self.fp_restores += 1;
+    }
+    fn write_zcr_el2(&mut self, value: u64) {
+        // CPTR_EL2.TZ traps EL2's own ZCR_EL2 accesses (Arm ARM, ZCR_EL2).
+        assert_eq!(
+            self.cptr & (1 << 8),
+            0,
+            "ZCR_EL2 written with CPTR_EL2.TZ set"
+        );
+        self.zcr_el2 = value;
+    }
+    fn save_sve(&mut self, s: &mut SveRegs) {
+        self.check_sve(s);
+        let vl = 16 * s.vq;
+        for n in 0..32 {
+            s.buf[n * vl..(n + 1) * vl].copy_from_slice(&self.sve.buf[n * 256..n * 256 + vl]);
+            s.buf[n * vl..n * vl + 16].copy_from_slice(&self.fp.v[n].to_le_bytes());
+        }
+        let pl = vl / 8;
+        for n in 0..17 {
+            let at = 32 * 256 + n * 32;
+            s.buf[32 * vl + n * pl..32 * vl + (n + 1) * pl]
+                .copy_from_slice(&self.sve.buf[at..at + pl]);
+        }
+        s.sys = [self.fp.fpsr, self.fp.fpcr, self.sve.sys[2]];
+        self.sve_saves += 1;
+    }
+    fn restore_sve(&mut self, s: &SveRegs) {
+        self.check_sve(s);
+        let vl = 16 * s.vq;
+        for n in 0..32 {
+            self.sve.buf[n * 256..n * 256 + vl].copy_from_slice(&s.buf[n * vl..(n + 1) * vl]);
+        }
+        let pl = vl / 8;
+        for n in 0..17 {
+            let at = 32 * 256 + n * 32;
+            self.sve.buf[at..at + pl]
+                .copy_from_slice(&s.buf[32 * vl + n * pl..32 * vl + (n + 1) * pl]);
+        }
+        self.fp = s.to_fp();
+        self.sve.sys[2] = s.sys[2];
+        self.sve_restores += 1;
     }
     fn save_debug(&mut self, d: &mut DebugRegs) {
         *d = self.debug;

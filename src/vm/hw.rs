@@ -11,7 +11,7 @@ use crate::vgic::ListRegisters;
 use crate::vgic::host::Completion;
 use crate::vm::controls::El2Controls;
 use crate::vm::exit::GuestHw;
-use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, TimerRegs};
+use crate::vm::vcpu::{DebugRegs, El1Regs, FpRegs, GicCpuRegs, SveRegs, TimerRegs};
 
 /// The EL2 state of the vCPU being loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,15 @@ pub trait Hw: GuestHw + ListRegisters + crate::sysreg::pmu::PmuAccess {
     fn write_cptr_el2(&mut self, value: u64);
     fn save_fp(&mut self, f: &mut FpRegs);
     fn restore_fp(&mut self, f: &FpRegs);
+    /// ZCR_EL2 (SVE): LEN (3:0) caps the vector length of EL2 and of the
+    /// guest (Arm ARM, ZCR_EL2).
+    fn write_zcr_el2(&mut self, value: u64);
+    /// Saves Z0-Z31, P0-P15, FFR at EL2's vector length, which the caller has
+    /// set to `s.vq` quadwords (ZCR_EL2.LEN = vq - 1), with CPTR_EL2.TFP and
+    /// TZ clear; and FPSR, FPCR, ZCR_EL1.
+    fn save_sve(&mut self, s: &mut SveRegs);
+    /// The reverse of [`Hw::save_sve`], under the same conditions.
+    fn restore_sve(&mut self, s: &SveRegs);
     fn save_debug(&mut self, d: &mut DebugRegs);
     fn restore_debug(&mut self, d: &DebugRegs);
 

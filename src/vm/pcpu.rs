@@ -46,7 +46,7 @@ use crate::vm::exit::{ExitContext, ExitEnv, GuestHw, Next, SysRegResult};
 use crate::vm::guest_fdt;
 use crate::vm::hw::Hw;
 use crate::vm::machine::{PowerOn, PsciView, Stop, Vm};
-use crate::vm::vcpu::{GuestRegs, VcpuContext};
+use crate::vm::vcpu::{GuestRegs, SveRegs, VcpuContext};
 
 /// Why the guest stopped running (which vector took the exception).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,10 @@ const HCR_VSE: u64 = 1 << 8;
 /// with EC 0x07 (Arm ARM, CPTR_EL2; the trap is taken only when CPACR_EL1.FPEN
 /// does not already trap the access to the guest's own EL1).
 const CPTR_TFP: u64 = 1 << 10;
+/// CPTR_EL2.TZ (bit 8, E2H = 0): SVE instructions and ZCR_EL1 accesses from
+/// EL0/EL1 (and EL2's own) trap with EC 0x19 (Arm ARM, CPTR_EL2). RES1 where
+/// SVE is absent, so it is cleared only on a CPU with SVE.
+const CPTR_TZ: u64 = 1 << 8;
 
 /// One vCPU as its physical CPU keeps it.
 pub struct Vcpu {
@@ -121,6 +125,13 @@ pub struct Vcpu {
     timer_in_lrs: bool,
     /// VSESR_EL2 of a pending virtual SError (FEAT_RAS).
     vsesr: Option<u64>,
+    /// Its SVE state while it is not in the hardware, at its VM's cap (empty
+    /// for a VM without SVE).
+    sve: SveRegs,
+    /// Its saved FP state is `sve` (native SVE format), not `ctx.fp`: set at
+    /// its first SVE access, until it powers off or resets. A vCPU that only
+    /// ever used FP/SIMD never has its SVE state saved or restored.
+    sve_format: bool,
     /// A clean+invalidate of the VM's RAM that a set/way operation or a
     /// cache toggle of this vCPU asked for and that has not finished: the
     /// offset into the VM's RAM to go on from. The vCPU does not run until
@@ -143,6 +154,8 @@ impl Vcpu {
             hcr: vm.hcr_el2(),
             timer_in_lrs: false,
             vsesr: None,
+            sve: SveRegs::new(vm.model().sve_vq()),
+            sve_format: false,
             flush: None,
         }
         .with_hw_cpacr()
@@ -217,6 +230,9 @@ pub struct Pcpu {
     /// The vCPU whose FP/SIMD registers are in the hardware (lazy ownership:
     /// not necessarily the loaded one; see [`Pcpu::take_fp`]).
     fp_owner: Option<usize>,
+    /// The owner's SVE state is in the hardware (Z, P, FFR, ZCR_EL1 at its
+    /// cap) and CPTR_EL2.TZ is clear for it; otherwise only its FP/SIMD state.
+    fp_sve: bool,
     /// Something may have changed for a vCPU here (a kick, a timer): look at
     /// all of them before the next entry.
     rescan: bool,
@@ -245,6 +261,7 @@ impl Pcpu {
                 .collect(),
             loaded: None,
             fp_owner: None,
+            fp_sve: false,
             rescan: true,
             slice_end: None,
             turn_start: None,
@@ -449,7 +466,18 @@ impl Pcpu {
                 if exit == trap::Exit::FpAccess && self.fp_owner != Some(i) {
                     // The lazy switch's trap: the instruction runs again once
                     // the registers are its own (ELR_EL2 points at it).
-                    self.take_fp(hw, i);
+                    self.take_fp(hw, i, false);
+                    return;
+                }
+                if exit == trap::Exit::Sve
+                    && self.sve_vq(i) != 0
+                    && !(self.fp_owner == Some(i) && self.fp_sve)
+                {
+                    // Its first SVE access (or ZCR_EL1 access) since it took
+                    // the registers, or since it was loaded: its SVE state
+                    // comes in and the instruction runs again. A VM without
+                    // SVE falls through: UNDEFINED.
+                    self.take_fp(hw, i, true);
                     return;
                 }
                 self.handle_exit(hw, i, esr, |c| c.handle(exit))
@@ -911,48 +939,118 @@ impl Pcpu {
 
     // ---- FP/SIMD ownership ----
 
+    /// vCPU `i`'s SVE vector-length cap in quadwords (0: its VM has no SVE).
+    fn sve_vq(&self, i: usize) -> usize {
+        self.vcpus[i].vm.model().sve_vq()
+    }
+
     /// CPTR_EL2 for vCPU `i` as ownership stands: FP/SIMD traps (TFP) unless
-    /// the registers in the hardware are its own.
+    /// the registers in the hardware are its own; SVE traps (TZ, set in the
+    /// VM's controls) unless its SVE state is in them too.
     fn cptr_for(&self, i: usize) -> u64 {
         let v = &self.vcpus[i];
         let cptr = v.vm.el2_state(v.id, v.hcr).controls.cptr_el2 & !CPTR_TFP;
-        if self.fp_owner == Some(i) {
-            cptr
-        } else {
-            cptr | CPTR_TFP
+        match self.fp_owner {
+            Some(o) if o == i && self.fp_sve => cptr & !CPTR_TZ,
+            Some(o) if o == i => cptr,
+            _ => cptr | CPTR_TFP,
         }
     }
 
-    /// Loaded vCPU `i` used FP/SIMD for the first time since it was loaded
-    /// (the CPTR_EL2.TFP trap): the previous owner's registers are saved (the
-    /// only time they are), `i`'s are restored and the trap dropped. A vCPU
+    /// Saves owner `o`'s registers in the format they are in: its SVE state
+    /// at its cap (ZCR_EL2.LEN set to it first, since STR Z/P use EL2's vector
+    /// length), or its FP/SIMD state. EL2's FP and SVE traps are off.
+    fn save_owner<H: Hw>(&mut self, hw: &mut H, o: usize) {
+        let vq = self.sve_vq(o);
+        let v = &mut self.vcpus[o];
+        if self.fp_sve {
+            hw.write_zcr_el2(vq as u64 - 1);
+            hw.save_sve(&mut v.sve);
+        } else {
+            hw.save_fp(&mut v.ctx.fp);
+        }
+    }
+
+    /// Loaded vCPU `i` used FP/SIMD (`sve` false: the CPTR_EL2.TFP trap) or SVE
+    /// (`sve`: the CPTR_EL2.TZ trap, EC 0x19) for the first time since it was
+    /// loaded or took the registers: the previous owner's registers are saved
+    /// (the only time they are), `i`'s are restored and the trap dropped. A vCPU
     /// alone on its CPU pays this once; afterwards its registers stay live
     /// across every exit.
-    fn take_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
-        let previous = self.fp_owner.replace(i);
-        // CPTR_EL2.TFP traps EL2's own FP/SIMD instructions too (Arm ARM,
-        // CPTR_EL2): drop it before the save and restore.
-        let cptr = self.cptr_for(i);
-        hw.write_cptr_el2(cptr);
-        if let Some(o) = previous {
-            hw.save_fp(&mut self.vcpus[o].ctx.fp);
+    ///
+    /// Its SVE state is restored only once it has one: at its first SVE access
+    /// it is built from its FP/SIMD state (Vn the low 128 bits of Zn, the rest
+    /// of Z, P and FFR zero, Arm ARM "SVE registers"), and from then on it is
+    /// saved and restored whole, in its native format at the VM's cap, with
+    /// ZCR_EL2.LEN = the cap around every save and restore and while it owns
+    /// the registers (Arm ARM, ZCR_EL2: the cap on EL1's and EL2's vector
+    /// length). Every Z register is written up to the cap, so nothing of
+    /// another vCPU is readable below the cap, and nothing above it is
+    /// reachable by the guest.
+    fn take_fp<H: Hw>(&mut self, hw: &mut H, i: usize, sve: bool) {
+        let vq = self.sve_vq(i);
+        let sve = vq != 0 && (sve || self.vcpus[i].sve_format);
+        if self.fp_owner == Some(i) && (self.fp_sve || !sve) {
+            // Already its own (a stale trap): just the controls.
+            hw.write_cptr_el2(self.cptr_for(i));
+            return;
         }
-        // Every V register, FPSR and FPCR is overwritten: nothing of the
-        // previous owner stays readable.
-        hw.restore_fp(&self.vcpus[i].ctx.fp);
+        // CPTR_EL2.TFP and TZ trap EL2's own FP/SIMD and SVE instructions too
+        // (Arm ARM, CPTR_EL2): both are dropped for the moves.
+        let moves_sve = sve || (self.fp_owner.is_some() && self.fp_sve);
+        let base = self.cptr_for(i) & !CPTR_TFP;
+        hw.write_cptr_el2(if moves_sve { base & !CPTR_TZ } else { base });
+        if let Some(o) = self.fp_owner {
+            // `o` may be `i` itself, holding only its FP/SIMD state: saved so
+            // that its SVE state is built from it.
+            self.save_owner(hw, o);
+        }
+        let v = &mut self.vcpus[i];
+        if sve {
+            // ZCR_EL2 is behind CPTR_EL2.TZ too: set while it is clear, and
+            // only matters (to the guest) once TZ is dropped for it.
+            hw.write_zcr_el2(vq as u64 - 1);
+            if !v.sve_format {
+                let zcr = v.sve.zcr_el1();
+                v.sve.load_from_fp(&v.ctx.fp, zcr);
+                v.sve_format = true;
+            }
+            hw.restore_sve(&v.sve);
+        } else {
+            // Every V register, FPSR and FPCR is overwritten: nothing of the
+            // previous owner stays readable through FP/SIMD, and its SVE
+            // registers are behind CPTR_EL2.TZ until `i`'s own replace them.
+            hw.restore_fp(&v.ctx.fp);
+        }
+        self.fp_owner = Some(i);
+        self.fp_sve = sve;
+        hw.write_cptr_el2(self.cptr_for(i));
     }
 
-    /// vCPU `i`'s FP/SIMD state is dropped (it powers off or resets): if the
-    /// hardware holds it, it is overwritten with zeros and nobody owns the
-    /// registers, so the next user traps and loads its own.
+    /// vCPU `i`'s FP/SIMD and SVE state is dropped (it powers off or resets):
+    /// if the hardware holds it, it is overwritten with zeros (Z, P and FFR at
+    /// its cap too when they are its) and nobody owns the registers, so the
+    /// next user traps and loads its own. Its saved state is zeroed.
     fn drop_fp<H: Hw>(&mut self, hw: &mut H, i: usize) {
+        let vq = self.sve_vq(i);
+        let v = &mut self.vcpus[i];
+        v.sve.buf.fill(0);
+        v.sve.sys = [0; 3];
+        v.sve_format = false;
         if self.fp_owner == Some(i) {
-            // The zeroing runs at EL2 with FP/SIMD untrapped (CPTR_EL2.TFP
-            // traps EL2 too), then the trap is back for whoever is loaded.
+            // The zeroing runs at EL2 with FP/SIMD (and SVE) untrapped
+            // (CPTR_EL2.TFP and TZ trap EL2 too), then the traps are back for
+            // whoever is loaded.
             let untrapped = self.cptr_for(i);
             hw.write_cptr_el2(untrapped);
-            hw.restore_fp(&crate::vm::vcpu::FpRegs::default());
+            if self.fp_sve {
+                hw.write_zcr_el2(vq as u64 - 1);
+                hw.restore_sve(&self.vcpus[i].sve);
+            } else {
+                hw.restore_fp(&crate::vm::vcpu::FpRegs::default());
+            }
             self.fp_owner = None;
+            self.fp_sve = false;
             if let Some(l) = self.loaded {
                 let cptr = self.cptr_for(l);
                 hw.write_cptr_el2(cptr);

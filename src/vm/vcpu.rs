@@ -153,6 +153,69 @@ pub struct FpRegs {
 pub const FP_REGS_FPSR: usize = core::mem::offset_of!(FpRegs, fpsr);
 const _: () = assert!(FP_REGS_FPSR == 512);
 
+/// A vCPU's SVE state in its native format, at its VM's vector-length cap
+/// (`vq` quadwords, VL = 128 * vq bits): Z0-Z31 (VL/8 bytes each), then
+/// P0-P15 and FFR (VL/64 bytes each), the layout `STR Zn/Pn, [x, #i, MUL VL]`
+/// gives (Linux's `sve_state` layout); FPSR, FPCR and ZCR_EL1 beside it. The
+/// low 128 bits of Zn are Vn (little-endian: the first 16 bytes of Zn).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SveRegs {
+    /// The cap in quadwords (1..=16); 0 when the VM has no SVE.
+    pub vq: usize,
+    pub buf: alloc::vec::Vec<u8>,
+    /// FPSR, FPCR, ZCR_EL1 (the layout the assembly writes).
+    pub sys: [u64; 3],
+}
+
+impl SveRegs {
+    /// Zeroed state for a VM whose cap is `vq` quadwords (0: no SVE, no buffer).
+    pub fn new(vq: usize) -> Self {
+        SveRegs {
+            vq,
+            buf: alloc::vec![0; Self::bytes(vq)],
+            sys: [0; 3],
+        }
+    }
+
+    /// Bytes of Z0-Z31, P0-P15 and FFR at `vq` quadwords.
+    pub const fn bytes(vq: usize) -> usize {
+        32 * 16 * vq + 17 * 2 * vq
+    }
+
+    /// Builds the SVE state from FP/SIMD state: Zn's low 128 bits are Vn, every
+    /// other bit of Z, P and FFR zero, ZCR_EL1 as given (Arm ARM: the V
+    /// registers are the low 128 bits of the Z registers).
+    pub fn load_from_fp(&mut self, fp: &FpRegs, zcr_el1: u64) {
+        self.buf.fill(0);
+        let zlen = 16 * self.vq;
+        for (n, v) in fp.v.iter().enumerate() {
+            self.buf[n * zlen..n * zlen + 16].copy_from_slice(&v.to_le_bytes());
+        }
+        self.sys = [fp.fpsr, fp.fpcr, zcr_el1];
+    }
+
+    /// The FP/SIMD view of this state: Vn = the low 128 bits of Zn.
+    pub fn to_fp(&self) -> FpRegs {
+        let zlen = 16 * self.vq;
+        let mut fp = FpRegs {
+            fpsr: self.sys[0],
+            fpcr: self.sys[1],
+            ..Default::default()
+        };
+        for (n, v) in fp.v.iter_mut().enumerate() {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&self.buf[n * zlen..n * zlen + 16]);
+            *v = u128::from_le_bytes(b);
+        }
+        fp
+    }
+
+    /// ZCR_EL1 as the guest last wrote it.
+    pub fn zcr_el1(&self) -> u64 {
+        self.sys[2]
+    }
+}
+
 /// The self-hosted debug registers a guest owns: breakpoint and watchpoint
 /// value/control pairs (as many as the hardware has; 16 at most,
 /// ID_AA64DFR0_EL1.BRPs/WRPs). MDSCR_EL1 is in [`El1Regs`].

@@ -104,7 +104,10 @@ pub fn read_host_cpu() -> HostCpu {
     // MPAMIDR_EL1 EL2 may read (booting.rst: MPAM3_EL3.TRAPLOWER = 0).
     let mpam = (id.get(SysReg::new(3, 0, 0, 4, 0)).unwrap_or(0) >> 40) & 0xf != 0
         || (id.get(SysReg::new(3, 0, 0, 4, 1)).unwrap_or(0) >> 16) & 0xf != 0;
+    // ID_AA64PFR0_EL1.SVE: the vector lengths this core implements.
+    let sve = (id.get(SysReg::new(3, 0, 0, 4, 0)).unwrap_or(0) >> 32) & 0xf != 0;
     HostCpu {
+        sve_vqs: if sve { regs::probe_sve_vqs() } else { 0 },
         midr_el1: regs::read_midr_el1(),
         id,
         ctr_el0: regs::read_ctr_el0(),

@@ -13,7 +13,7 @@ use crate::vgic::ListRegisters;
 use crate::vgic::host::{self, Completion, PHYSICAL_TIMER_INTID, VIRTUAL_TIMER_INTID};
 use crate::vm::exit::GuestHw;
 use crate::vm::hw::{El2State, Hw};
-use crate::vm::vcpu::{DebugRegs, El1Regs, FP_REGS_FPSR, FpRegs, GicCpuRegs, TimerRegs};
+use crate::vm::vcpu::{DebugRegs, El1Regs, FP_REGS_FPSR, FpRegs, GicCpuRegs, SveRegs, TimerRegs};
 
 /// How the firmware is reached (PSCI), for powering the machine off.
 static CONDUIT: AtomicU8 = AtomicU8::new(0);
@@ -106,9 +106,68 @@ __fv_restore_fp:
     fpsr = const FP_REGS_FPSR,
 );
 
+global_asm!(
+    r#"
+// SVE state: x0 = Z0-Z31, then P0-P15 and FFR (SveRegs::buf, sized for EL2's
+// current vector length), x1 = &[FPSR, FPCR, ZCR_EL1]. Runs with CPTR_EL2.TZ
+// and TFP clear and ZCR_EL2.LEN set to the layout's length: STR/LDR Zn and Pn
+// "MUL VL" use the vector length of the executing EL (Arm ARM, ZCR_EL2). FFR
+// goes through P0, so P0 is saved before and loaded after it.
+.arch_extension sve
+.section .text
+.global __fv_save_sve
+__fv_save_sve:
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    str     z\n, [x0, #\n, MUL VL]
+    .endr
+    addvl   x0, x0, #16
+    addvl   x0, x0, #16
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    str     p\n, [x0, #\n, MUL VL]
+    .endr
+    rdffr   p0.b
+    str     p0, [x0, #16, MUL VL]
+    ldr     p0, [x0]
+    mrs     x2, fpsr
+    mrs     x3, fpcr
+    mrs     x4, S3_0_C1_C2_0
+    stp     x2, x3, [x1]
+    str     x4, [x1, #16]
+    ret
+
+.global __fv_restore_sve
+__fv_restore_sve:
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    ldr     z\n, [x0, #\n, MUL VL]
+    .endr
+    addvl   x0, x0, #16
+    addvl   x0, x0, #16
+    ldr     p0, [x0, #16, MUL VL]
+    wrffr   p0.b
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    ldr     p\n, [x0, #\n, MUL VL]
+    .endr
+    ldp     x2, x3, [x1]
+    ldr     x4, [x1, #16]
+    msr     fpsr, x2
+    msr     fpcr, x3
+    msr     S3_0_C1_C2_0, x4
+    ret
+"#
+);
+
 unsafe extern "C" {
     fn __fv_save_fp(f: *mut FpRegs);
     fn __fv_restore_fp(f: *const FpRegs);
+    fn __fv_save_sve(buf: *mut u8, sys: *mut [u64; 3]);
+    fn __fv_restore_sve(buf: *const u8, sys: *const [u64; 3]);
+}
+
+/// Checks [`SveRegs`] against EL2's current vector length before the assembly
+/// moves `SveRegs::bytes(vq)` bytes: a buffer of another length would be
+/// overrun. Never fails when the run loop keeps ZCR_EL2 at the owner's cap.
+fn sve_layout_ok(s: &SveRegs) -> bool {
+    s.vq != 0 && s.buf.len() == SveRegs::bytes(s.vq) && regs::sve_vl_bytes() == 16 * s.vq as u64
 }
 
 /// Reads or writes debug register `$kind<n>_EL1` for a run-time `n` (the
@@ -370,6 +429,38 @@ impl Hw for ArchHw {
         // SAFETY: as for `save_fp`; it reads `f` and writes the FP registers,
         // which the hypervisor (soft-float) never uses itself.
         unsafe { __fv_restore_fp(f) }
+    }
+
+    fn write_zcr_el2(&mut self, value: u64) {
+        regs::write_zcr_el2(value);
+        regs::isb();
+    }
+
+    fn save_sve(&mut self, s: &mut SveRegs) {
+        if !sve_layout_ok(s) {
+            log::error!(
+                "SVE save skipped: buffer for {} quadwords, EL2 VL differs",
+                s.vq
+            );
+            return;
+        }
+        // SAFETY: `buf` holds exactly Z0-Z31, P0-P15, FFR at EL2's current
+        // vector length (checked above), `sys` three words; the routine writes
+        // only them and x0-x4, and runs with TZ/TFP clear (the caller's rule).
+        unsafe { __fv_save_sve(s.buf.as_mut_ptr(), &mut s.sys) }
+    }
+
+    fn restore_sve(&mut self, s: &SveRegs) {
+        if !sve_layout_ok(s) {
+            log::error!(
+                "SVE restore skipped: buffer for {} quadwords, EL2 VL differs",
+                s.vq
+            );
+            return;
+        }
+        // SAFETY: as for `save_sve`; it reads `s` and writes the SVE and FP
+        // registers and ZCR_EL1, which the hypervisor never uses itself.
+        unsafe { __fv_restore_sve(s.buf.as_ptr(), &s.sys) }
     }
 
     fn save_debug(&mut self, d: &mut DebugRegs) {

@@ -45,6 +45,48 @@ sysreg!(read_vttbr_el2, write_vttbr_el2, "vttbr_el2");
 sysreg!(read_vpidr_el2, write_vpidr_el2, "vpidr_el2");
 sysreg!(read_vmpidr_el2, write_vmpidr_el2, "vmpidr_el2");
 sysreg!(read_cptr_el2, write_cptr_el2, "cptr_el2");
+// ZCR_EL2 (S3_4_C1_C2_0), encoded: LLVM wants the SVE feature for the name.
+sysreg!(read_zcr_el2, write_zcr_el2, "S3_4_C1_C2_0");
+
+/// EL2's current SVE vector length in bytes (RDVL #1). Only with
+/// CPTR_EL2.TZ and TFP clear on a CPU with SVE.
+#[inline(always)]
+pub fn sve_vl_bytes() -> u64 {
+    let v: u64;
+    // SAFETY: RDVL reads the vector length into a register; callers run it
+    // only where SVE exists and is untrapped at EL2.
+    unsafe {
+        asm!(".arch_extension sve", "rdvl {}, #1", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// The SVE vector lengths this CPU implements, as a mask (bit vq - 1 set when
+/// 128 * vq bits is one). Each ZCR_EL2.LEN from 0 to 15 is tried: the
+/// effective length is the largest implemented one not above LEN + 1
+/// quadwords (Arm ARM, ZCR_EL2.LEN), so LEN = vq - 1 giving vq quadwords
+/// means vq is implemented. Only on a CPU with SVE; CPTR_EL2 and ZCR_EL2 are
+/// put back as found.
+pub fn probe_sve_vqs() -> u16 {
+    const TZ_TFP: u64 = (1 << 8) | (1 << 10);
+    let cptr = read_cptr_el2();
+    // ZCR_EL2 itself is behind CPTR_EL2.TZ: untrapped first.
+    write_cptr_el2(cptr & !TZ_TFP);
+    isb();
+    let zcr = read_zcr_el2();
+    let mut mask = 0u16;
+    for vq in 1..=16u64 {
+        write_zcr_el2(vq - 1);
+        isb();
+        if sve_vl_bytes() == 16 * vq {
+            mask |= 1 << (vq - 1);
+        }
+    }
+    write_zcr_el2(zcr);
+    write_cptr_el2(cptr);
+    isb();
+    mask
+}
 sysreg!(read_mdcr_el2, write_mdcr_el2, "mdcr_el2");
 sysreg!(read_hstr_el2, write_hstr_el2, "hstr_el2");
 sysreg!(read_cnthctl_el2, write_cnthctl_el2, "cnthctl_el2");

@@ -1051,3 +1051,149 @@ fn a_vcpu_turned_off_and_on_again_finds_its_pmu_at_reset() {
     let hw = &s.hw(1).pmu;
     assert_eq!((hw.pmcr & 1, hw.cnten, hw.inten, hw.ovs), (0, 0, 0, 0));
 }
+
+// ---- SVE ownership ----
+
+/// EC 0x19: an SVE instruction or ZCR_EL1 access trapped by CPTR_EL2.TZ.
+const ESR_SVE: u64 = (0x19 << 26) | (1 << 25);
+
+/// A VM spec whose CPU model has SVE capped at `vq` quadwords.
+fn spec_sve(index: usize, vcpus: usize, vq: usize) -> VmSpec {
+    let mut s = spec(index, vcpus, 0);
+    s.model.set_sve(vq);
+    s
+}
+
+/// Byte `b` of Zn in the fake's register file (2048 bits per Z register).
+fn z(hw: &FakeHw, n: usize, b: usize) -> u8 {
+    hw.sve.buf[n * 256 + b]
+}
+
+/// Byte `b` of Pn (n = 16: FFR) in the fake's register file.
+fn p(hw: &FakeHw, n: usize, b: usize) -> u8 {
+    hw.sve.buf[32 * 256 + n * 32 + b]
+}
+
+#[test]
+fn sve_state_is_loaded_at_first_sve_use_and_saved_natively_only_when_taken() {
+    // VM 0 capped at 512 bits, VM 1 at 256, sharing CPU 0.
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])],
+    );
+    s.start(0);
+    let a = s.loaded(0).unwrap();
+    assert!(s.hw(0).cptr & CPTR_TFP != 0 && s.hw(0).cptr & CPTR_TZ != 0);
+    // FP/SIMD first: only the FP/SIMD state comes in; SVE still traps.
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!(s.hw(0).cptr & CPTR_TFP, 0);
+    assert!(s.hw(0).cptr & CPTR_TZ != 0, "SVE traps until its first use");
+    assert_eq!((s.hw(0).sve_saves, s.hw(0).sve_restores), (0, 0));
+    s.hw(0).fp.v[0] = 0xa0a0;
+    // Its first SVE instruction: its SVE state is built from its FP/SIMD
+    // state (V0 = the low 128 bits of Z0, the rest zero) and loaded at its cap.
+    let pc = s.regs(0).pc;
+    s.exit(0, ESR_SVE, 0, 0);
+    assert_eq!(s.regs(0).pc, pc, "the SVE instruction runs again");
+    assert!(s.hw(0).injected.is_none(), "not UNDEFINED");
+    assert_eq!(s.hw(0).cptr & (CPTR_TFP | CPTR_TZ), 0, "both traps dropped");
+    assert_eq!(s.hw(0).zcr_el2, 3, "ZCR_EL2.LEN = the VM's cap");
+    assert_eq!((s.hw(0).sve_saves, s.hw(0).sve_restores), (0, 1));
+    assert_eq!(s.hw(0).fp.v[0], 0xa0a0, "V0 survives into Z0");
+    assert!((16..64).all(|b| z(s.hw(0), 0, b) == 0));
+    // The guest fills Z0 to its length, P15, FFR, and writes ZCR_EL1.
+    for b in 16..64 {
+        s.hw(0).sve.buf[b] = 0xa1;
+    }
+    s.hw(0).sve.buf[32 * 256 + 15 * 32] = 0xa2;
+    s.hw(0).sve.buf[32 * 256 + 16 * 32 + 1] = 0xa3;
+    s.hw(0).sve.sys[2] = 1;
+    // VM 1 runs FP/SIMD only: VM 0's SVE state is saved (native, 512 bits),
+    // VM 1 pays for no SVE state at all.
+    end_turn(&mut s, 0);
+    let b = s.loaded(0).unwrap();
+    assert_ne!(a, b);
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!((s.hw(0).sve_saves, s.hw(0).sve_restores), (1, 1));
+    assert_eq!(s.hw(0).fp, FpRegs::default(), "VM 1 finds its own (zero) V");
+    assert!(s.hw(0).cptr & CPTR_TZ != 0);
+    // Its first SVE use: Z, P, FFR to its 256 bits are its own (zero), never
+    // VM 0's; its ZCR_EL1 is its own.
+    s.exit(0, ESR_SVE, 0, 0);
+    assert_eq!(s.hw(0).zcr_el2, 1);
+    assert!((0..32).all(|b| z(s.hw(0), 0, b) == 0));
+    assert_eq!((p(s.hw(0), 15, 0), p(s.hw(0), 16, 1)), (0, 0));
+    assert_eq!(s.hw(0).sve.sys[2], 0);
+    s.hw(0).sve.buf[20] = 0xb1;
+    // Back to VM 0: its first FP/SIMD access brings its whole SVE state back
+    // (it has one), at its own cap.
+    end_turn(&mut s, 0);
+    assert_eq!(s.loaded(0), Some(a));
+    assert!(s.hw(0).cptr & CPTR_TFP != 0);
+    s.exit(0, ESR_FP, 0, 0);
+    assert_eq!(s.hw(0).cptr & (CPTR_TFP | CPTR_TZ), 0);
+    assert_eq!(s.hw(0).zcr_el2, 3);
+    assert_eq!(s.hw(0).fp.v[0], 0xa0a0);
+    assert!((16..64).all(|b| z(s.hw(0), 0, b) == 0xa1));
+    assert_eq!((p(s.hw(0), 15, 0), p(s.hw(0), 16, 1)), (0xa2, 0xa3));
+    assert_eq!(s.hw(0).sve.sys[2], 1, "ZCR_EL1 reads back what it wrote");
+    // And VM 1's in turn, at 256 bits.
+    end_turn(&mut s, 0);
+    s.exit(0, ESR_SVE, 0, 0);
+    assert_eq!(s.hw(0).zcr_el2, 1);
+    assert_eq!(z(s.hw(0), 0, 20), 0xb1);
+}
+
+#[test]
+fn vcpus_that_only_use_fp_simd_never_pay_for_sve_state() {
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 16), vec![0]), (spec_sve(1, 1, 16), vec![0])],
+    );
+    s.start(0);
+    for _ in 0..10 {
+        s.exit(0, ESR_FP, 0, 0);
+        end_turn(&mut s, 0);
+    }
+    assert_eq!((s.hw(0).sve_saves, s.hw(0).sve_restores), (0, 0));
+    assert!(s.hw(0).fp_saves >= 9);
+}
+
+#[test]
+fn sve_of_a_vm_without_it_is_undefined() {
+    let mut s = system(1, vec![(spec(0, 1, 0), vec![0])]);
+    s.start(0);
+    s.exit(0, ESR_FP, 0, 0);
+    s.exit(0, ESR_SVE, 0, 0);
+    assert!(s.hw(0).injected.is_some(), "UNDEFINED");
+    assert!(s.hw(0).cptr & CPTR_TZ != 0);
+    assert_eq!((s.hw(0).sve_saves, s.hw(0).sve_restores), (0, 0));
+}
+
+#[test]
+fn sve_state_of_a_stopped_vm_is_scrubbed_to_its_cap() {
+    let mut s = system(
+        1,
+        vec![(spec_sve(0, 1, 4), vec![0]), (spec_sve(1, 1, 2), vec![0])],
+    );
+    s.start(0);
+    let first = s.loaded(0).unwrap();
+    s.exit(0, ESR_SVE, 0, 0);
+    for b in 0..64 {
+        s.hw(0).sve.buf[b] = 0x5e;
+    }
+    s.hw(0).sve.buf[32 * 256 + 3] = 0x5e;
+    end_turn(&mut s, 0);
+    let second = s.loaded(0).unwrap();
+    assert_ne!(first, second);
+    s.vms[first.0].stop(Stop::PowerOff);
+    s.board.borrow_mut().raise(0, 26);
+    s.irq(0);
+    assert_eq!(s.loaded(0), Some(second));
+    assert!(
+        (0..64).all(|b| z(s.hw(0), 0, b) == 0),
+        "nothing of the stopped VM"
+    );
+    assert_eq!(p(s.hw(0), 0, 3), 0);
+    assert_eq!(s.hw(0).fp, FpRegs::default());
+}
