@@ -23,20 +23,7 @@ fn two_vms_share_fp(cpu: &str) {
         "-cpu {cpu}: the VMs never powered off\n{report}"
     );
     for vm in ["a", "b"] {
-        let tag = format!("({vm}) ");
-        let lines: Vec<&str> = run
-            .output
-            .lines()
-            .filter_map(|l| l.strip_prefix(tag.as_str()))
-            .collect();
-        let passes = lines.iter().filter(|l| l.starts_with("PASS: ")).count();
-        let fails: Vec<_> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
-        let summary = format!("{CHECKS} passed, 0 failed");
-        assert!(
-            passes == CHECKS && fails.is_empty() && lines.contains(&summary.as_str()),
-            "-cpu {cpu}: VM '{vm}' should pass all {CHECKS} checks: {passes} PASS, \
-             failures {fails:?}\n{report}"
-        );
+        run.assert_vm_passed(&format!("-cpu {cpu}"), vm, CHECKS);
     }
     assert_eq!(
         run.status,

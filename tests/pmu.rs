@@ -29,20 +29,8 @@ fn pmu_guests(cpu: &str, pmuver: u32) {
         "-cpu {cpu}: the VMs never powered off\n{report}"
     );
     for (vm, checks) in [("a", CHECKS_PMU), ("b", CHECKS_PMU), ("c", CHECKS_NONE)] {
-        let tag = format!("({vm}) ");
-        let lines: Vec<&str> = run
-            .output
-            .lines()
-            .filter_map(|l| l.strip_prefix(tag.as_str()))
-            .collect();
-        let passes = lines.iter().filter(|l| l.starts_with("PASS: ")).count();
-        let fails: Vec<_> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
-        let summary = format!("{checks} passed, 0 failed");
-        assert!(
-            passes == checks && fails.is_empty() && lines.contains(&summary.as_str()),
-            "-cpu {cpu}: VM '{vm}' should pass all {checks} checks: {passes} PASS, \
-             failures {fails:?}\n{report}"
-        );
+        run.assert_vm_passed(&format!("-cpu {cpu}"), vm, checks);
+        let lines = run.vm_lines(vm);
         let banner = if vm == "c" {
             "PMUVer=0".to_string()
         } else {

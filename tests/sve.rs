@@ -24,19 +24,7 @@ fn two_vms_with_different_vector_lengths_keep_their_sve_state_on_cpu_max() {
     let report = run.report();
     assert!(!run.timed_out, "the VMs never powered off\n{report}");
     for vm in ["a", "b"] {
-        let tag = format!("({vm}) ");
-        let lines: Vec<&str> = run
-            .output
-            .lines()
-            .filter_map(|l| l.strip_prefix(tag.as_str()))
-            .collect();
-        let passes = lines.iter().filter(|l| l.starts_with("PASS: ")).count();
-        let fails: Vec<_> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
-        let summary = format!("{CHECKS} passed, 0 failed");
-        assert!(
-            passes == CHECKS && fails.is_empty() && lines.contains(&summary.as_str()),
-            "VM '{vm}' should pass all {CHECKS} checks: {passes} PASS, failures {fails:?}\n{report}"
-        );
+        run.assert_vm_passed("-cpu max", vm, CHECKS);
     }
     assert_eq!(run.status, Some(0), "QEMU's exit status\n{report}");
 }

@@ -55,6 +55,31 @@ impl Run {
         self.guest_lines().filter_map(parse_summary).last()
     }
 
+    /// The lines VM `vm` printed, its console tag (`(vm) `) removed.
+    pub fn vm_lines(&self, vm: &str) -> Vec<&str> {
+        let tag = format!("({vm}) ");
+        self.output
+            .lines()
+            .filter_map(|l| l.strip_prefix(tag.as_str()))
+            .collect()
+    }
+
+    /// Asserts that VM `vm` (one of several sharing the console) ran its
+    /// checks to the end: exactly `checks` `PASS:` lines, no `FAIL` line and
+    /// its `N passed, 0 failed` summary. `what` names the run in the message.
+    pub fn assert_vm_passed(&self, what: &str, vm: &str, checks: usize) {
+        let lines = self.vm_lines(vm);
+        let passes = lines.iter().filter(|l| l.starts_with("PASS: ")).count();
+        let fails: Vec<_> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+        let summary = format!("{checks} passed, 0 failed");
+        assert!(
+            passes == checks && fails.is_empty() && lines.contains(&summary.as_str()),
+            "{what}: VM '{vm}' should pass all {checks} checks: {passes} PASS, \
+             failures {fails:?}\n{}",
+            self.report()
+        );
+    }
+
     /// Everything needed to understand a failed assertion.
     pub fn report(&self) -> String {
         format!(
